@@ -1,0 +1,36 @@
+use std::time::SystemTime;
+
+/// How the client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Basic,
+    Bearer,
+    QueryToken,
+    Cookie,
+    /// Credentials the bridge checked itself (e.g. a STOMP CONNECT login).
+    Bridge,
+}
+
+/// An authenticated identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub method: AuthMethod,
+    /// When the credential stops being valid (JWT `exp`); `None` for passwords.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Lets a bridge check a username and password against the gateway's realm, e.g. for a
+/// protocol-level login when the handshake carried no credentials.
+#[async_trait::async_trait]
+pub trait CredentialCheck: Send + Sync {
+    /// `None` when the user is unknown or the password is wrong.
+    async fn check_password(&self, user: &str, password: &str) -> Option<Principal>;
+}

@@ -1,0 +1,27 @@
+use serde::de::DeserializeOwned;
+
+/// A bridge's settings did not parse; `path` names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SettingsError {
+    pub path: String,
+    pub message: String,
+}
+
+impl SettingsError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SettingsError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialize a bridge's settings table, naming the key when it fails. Bridges declare
+/// their settings with `#[serde(deny_unknown_fields)]` so typos are errors, not silence.
+pub fn parse_settings<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        SettingsError::new(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+    })
+}
