@@ -1,0 +1,624 @@
+//! JWT verification: HS256 with a shared secret, RS256 with an RSA public key.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use super::config::{JwtConfig, REDACTED};
+
+/// Larger leeways are almost surely a configuration mistake.
+const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What a valid token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub expires_at: SystemTime,
+}
+
+/// Verifies tokens against the configured keys. Cheap enough to run on the async runtime.
+pub struct JwtVerifier {
+    hs256: Option<(DecodingKey, Validation)>,
+    rs256: Option<(DecodingKey, Validation)>,
+    roles_claim: String,
+}
+
+impl JwtVerifier {
+    /// Reads the key file and checks the settings. Errors name the setting.
+    pub fn from_config(cfg: &JwtConfig) -> Result<JwtVerifier, String> {
+        if cfg.hs256_secret.is_none() && cfg.rs256_public_key.is_none() {
+            return Err(
+                "auth.jwt: neither hs256_secret nor rs256_public_key is set; give at least one key"
+                    .to_owned(),
+            );
+        }
+        if cfg.leeway > MAX_LEEWAY {
+            return Err(format!(
+                "auth.jwt.leeway: {} is too large (at most {})",
+                humantime_serde::re::humantime::format_duration(cfg.leeway),
+                humantime_serde::re::humantime::format_duration(MAX_LEEWAY),
+            ));
+        }
+        if cfg.roles_claim.is_empty() {
+            return Err("auth.jwt.roles_claim: must not be empty".to_owned());
+        }
+        for (setting, value) in [("issuer", &cfg.issuer), ("audience", &cfg.audience)] {
+            if value.as_deref() == Some("") {
+                return Err(format!(
+                    "auth.jwt.{setting}: must not be empty (leave it out to accept any)"
+                ));
+            }
+        }
+
+        let hs256 = match &cfg.hs256_secret {
+            None => None,
+            Some(secret) => {
+                if secret.is_empty() {
+                    return Err("auth.jwt.hs256_secret: must not be empty".to_owned());
+                }
+                if secret == REDACTED {
+                    return Err(format!(
+                        "auth.jwt.hs256_secret: {REDACTED:?} is the placeholder the gateway prints \
+                         instead of the secret; give the real secret"
+                    ));
+                }
+                if secret.len() < 32 {
+                    tracing::warn!(
+                        "auth.jwt.hs256_secret is shorter than 32 bytes; HS256 secrets should be at least 32 random bytes"
+                    );
+                }
+                let key = DecodingKey::from_secret(secret.as_bytes());
+                Some((key, validation(cfg, Algorithm::HS256)))
+            }
+        };
+        let rs256 = match &cfg.rs256_public_key {
+            None => None,
+            Some(path) => {
+                let key = load_rsa_public_key(path)
+                    .map_err(|e| format!("auth.jwt.rs256_public_key {}: {e}", path.display()))?;
+                Some((key, validation(cfg, Algorithm::RS256)))
+            }
+        };
+        Ok(JwtVerifier {
+            hs256,
+            rs256,
+            roles_claim: cfg.roles_claim.clone(),
+        })
+    }
+
+    /// Checks signature, algorithm and claims. `Err` is a short reason safe to show a client.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, String> {
+        let header = decode_header(token).map_err(|e| match e.kind() {
+            // An algorithm jsonwebtoken does not know, "none" included.
+            ErrorKind::Json(_) if header_has_alg(token) => "token algorithm is not accepted",
+            _ => "malformed token",
+        })?;
+        let (key, validation) = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("token algorithm {:?} is not accepted", header.alg))?;
+
+        let claims = decode::<Map<String, Value>>(token, key, validation)
+            .map_err(|e| reason(e.kind()))?
+            .claims;
+
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err("token has no subject (sub claim)".to_owned()),
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.round() as u64)))
+            .ok_or_else(|| "token has no valid expiry (exp claim)".to_owned())?;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
+            .ok_or_else(|| "token has no valid expiry (exp claim)".to_owned())?;
+        let roles = roles(&claims, &self.roles_claim)?;
+        Ok(VerifiedToken {
+            subject,
+            roles,
+            expires_at,
+        })
+    }
+}
+
+fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    let leeway = cfg.leeway.as_secs() + u64::from(cfg.leeway.subsec_nanos() > 0);
+    v.leeway = leeway;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &cfg.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    match &cfg.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        // Without a configured audience, a token's `aud` is not checked.
+        None => v.validate_aud = false,
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+fn load_rsa_public_key(path: &Path) -> Result<DecodingKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    if pem.contains("PRIVATE KEY-----") {
+        return Err(
+            "holds a private key; give the public key (`openssl rsa -in key.pem -pubout`)"
+                .to_owned(),
+        );
+    }
+    if !pem.contains("-----BEGIN PUBLIC KEY-----")
+        && !pem.contains("-----BEGIN RSA PUBLIC KEY-----")
+    {
+        return Err("is not a PEM \"PUBLIC KEY\" file".to_owned());
+    }
+    let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    // from_rsa_pem only unwraps the PEM; parse the key itself now rather than on first use.
+    let der = key
+        .try_get_as_bytes()
+        .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    let (modulus, _) = (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+        .key_utils
+        .rsa_pub_components_from_public_key)(der)
+    .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    let bits = modulus.iter().skip_while(|b| **b == 0).count() * 8;
+    if bits < 2048 {
+        tracing::warn!(
+            path = %path.display(),
+            bits,
+            "auth.jwt.rs256_public_key is shorter than 2048 bits"
+        );
+    }
+    Ok(key)
+}
+
+/// Whether the token's header names some algorithm (one jsonwebtoken may not know).
+fn header_has_alg(token: &str) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .is_some_and(|header| header.get("alg").is_some_and(Value::is_string))
+}
+
+fn reason(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::ExpiredSignature => "token expired".to_owned(),
+        ErrorKind::ImmatureSignature => "token not yet valid".to_owned(),
+        ErrorKind::InvalidSignature => "invalid token signature".to_owned(),
+        ErrorKind::InvalidIssuer => "token issuer not accepted".to_owned(),
+        ErrorKind::InvalidAudience => "token audience not accepted".to_owned(),
+        ErrorKind::InvalidAlgorithm => "token algorithm is not accepted".to_owned(),
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "sub" => "token has no subject (sub claim)".to_owned(),
+            "exp" => "token has no valid expiry (exp claim)".to_owned(),
+            "iss" => "token has no issuer (iss claim)".to_owned(),
+            "aud" => "token has no audience (aud claim)".to_owned(),
+            other => format!("token lacks the {other} claim"),
+        },
+        ErrorKind::InvalidClaimFormat(claim) => format!("token has a malformed {claim} claim"),
+        _ => "malformed token".to_owned(),
+    }
+}
+
+/// Roles from the configured claim: an array of strings or one space-separated string.
+/// A claim name not found as such is tried as a dotted path (`realm_access.roles`).
+fn roles(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, String> {
+    let value = claims.get(claim).or_else(|| {
+        let mut parts = claim.split('.');
+        let first = claims.get(parts.next()?)?;
+        parts.try_fold(first, |v, part| v.get(part))
+    });
+    let malformed = || format!("token claim {claim:?} must be an array of strings");
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_owned).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(malformed))
+            .collect(),
+        Some(_) => Err(malformed()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    /// Test-only RSA key pair (2048 bits), made with `openssl genrsa` / `openssl rsa -pubout`.
+    pub(crate) const TEST_RSA_PRIVATE: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIIEogIBAAKCAQEAk5eIDlwwXtv0BSVijCEh1OJ8Y4npiIbcDjz6lTOAb7phtZBr
+hNgxJLvsLJdPSFcU4J1vWZ1de1zgKwSzcYqmvXbbBbu1Q86tT7z4IKjT8L6KezUp
+B67z1pMLrcFaaEGVaCtgSGeS17WzssIKs/Ve4eCvNczS8VZGkHhFPoh3fHYK3qAM
+60Ew18LxTFK+vRJIAysJ1iymJGR1BsdmSQ4aPRzjy+HfQRO6VMowwUKh0hjFZrOD
+OIPjVi8ID2W6/LM77IUj+LJCsO7GaYOg1KUACu6qzSfRjNu4NAgIkHa9koHWohOk
+kkkTECT29rnIaPG6CRu/seiY6hcClNa0B8BONwIDAQABAoIBAAaNvLEw8pLoi6B4
+3wES7Y70hnDf3428IBeS9jUocsqpr4uhsvlUpXLL1DpmQ6AWNQUEtW+SXcn/DBMz
+VvAZQVTGnmyJDIz+WrktaAuaafYJBMD6azmxapfVTFHCweV0PnkM+zsFbyjpI0zl
+ceOfM/Kt7yNhid8rWHnMy8i+XY2As3XQuoUo+HpaFncWPcz/qgXyZQWLrQ2ZQJ2l
+E9fsH17YOJM+fDDbZBqojQYFxfRvtxaMa3LPj7hQnK+dJb1hpfiZdCg1Dkizb+Rx
+7MTgfXhJEE1NqPDnIYRo0z3r5khlLWhddCsjMkg9G860+7e2q03dmM6OM0vtbBDb
+wP3lPpkCgYEAzmyNQEWanl529PydvenZGwpPs3S0GY5y+Z3NdPKw4vsSvZRhuVOj
+H8l+YrmHWJN49ronh+9CZO43sujjDD4kkt4g/zyE19dyahoWFk3y5UeWNG8RsOaS
+TLkFIvyB6ZsjJZy804o55lTkpnVkNN5Nmr5G2OWsXuUyVWQPkOvcSN8CgYEAtwnW
+4VjoKuxGpPN6sHhhXfPZiW0HwTqYZOPey98E16NVq1pXCXT1XKK58baEuHsvYVKE
+pSuOdKBBR5nRZJnkg5O3LoVNCM11YFvCe7QA68xeRzyDB6SirALpYZEcfjkPacMH
+925Rbn6Nl3OD3RxYm5BRkwdVIE/eNhujF3UbLakCgYBS0a6iWMq+O3xSsn+/UHFw
+reRoRax0jHiIuc1S3IQnrUBJm5zRtELAYCE7DuDEovZnVyzBFzd2MzVZrKJbqRsX
+adOnU+qghqo685hk/oUzhFM5Wk6owPl1ms36yYB972ZcktQXs1+jj+/k8ThxFbfh
+G/Jk11EfCan2JJ0yMc9B1QKBgAENjG/lbAh7LXjbcbQ8LQs2UOUKfIXvCVtjOC/i
+C4wWA3Ml5ORICPVMdldenmrVQpODvwGYO4yOM3Hu/5ZdkEP1gJNC7wuC6w7v2DGP
++oVgupYcUgCkQM9OgPsvs4NCXsVT+uLAfrVtAvGBF5wZAqV6cg2veBzkeLnE9O44
+nTxpAoGAR78I8U+TO0ZsZuQWmrvR81Ikd0LSDfXfTQNXFi8pPTOvDT4NqHbVX+Tl
+xwUtUuSZaHrRtcvGK8vhBzMBb4Ya6xwQIpFgHzvDkM/IAYYgHtD0GGRB01SUXOqZ
+93ps/9CCnXP/K8r9jmtA+ns/3+IIL69CShR5ExthP9r4x5Y9LRw=
+-----END RSA PRIVATE KEY-----
+";
+    pub(crate) const TEST_RSA_PUBLIC: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAk5eIDlwwXtv0BSVijCEh
+1OJ8Y4npiIbcDjz6lTOAb7phtZBrhNgxJLvsLJdPSFcU4J1vWZ1de1zgKwSzcYqm
+vXbbBbu1Q86tT7z4IKjT8L6KezUpB67z1pMLrcFaaEGVaCtgSGeS17WzssIKs/Ve
+4eCvNczS8VZGkHhFPoh3fHYK3qAM60Ew18LxTFK+vRJIAysJ1iymJGR1BsdmSQ4a
+PRzjy+HfQRO6VMowwUKh0hjFZrODOIPjVi8ID2W6/LM77IUj+LJCsO7GaYOg1KUA
+Cu6qzSfRjNu4NAgIkHa9koHWohOkkkkTECT29rnIaPG6CRu/seiY6hcClNa0B8BO
+NwIDAQAB
+-----END PUBLIC KEY-----
+";
+    pub(crate) const TEST_HS_SECRET: &str = "an HS256 test secret of at least 32 bytes";
+
+    pub(crate) fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    pub(crate) fn hs256(claims: &Value, secret: &str) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encode")
+    }
+
+    pub(crate) fn rs256(claims: &Value) -> String {
+        let key = EncodingKey::from_rsa_pem(TEST_RSA_PRIVATE.as_bytes()).expect("private key");
+        encode(&Header::new(Algorithm::RS256), claims, &key).expect("encode")
+    }
+
+    /// Writes the test public key to a temp file; keep the returned dir alive.
+    pub(crate) fn public_key_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwt.pub.pem");
+        std::fs::write(&path, TEST_RSA_PUBLIC).expect("write");
+        (dir, path)
+    }
+
+    fn hs_config() -> JwtConfig {
+        JwtConfig {
+            hs256_secret: Some(TEST_HS_SECRET.to_owned()),
+            ..JwtConfig::default()
+        }
+    }
+
+    fn hs_verifier() -> JwtVerifier {
+        JwtVerifier::from_config(&hs_config()).expect("valid config")
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut c = json!({ "sub": "alice", "exp": now() + 600, "roles": ["trader", "chat"] });
+        if let (Some(c), Value::Object(extra)) = (c.as_object_mut(), extra) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    c.remove(&k);
+                } else {
+                    c.insert(k, v);
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn hs256_valid_token() {
+        let exp = now() + 600;
+        let token = hs256(&claims(json!({ "exp": exp })), TEST_HS_SECRET);
+        let got = hs_verifier().verify(&token).expect("valid");
+        assert_eq!(
+            got,
+            VerifiedToken {
+                subject: "alice".to_owned(),
+                roles: vec!["trader".to_owned(), "chat".to_owned()],
+                expires_at: UNIX_EPOCH + Duration::from_secs(exp),
+            }
+        );
+    }
+
+    #[test]
+    fn rs256_valid_token() {
+        let (_dir, path) = public_key_file();
+        let cfg = JwtConfig {
+            rs256_public_key: Some(path),
+            ..JwtConfig::default()
+        };
+        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        let got = v.verify(&rs256(&claims(json!({})))).expect("valid");
+        assert_eq!(got.subject, "alice");
+        assert_eq!(got.roles, ["trader", "chat"]);
+        // HS256 is not accepted when only an RSA key is configured, including the classic
+        // confusion attack that uses the public key as an HMAC secret.
+        let forged = hs256(&claims(json!({})), TEST_RSA_PUBLIC);
+        assert_eq!(
+            v.verify(&forged).expect_err("hs256 with rsa key"),
+            "token algorithm HS256 is not accepted"
+        );
+    }
+
+    #[test]
+    fn rs256_wrong_signature() {
+        let (_dir, path) = public_key_file();
+        let cfg = JwtConfig {
+            rs256_public_key: Some(path),
+            ..JwtConfig::default()
+        };
+        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        let token = rs256(&claims(json!({})));
+        // Re-sign a different payload: take its header and signature but change the claims.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let other = rs256(&claims(json!({ "sub": "mallory" })));
+        let other_payload = other.split('.').nth(1).expect("payload");
+        parts[1] = other_payload;
+        assert_eq!(
+            v.verify(&parts.join(".")).expect_err("tampered"),
+            "invalid token signature"
+        );
+    }
+
+    #[test]
+    fn both_keys_accept_either_algorithm() {
+        let (_dir, path) = public_key_file();
+        let cfg = JwtConfig {
+            rs256_public_key: Some(path),
+            ..hs_config()
+        };
+        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        assert!(v.verify(&rs256(&claims(json!({})))).is_ok());
+        assert!(v.verify(&hs256(&claims(json!({})), TEST_HS_SECRET)).is_ok());
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &claims(json!({})),
+            &EncodingKey::from_secret(TEST_HS_SECRET.as_bytes()),
+        )
+        .expect("encode");
+        assert_eq!(
+            v.verify(&hs384).expect_err("hs384"),
+            "token algorithm HS384 is not accepted"
+        );
+    }
+
+    #[test]
+    fn hs256_wrong_secret() {
+        let token = hs256(&claims(json!({})), "some other secret of enough length!!");
+        assert_eq!(
+            hs_verifier().verify(&token).expect_err("wrong secret"),
+            "invalid token signature"
+        );
+    }
+
+    #[test]
+    fn alg_none_and_garbage_are_rejected() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims(json!({})).to_string());
+        for token in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
+            let err = hs_verifier().verify(&token).expect_err("alg none");
+            assert!(
+                err == "token algorithm is not accepted" || err == "malformed token",
+                "{err}"
+            );
+        }
+        assert_eq!(
+            hs_verifier()
+                .verify(&format!("{header}.{payload}."))
+                .expect_err("none"),
+            "token algorithm is not accepted"
+        );
+        for token in ["", "abc", "a.b.c", "....", "é.é.é"] {
+            assert_eq!(
+                hs_verifier().verify(token).expect_err(token),
+                "malformed token"
+            );
+        }
+    }
+
+    #[test]
+    fn expired_token_and_leeway() {
+        let token = hs256(&claims(json!({ "exp": now() - 30 })), TEST_HS_SECRET);
+        assert_eq!(
+            hs_verifier().verify(&token).expect_err("expired"),
+            "token expired"
+        );
+        let lenient = JwtVerifier::from_config(&JwtConfig {
+            leeway: Duration::from_secs(120),
+            ..hs_config()
+        })
+        .expect("valid config");
+        assert!(lenient.verify(&token).is_ok(), "within leeway");
+        let old = hs256(&claims(json!({ "exp": now() - 600 })), TEST_HS_SECRET);
+        assert_eq!(lenient.verify(&old).expect_err("expired"), "token expired");
+    }
+
+    #[test]
+    fn not_before_is_honoured() {
+        let token = hs256(&claims(json!({ "nbf": now() + 300 })), TEST_HS_SECRET);
+        assert_eq!(
+            hs_verifier().verify(&token).expect_err("nbf"),
+            "token not yet valid"
+        );
+        let token = hs256(&claims(json!({ "nbf": now() - 5 })), TEST_HS_SECRET);
+        assert!(hs_verifier().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn exp_and_sub_are_required() {
+        let v = hs_verifier();
+        let token = hs256(&claims(json!({ "exp": null })), TEST_HS_SECRET);
+        assert_eq!(
+            v.verify(&token).expect_err("no exp"),
+            "token has no valid expiry (exp claim)"
+        );
+        let token = hs256(&claims(json!({ "exp": "tomorrow" })), TEST_HS_SECRET);
+        assert!(v.verify(&token).is_err());
+        for sub in [json!(null), json!(42), json!("")] {
+            let token = hs256(&claims(json!({ "sub": sub })), TEST_HS_SECRET);
+            assert_eq!(
+                v.verify(&token).expect_err("no sub"),
+                "token has no subject (sub claim)"
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let v = JwtVerifier::from_config(&JwtConfig {
+            issuer: Some("https://idp.example".to_owned()),
+            audience: Some("gateway".to_owned()),
+            ..hs_config()
+        })
+        .expect("valid config");
+        let good = json!({ "iss": "https://idp.example", "aud": ["other", "gateway"] });
+        let token = hs256(&claims(good), TEST_HS_SECRET);
+        assert!(v.verify(&token).is_ok());
+        let cases = [
+            (
+                json!({ "iss": "https://evil.example", "aud": "gateway" }),
+                "token issuer not accepted",
+            ),
+            (
+                json!({ "iss": "https://idp.example", "aud": "other" }),
+                "token audience not accepted",
+            ),
+            (
+                json!({ "aud": "gateway" }),
+                "token has no issuer (iss claim)",
+            ),
+            (
+                json!({ "iss": "https://idp.example" }),
+                "token has no audience (aud claim)",
+            ),
+        ];
+        for (extra, want) in cases {
+            let token = hs256(&claims(extra), TEST_HS_SECRET);
+            assert_eq!(v.verify(&token).expect_err(want), want);
+        }
+        // Not configured: issuer and audience are not checked.
+        let token = hs256(
+            &claims(json!({ "iss": "anyone", "aud": "anything" })),
+            TEST_HS_SECRET,
+        );
+        assert!(hs_verifier().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn roles_claim_shapes() {
+        let v = JwtVerifier::from_config(&JwtConfig {
+            roles_claim: "scope".to_owned(),
+            ..hs_config()
+        })
+        .expect("valid config");
+        let token = hs256(&claims(json!({ "scope": "read  write" })), TEST_HS_SECRET);
+        assert_eq!(v.verify(&token).expect("valid").roles, ["read", "write"]);
+        let token = hs256(&claims(json!({})), TEST_HS_SECRET);
+        assert!(v.verify(&token).expect("valid").roles.is_empty());
+        for bad in [json!(5), json!(["ok", 1]), json!({ "a": 1 })] {
+            let token = hs256(&claims(json!({ "scope": bad })), TEST_HS_SECRET);
+            assert!(v.verify(&token).expect_err("bad roles").contains("scope"));
+        }
+        let nested = JwtVerifier::from_config(&JwtConfig {
+            roles_claim: "realm_access.roles".to_owned(),
+            ..hs_config()
+        })
+        .expect("valid config");
+        let token = hs256(
+            &claims(json!({ "realm_access": { "roles": ["admin"] } })),
+            TEST_HS_SECRET,
+        );
+        assert_eq!(nested.verify(&token).expect("valid").roles, ["admin"]);
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let err = |cfg: JwtConfig| JwtVerifier::from_config(&cfg).err().expect("error");
+        assert!(err(JwtConfig::default()).contains("auth.jwt"));
+        let e = err(JwtConfig {
+            hs256_secret: Some(String::new()),
+            ..JwtConfig::default()
+        });
+        assert!(e.contains("auth.jwt.hs256_secret"), "{e}");
+        let e = err(JwtConfig {
+            hs256_secret: Some(REDACTED.to_owned()),
+            ..JwtConfig::default()
+        });
+        assert!(e.contains("placeholder"), "{e}");
+        let e = err(JwtConfig {
+            leeway: Duration::from_secs(3 * 24 * 3600),
+            ..hs_config()
+        });
+        assert!(e.contains("auth.jwt.leeway"), "{e}");
+        let e = err(JwtConfig {
+            audience: Some(String::new()),
+            ..hs_config()
+        });
+        assert!(e.contains("auth.jwt.audience"), "{e}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let e = err(JwtConfig {
+            rs256_public_key: Some(missing.clone()),
+            ..JwtConfig::default()
+        });
+        assert!(
+            e.contains("auth.jwt.rs256_public_key") && e.contains("missing.pem"),
+            "{e}"
+        );
+        for (name, text, needle) in [
+            ("private.pem", TEST_RSA_PRIVATE, "private key"),
+            ("garbage.pem", "hello", "PUBLIC KEY"),
+            (
+                "broken.pem",
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                "not a valid RSA public key",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let e = err(JwtConfig {
+                rs256_public_key: Some(path),
+                ..JwtConfig::default()
+            });
+            assert!(e.contains(name) && e.contains(needle), "{e}");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Handshake authentication: who is opening this WebSocket?
+//!
+//! Credentials come from the request ([`credentials`]), are checked against the file realm
+//! ([`realm`]) or as a JWT ([`jwt`]), and become a [`Principal`]. The realm also serves
+//! bridges as a [`CredentialCheck`] for protocol-level logins.
+
+mod config;
+mod credentials;
+mod jwt;
+mod realm;
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
+use bridge_api::{AuthMethod, CredentialCheck, Principal};
+use password_hash::rand_core::OsRng;
+use tokio::sync::Semaphore;
+
+pub use config::{AuthConfig, JwtConfig};
+use credentials::Credentials;
+use jwt::JwtVerifier;
+use realm::Realm;
+
+/// Why presented credentials were refused. `reason` is a short sentence safe to show a client.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct AuthFailure {
+    pub reason: String,
+}
+
+impl AuthFailure {
+    fn new(reason: impl Into<String>) -> Self {
+        AuthFailure {
+            reason: reason.into(),
+        }
+    }
+}
+
+const BAD_PASSWORD: &str = "invalid username or password";
+
+/// Checks handshake credentials against the configured realm and JWT keys.
+pub struct Authenticator {
+    realm: Option<Arc<Realm>>,
+    jwt: Option<JwtVerifier>,
+    cookie: String,
+    /// Bounds concurrent password hashing so a login flood cannot take every blocking thread.
+    hashing: Arc<Semaphore>,
+}
+
+impl Authenticator {
+    /// Reads the realm file and key files; errors name the offending setting/file and what is wrong.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Authenticator, String> {
+        let cookie_ok = !cfg.cookie.is_empty()
+            && cfg
+                .cookie
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !cookie_ok {
+            return Err(format!(
+                "auth.cookie: {:?} is not a valid cookie name",
+                cfg.cookie
+            ));
+        }
+        let realm = match &cfg.realm_file {
+            Some(path) => Some(Arc::new(Realm::load(path)?)),
+            None => None,
+        };
+        let jwt = match &cfg.jwt {
+            Some(jwt) => Some(JwtVerifier::from_config(jwt)?),
+            None => None,
+        };
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        if let Some(realm) = &realm {
+            tracing::debug!(users = realm.len(), "auth realm loaded");
+        }
+        Ok(Authenticator {
+            realm,
+            jwt,
+            cookie: cfg.cookie.clone(),
+            hashing: Arc::new(Semaphore::new(parallelism)),
+        })
+    }
+
+    /// Looks at the request's credentials. Ok(None) = none presented (anonymous).
+    /// Err = credentials presented but wrong/expired/unsupported; the reason is safe to show a
+    /// client.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Option<Principal>, AuthFailure> {
+        let creds = credentials::extract(headers, query, &self.cookie).map_err(AuthFailure::new)?;
+        let result = match creds {
+            None => return Ok(None),
+            Some(Credentials::Basic { user, password }) => {
+                if self.realm.is_none() {
+                    Err(AuthFailure::new(
+                        "basic credentials given but no user realm is configured",
+                    ))
+                } else {
+                    self.check_password(user, password, AuthMethod::Basic)
+                        .await
+                        .ok_or_else(|| AuthFailure::new(BAD_PASSWORD))
+                }
+            }
+            Some(Credentials::Token { token, method }) => self.check_token(&token, method),
+        };
+        match &result {
+            Ok(p) => tracing::debug!(user = %p.name, method = ?p.method, "authenticated"),
+            Err(e) => tracing::debug!(reason = %e.reason, "authentication failed"),
+        }
+        result.map(Some)
+    }
+
+    /// The realm as a password checker that bridges can use for protocol-level logins.
+    pub fn credential_check(self: &Arc<Self>) -> Arc<dyn CredentialCheck> {
+        Arc::new(RealmCheck(Arc::clone(self)))
+    }
+
+    pub fn has_realm(&self) -> bool {
+        self.realm.is_some()
+    }
+
+    pub fn has_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    fn check_token(&self, token: &str, method: AuthMethod) -> Result<Principal, AuthFailure> {
+        let Some(jwt) = &self.jwt else {
+            let what = match method {
+                AuthMethod::Bearer => "bearer token",
+                AuthMethod::QueryToken => "access_token query parameter",
+                _ => "token cookie",
+            };
+            return Err(AuthFailure::new(format!(
+                "{what} given but no JWT key is configured"
+            )));
+        };
+        let verified = jwt.verify(token).map_err(AuthFailure::new)?;
+        Ok(Principal {
+            name: verified.subject,
+            roles: verified.roles,
+            method,
+            expires_at: Some(verified.expires_at),
+        })
+    }
+
+    /// Checks a password against the realm on a blocking thread. `None` if there is no realm,
+    /// the user is unknown or the password is wrong.
+    async fn check_password(
+        &self,
+        user: String,
+        password: String,
+        method: AuthMethod,
+    ) -> Option<Principal> {
+        let realm = Arc::clone(self.realm.as_ref()?);
+        let permit = Arc::clone(&self.hashing).acquire_owned().await.ok()?;
+        let roles = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            realm.verify(&user, &password).map(|roles| (user, roles))
+        })
+        .await;
+        match roles {
+            Ok(Some((name, roles))) => Some(Principal {
+                name,
+                roles,
+                method,
+                expires_at: None,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "password check task failed");
+                None
+            }
+        }
+    }
+}
+
+/// [`CredentialCheck`] over the realm, for bridges.
+struct RealmCheck(Arc<Authenticator>);
+
+#[async_trait::async_trait]
+impl CredentialCheck for RealmCheck {
+    async fn check_password(&self, user: &str, password: &str) -> Option<Principal> {
+        self.0
+            .check_password(user.to_owned(), password.to_owned(), AuthMethod::Bridge)
+            .await
+    }
+}
+
+/// Argon2id PHC string for a password (used by `gateway hash-password`).
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters hashes any password shorter than 4 GiB")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use base64::Engine;
+    use http::{HeaderMap, HeaderValue};
+    use serde_json::json;
+
+    use jwt::tests::{hs256, now, public_key_file, rs256, TEST_HS_SECRET};
+    use realm::tests::realm_toml;
+
+    const _: fn() = || {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Authenticator>();
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        auth: Arc<Authenticator>,
+    }
+
+    fn full() -> Fixture {
+        let (dir, key) = public_key_file();
+        let realm = dir.path().join("realm.toml");
+        std::fs::write(&realm, realm_toml()).expect("write realm");
+        let cfg = AuthConfig {
+            realm_file: Some(realm),
+            cookie: "jwt".to_owned(),
+            jwt: Some(JwtConfig {
+                hs256_secret: Some(TEST_HS_SECRET.to_owned()),
+                rs256_public_key: Some(key),
+                ..JwtConfig::default()
+            }),
+        };
+        let auth = Authenticator::from_config(&cfg).expect("valid config");
+        Fixture {
+            _dir: dir,
+            auth: Arc::new(auth),
+        }
+    }
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).expect("header value"));
+        h
+    }
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        with("authorization", &format!("Basic {encoded}"))
+    }
+
+    fn token() -> (String, u64) {
+        let exp = now() + 600;
+        let claims = json!({ "sub": "bob", "exp": exp, "roles": "chat" });
+        (hs256(&claims, TEST_HS_SECRET), exp)
+    }
+
+    #[tokio::test]
+    async fn anonymous_when_nothing_presented() {
+        let f = full();
+        let got = f.auth.authenticate(&HeaderMap::new(), None).await;
+        assert_eq!(got.expect("ok"), None);
+        let got = f.auth.authenticate(&HeaderMap::new(), Some("a=b")).await;
+        assert_eq!(got.expect("ok"), None);
+        assert!(f.auth.has_realm() && f.auth.has_jwt());
+    }
+
+    #[tokio::test]
+    async fn basic_against_realm() {
+        let f = full();
+        let p = f
+            .auth
+            .authenticate(&basic("alice", "alice-pw"), None)
+            .await
+            .expect("ok")
+            .expect("principal");
+        assert_eq!(
+            p,
+            Principal {
+                name: "alice".to_owned(),
+                roles: vec!["trader".to_owned(), "chat".to_owned()],
+                method: AuthMethod::Basic,
+                expires_at: None,
+            }
+        );
+        let wrong = f.auth.authenticate(&basic("alice", "nope"), None).await;
+        let unknown = f
+            .auth
+            .authenticate(&basic("mallory", "alice-pw"), None)
+            .await;
+        assert_eq!(wrong.expect_err("wrong").reason, BAD_PASSWORD);
+        assert_eq!(unknown.expect_err("unknown").reason, BAD_PASSWORD);
+        let malformed = f
+            .auth
+            .authenticate(&with("authorization", "Basic %%%"), None)
+            .await;
+        assert_eq!(
+            malformed.expect_err("malformed").reason,
+            "malformed basic credentials"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_from_each_source() {
+        let f = full();
+        let (tok, exp) = token();
+        let expect = |method| Principal {
+            name: "bob".to_owned(),
+            roles: vec!["chat".to_owned()],
+            method,
+            expires_at: Some(UNIX_EPOCH + Duration::from_secs(exp)),
+        };
+        let bearer = with("authorization", &format!("Bearer {tok}"));
+        let got = f.auth.authenticate(&bearer, None).await.expect("ok");
+        assert_eq!(got, Some(expect(AuthMethod::Bearer)));
+        let query = format!("x=1&access_token={tok}");
+        let got = f
+            .auth
+            .authenticate(&HeaderMap::new(), Some(&query))
+            .await
+            .expect("ok");
+        assert_eq!(got, Some(expect(AuthMethod::QueryToken)));
+        let cookie = with("cookie", &format!("access_token=ignored; jwt={tok}"));
+        let got = f.auth.authenticate(&cookie, None).await.expect("ok");
+        assert_eq!(got, Some(expect(AuthMethod::Cookie)));
+        let rs = rs256(&json!({ "sub": "carol", "exp": now() + 60 }));
+        let bearer = with("authorization", &format!("Bearer {rs}"));
+        let got = f.auth.authenticate(&bearer, None).await.expect("ok");
+        assert_eq!(got.expect("principal").name, "carol");
+    }
+
+    #[tokio::test]
+    async fn first_source_wins_even_when_it_fails() {
+        let f = full();
+        let (tok, _) = token();
+        let mut h = basic("alice", "wrong");
+        h.insert(
+            "cookie",
+            HeaderValue::from_str(&format!("jwt={tok}")).expect("value"),
+        );
+        let got = f
+            .auth
+            .authenticate(&h, Some(&format!("access_token={tok}")))
+            .await;
+        assert_eq!(
+            got.expect_err("basic is checked first").reason,
+            BAD_PASSWORD
+        );
+        let expired = hs256(&json!({ "sub": "bob", "exp": now() - 60 }), TEST_HS_SECRET);
+        let h = with("authorization", &format!("Bearer {expired}"));
+        let got = f
+            .auth
+            .authenticate(&h, Some(&format!("access_token={tok}")))
+            .await;
+        assert_eq!(got.expect_err("expired bearer").reason, "token expired");
+    }
+
+    #[tokio::test]
+    async fn missing_backends_are_reported() {
+        let auth = Authenticator::from_config(&AuthConfig::default()).expect("empty config");
+        assert!(!auth.has_realm() && !auth.has_jwt());
+        let (tok, _) = token();
+        let bearer = with("authorization", &format!("Bearer {tok}"));
+        let err = auth.authenticate(&bearer, None).await.expect_err("no jwt");
+        assert_eq!(
+            err.reason,
+            "bearer token given but no JWT key is configured"
+        );
+        let err = auth
+            .authenticate(&HeaderMap::new(), Some(&format!("access_token={tok}")))
+            .await
+            .expect_err("no jwt");
+        assert!(err.reason.contains("no JWT key"), "{err}");
+        let cookie = with("cookie", &format!("access_token={tok}"));
+        let err = auth.authenticate(&cookie, None).await.expect_err("no jwt");
+        assert!(err.reason.contains("no JWT key"), "{err}");
+        let err = auth
+            .authenticate(&basic("alice", "pw"), None)
+            .await
+            .expect_err("no realm");
+        assert!(err.reason.contains("no user realm"), "{err}");
+        let check = Arc::new(auth).credential_check();
+        assert_eq!(check.check_password("alice", "pw").await, None);
+    }
+
+    #[tokio::test]
+    async fn credential_check_for_bridges() {
+        let f = full();
+        let check = f.auth.credential_check();
+        let p = check
+            .check_password("alice", "alice-pw")
+            .await
+            .expect("principal");
+        assert_eq!(p.method, AuthMethod::Bridge);
+        assert!(p.has_role("trader"));
+        assert_eq!(check.check_password("alice", "bad").await, None);
+        assert_eq!(check.check_password("nobody", "alice-pw").await, None);
+    }
+
+    #[tokio::test]
+    async fn hashed_password_round_trips_through_a_realm() {
+        let hash = hash_password("s3cret pw");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert_ne!(hash, hash_password("s3cret pw"), "salts differ");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("realm.toml");
+        let text = format!("[[user]]\nname = \"dana\"\npassword_hash = \"{hash}\"\n");
+        std::fs::write(&path, text).expect("write");
+        let auth = Authenticator::from_config(&AuthConfig {
+            realm_file: Some(path),
+            ..AuthConfig::default()
+        })
+        .expect("valid");
+        let got = auth
+            .authenticate(&basic("dana", "s3cret pw"), None)
+            .await
+            .expect("ok")
+            .expect("principal");
+        assert_eq!(got.name, "dana");
+        assert!(got.roles.is_empty());
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let err = |cfg: AuthConfig| Authenticator::from_config(&cfg).err().expect("error");
+        let e = err(AuthConfig {
+            cookie: "bad name;".to_owned(),
+            ..AuthConfig::default()
+        });
+        assert!(e.contains("auth.cookie"), "{e}");
+        let e = err(AuthConfig {
+            realm_file: Some("/nonexistent/realm.toml".into()),
+            ..AuthConfig::default()
+        });
+        assert!(e.contains("auth.realm_file"), "{e}");
+        let e = err(AuthConfig {
+            jwt: Some(JwtConfig::default()),
+            ..AuthConfig::default()
+        });
+        assert!(e.contains("auth.jwt"), "{e}");
+    }
+
+    #[test]
+    fn failure_displays_its_reason() {
+        let f = AuthFailure::new("token expired");
+        assert_eq!(f.to_string(), "token expired");
+    }
+}

@@ -1,0 +1,75 @@
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+
+use super::GatewayConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+/// The file (if any), then `GATEWAY__SECTION__KEY` environment overrides, deserialized with
+/// the path of the first bad key kept for the error message.
+pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
+    let mut builder = Config::builder();
+    if let Some(path) = path {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    builder = builder.add_source(
+        Environment::with_prefix("GATEWAY")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("server.trusted_proxies"),
+    );
+    let merged = builder.build()?;
+    serde_path_to_error::deserialize(merged).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::Key {
+            key: if key == "." { "(root)".into() } else { key },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(toml: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let f = write("[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
+        let err = load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_its_key() {
+        let f = write("[limits]\nidle_timeout = \"soon\"\n");
+        let err = load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("limits.idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn services_and_settings_parse() {
+        let f = write(
+            "[[service]]\nname = \"irc\"\npath = \"/tcp\"\nbridge = \"tcp\"\n\
+             [service.settings]\ntarget = \"127.0.0.1:6667\"\n",
+        );
+        let cfg = load(Some(f.path())).unwrap();
+        assert_eq!(cfg.services.len(), 1);
+        assert_eq!(cfg.services[0].settings["target"], "127.0.0.1:6667");
+    }
+}

@@ -1,0 +1,168 @@
+//! Configuration: TOML through the `config` crate, every key overridable from the
+//! environment as `GATEWAY__SECTION__KEY`, unknown keys rejected by name.
+
+mod defaults;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthConfig;
+
+pub use defaults::default_services;
+pub use load::{load, ConfigError};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `ws://` and `http://` (or `wss://` and `https://` with `tls`) on this one address.
+    pub listen: SocketAddr,
+    /// Directory served at `/`; the embedded demo pages when absent.
+    pub static_dir: Option<PathBuf>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            static_dir: None,
+            trusted_proxies: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Prometheus `/metrics` (and future admin endpoints), kept off the public port.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: ([127, 0, 0, 1], 9090).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open client TCP connections, all kinds; over it new connections get HTTP 503.
+    pub max_connections: usize,
+    /// WebSocket sessions per client IP; over it the handshake gets HTTP 429.
+    pub max_connections_per_ip: usize,
+    /// TLS handshake and HTTP request head must complete within this.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Largest WebSocket message in bytes (close 1009 beyond it).
+    pub max_message_size: usize,
+    /// Largest single WebSocket frame payload in bytes.
+    pub max_frame_size: usize,
+    /// Per-connection read buffer; small on purpose so idle connections stay cheap.
+    pub read_buffer_size: usize,
+    /// Silence after which the gateway pings; after twice this with no answer it closes.
+    /// Zero disables.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Messages queued for one client before the bridge is held back or told it is full.
+    pub outgoing_queue: usize,
+    /// How long shutdown waits for sessions to finish before exiting.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 19_500,
+            max_connections_per_ip: 19_500,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_message_size: 4 * 1024 * 1024,
+            max_frame_size: 4 * 1024 * 1024,
+            read_buffer_size: 2 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            outgoing_queue: 256,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Names the service in logs and metrics; unique.
+    pub name: String,
+    /// URL path; several services may share one and are told apart by subprotocol.
+    pub path: String,
+    /// The bridge kind serving it (`echo`, `tcp`, ...).
+    pub bridge: String,
+    /// Accept clients that offer no subprotocol.
+    #[serde(default)]
+    pub allow_no_subprotocol: bool,
+    /// Origins allowed besides the page's own: exact (`https://a.example.com`),
+    /// wildcard (`https://*.example.com`) or `*`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Accept clients that send no Origin header (non-browser clients).
+    #[serde(default)]
+    pub allow_missing_origin: bool,
+    #[serde(default)]
+    pub require_auth: bool,
+    /// The principal must hold every one of these roles; implies `require_auth`.
+    #[serde(default)]
+    pub require_roles: Vec<String>,
+    /// The bridge's own settings; it rejects keys it does not know.
+    #[serde(default = "empty_table")]
+    pub settings: serde_json::Value,
+}
+
+fn empty_table() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}

@@ -1,0 +1,52 @@
+//! HTTP on the public port: health, readiness, static pages and WebSocket upgrades.
+
+mod handshake;
+mod response;
+mod static_files;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+pub use response::{text, Body};
+pub use static_files::StaticFiles;
+
+use crate::listener::ConnectionSlot;
+use crate::state::AppState;
+
+/// Handle one request on the public listener. A connection that arrived past
+/// `max_connections` (an empty slot) only ever gets a 503.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let over_capacity = slot.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+    if over_capacity {
+        let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
+    if handshake::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
+        return Ok(handshake::upgrade(state, req, peer, slot).await);
+    }
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => match state.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", why.join(", ")),
+            ),
+        },
+        (&Method::GET | &Method::HEAD, path) => {
+            state.static_files.serve(path, req.method() == Method::HEAD).await
+        }
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    };
+    Ok(resp)
+}

@@ -1,0 +1,162 @@
+//! Start-up, serving and shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::Authenticator;
+use crate::config::{self, GatewayConfig};
+use crate::http::StaticFiles;
+use crate::registry::builtin_bridges;
+use crate::services::ServiceTable;
+use crate::state::AppState;
+
+/// Everything a configuration needs before anything listens: bridges built, keys read.
+struct Prepared {
+    config: GatewayConfig,
+    services: ServiceTable,
+    auth: Arc<Authenticator>,
+}
+
+fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
+    let mut config = config::load(path).map_err(|e| e.to_string())?;
+    let factories = builtin_bridges();
+    if config.services.is_empty() {
+        config.services = config::default_services(&factories);
+    }
+    let auth = Arc::new(Authenticator::from_config(&config.auth)?);
+    let services = ServiceTable::build(&config.services, &factories, auth.credential_check())?;
+    if let Some(tls) = &config.server.tls {
+        crate::tls::acceptor(tls)?;
+    }
+    if let Some(dir) = &config.server.static_dir {
+        if !dir.is_dir() {
+            return Err(format!("server.static_dir: {} is not a directory", dir.display()));
+        }
+    }
+    Ok(Prepared {
+        config,
+        services,
+        auth,
+    })
+}
+
+/// `--check-config`: the effective configuration as TOML, or the first error.
+pub fn check(path: &Path) -> Result<String, String> {
+    let prepared = prepare(Some(path))?;
+    toml::to_string_pretty(&prepared.config).map_err(|e| format!("cannot print configuration: {e}"))
+}
+
+/// Raise the open-file soft limit to the hard limit: every connection is a descriptor.
+fn raise_fd_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => {
+            // A few descriptors go to listeners, logs and bridges' own sockets.
+            let usable = n.saturating_sub(100);
+            tracing::info!("open-file limit {n}: room for about {usable} client connections");
+            if (max_connections as u64) > usable {
+                tracing::warn!(
+                    "limits.max_connections = {max_connections} exceeds what the open-file limit allows"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
+pub async fn run(path: Option<&Path>) -> Result<(), String> {
+    let Prepared {
+        config,
+        services,
+        auth,
+    } = prepare(path)?;
+    raise_fd_limit(config.limits.max_connections);
+    let metrics = crate::admin::install_metrics()?;
+
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
+    let static_files = match &config.server.static_dir {
+        Some(dir) => StaticFiles::Disk(dir.clone()),
+        None => StaticFiles::Embedded,
+    };
+    let state = AppState::new(
+        services,
+        auth,
+        config.limits.clone(),
+        config.server.trusted_proxies.clone(),
+        static_files,
+    );
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
+    let admin = TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| format!("admin.listen: cannot bind {}: {e}", config.admin.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{}", config.server.listen);
+    for s in state.services.all() {
+        tracing::info!(
+            "service {} ({}) subprotocols [{}]",
+            s.name,
+            config
+                .services
+                .iter()
+                .find(|c| c.name == *s.name)
+                .map(|c| c.path.as_str())
+                .unwrap_or("?"),
+            s.bridge.subprotocols().join(", ")
+        );
+    }
+    tracing::info!("metrics on {}", crate::admin::describe_listen(config.admin.listen));
+
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin_task = tokio::spawn(crate::admin::serve(admin, metrics, admin_stop.clone()));
+    let accept_task = tokio::spawn(crate::listener::accept_loop(listener, state.clone(), tls));
+
+    wait_for_signal().await;
+    // Unready first, so a load balancer stops sending; then stop accepting and ask every
+    // session to finish; bridges close their clients with 1001 Going Away.
+    state.start_draining();
+    tracing::info!(
+        "shutting down: draining sessions for up to {:?}",
+        config.limits.drain_timeout
+    );
+    state.shutdown.cancel();
+    let _ = accept_task.await;
+    state.sessions.close();
+    if tokio::time::timeout(config.limits.drain_timeout, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "drain deadline passed with {} sessions open; exiting",
+            state.sessions.len()
+        );
+    }
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,266 @@
+//! The service table: which bridge serves a (path, offered subprotocols) pair.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bridge_api::{Bridge, BridgeFactory, BuildContext, CredentialCheck};
+use metrics::Counter;
+
+use crate::config::ServiceConfig;
+use crate::origin::OriginPolicy;
+
+/// Per-service traffic counters, resolved once so the hot path only bumps atomics.
+#[derive(Clone)]
+pub struct TrafficCounters {
+    pub messages_in: Counter,
+    pub bytes_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_out: Counter,
+}
+
+impl TrafficCounters {
+    fn new(service: &str) -> Self {
+        let s = service.to_string();
+        TrafficCounters {
+            messages_in: metrics::counter!("gateway_messages_in_total", "service" => s.clone()),
+            bytes_in: metrics::counter!("gateway_bytes_in_total", "service" => s.clone()),
+            messages_out: metrics::counter!("gateway_messages_out_total", "service" => s.clone()),
+            bytes_out: metrics::counter!("gateway_bytes_out_total", "service" => s),
+        }
+    }
+}
+
+pub struct Service {
+    pub name: Arc<str>,
+    pub bridge: Arc<dyn Bridge>,
+    pub allow_no_subprotocol: bool,
+    pub origins: OriginPolicy,
+    pub require_auth: bool,
+    pub require_roles: Vec<String>,
+    pub counters: TrafficCounters,
+}
+
+/// Services grouped by path, in configuration order (which is the server's preference).
+pub struct ServiceTable {
+    by_path: HashMap<String, Vec<Arc<Service>>>,
+    all: Vec<Arc<Service>>,
+}
+
+/// Why no service could take a handshake.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoService {
+    UnknownPath,
+    NoSubprotocol { supported: Vec<&'static str> },
+}
+
+impl ServiceTable {
+    pub fn build(
+        configs: &[ServiceConfig],
+        factories: &[Box<dyn BridgeFactory>],
+        credentials: Arc<dyn CredentialCheck>,
+    ) -> Result<ServiceTable, String> {
+        let mut by_path: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
+        let mut all = Vec::new();
+        for (i, cfg) in configs.iter().enumerate() {
+            let key = |field: &str| format!("service[{i}].{field}");
+            if all.iter().any(|s: &Arc<Service>| &*s.name == cfg.name) {
+                return Err(format!("{}: duplicate service name `{}`", key("name"), cfg.name));
+            }
+            if !cfg.path.starts_with('/') {
+                return Err(format!("{}: `{}` must start with /", key("path"), cfg.path));
+            }
+            let factory = factories
+                .iter()
+                .find(|f| f.kind() == cfg.bridge)
+                .ok_or_else(|| {
+                    let kinds: Vec<_> = factories.iter().map(|f| f.kind()).collect();
+                    format!(
+                        "{}: unknown bridge `{}` (known: {})",
+                        key("bridge"),
+                        cfg.bridge,
+                        kinds.join(", ")
+                    )
+                })?;
+            let ctx = BuildContext {
+                service: cfg.name.as_str().into(),
+                credentials: credentials.clone(),
+            };
+            let bridge = factory.build(ctx, cfg.settings.clone()).map_err(|e| {
+                let at = if e.path.is_empty() {
+                    key("settings")
+                } else {
+                    key(&format!("settings.{}", e.path))
+                };
+                format!("{at}: {}", e.message)
+            })?;
+            let origins = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_missing_origin)
+                .map_err(|e| format!("{}: {e}", key("allowed_origins")))?;
+            let service = Arc::new(Service {
+                name: cfg.name.as_str().into(),
+                bridge,
+                allow_no_subprotocol: cfg.allow_no_subprotocol,
+                origins,
+                require_auth: cfg.require_auth || !cfg.require_roles.is_empty(),
+                require_roles: cfg.require_roles.clone(),
+                counters: TrafficCounters::new(&cfg.name),
+            });
+            by_path
+                .entry(cfg.path.clone())
+                .or_default()
+                .push(service.clone());
+            all.push(service);
+        }
+        Ok(ServiceTable { by_path, all })
+    }
+
+    pub fn has_path(&self, path: &str) -> bool {
+        self.by_path.contains_key(path)
+    }
+
+    pub fn all(&self) -> &[Arc<Service>] {
+        &self.all
+    }
+
+    /// The first service at `path` (configuration order) and the first of its subprotocols
+    /// (the bridge's order) that the client offered. A client offering nothing gets the first
+    /// service that accepts that.
+    pub fn select(
+        &self,
+        path: &str,
+        offered: &[&str],
+    ) -> Result<(Arc<Service>, Option<&'static str>), NoService> {
+        let services = self.by_path.get(path).ok_or(NoService::UnknownPath)?;
+        if offered.is_empty() {
+            if let Some(s) = services.iter().find(|s| s.allow_no_subprotocol) {
+                return Ok((s.clone(), None));
+            }
+        }
+        for service in services {
+            for token in service.bridge.subprotocols() {
+                if offered.iter().any(|o| o == token) {
+                    return Ok((service.clone(), Some(token)));
+                }
+            }
+        }
+        Err(NoService::NoSubprotocol {
+            supported: services
+                .iter()
+                .flat_map(|s| s.bridge.subprotocols().iter().copied())
+                .collect(),
+        })
+    }
+}
+
+/// Tokens from every `Sec-WebSocket-Protocol` header, in the client's order.
+pub fn offered_subprotocols(headers: &http::HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_api::{async_trait, BridgeError, Principal, Session, SettingsError};
+
+    struct Fake(&'static str, &'static [&'static str]);
+    struct FakeBridge(&'static [&'static str]);
+    #[async_trait]
+    impl Bridge for FakeBridge {
+        fn subprotocols(&self) -> &[&'static str] {
+            self.0
+        }
+        async fn serve(&self, _: Session) -> Result<(), BridgeError> {
+            Ok(())
+        }
+    }
+    impl BridgeFactory for Fake {
+        fn kind(&self) -> &'static str {
+            self.0
+        }
+        fn build(
+            &self,
+            _: BuildContext,
+            _: serde_json::Value,
+        ) -> Result<Arc<dyn Bridge>, SettingsError> {
+            Ok(Arc::new(FakeBridge(self.1)))
+        }
+    }
+    struct NoRealm;
+    #[async_trait]
+    impl CredentialCheck for NoRealm {
+        async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
+            None
+        }
+    }
+
+    fn svc(name: &str, path: &str, bridge: &str, no_sub: bool) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            path: path.into(),
+            bridge: bridge.into(),
+            allow_no_subprotocol: no_sub,
+            allowed_origins: vec![],
+            allow_missing_origin: true,
+            require_auth: false,
+            require_roles: vec![],
+            settings: serde_json::json!({}),
+        }
+    }
+
+    fn table(configs: &[ServiceConfig]) -> Result<ServiceTable, String> {
+        let factories: Vec<Box<dyn BridgeFactory>> = vec![
+            Box::new(Fake("stomp", &["v12.stomp", "v11.stomp", "stomp"])),
+            Box::new(Fake("xmpp", &["xmpp"])),
+        ];
+        ServiceTable::build(configs, &factories, Arc::new(NoRealm))
+    }
+
+    #[test]
+    fn server_preference_wins_over_client_order() {
+        let t = table(&[svc("s", "/ws", "stomp", false), svc("x", "/ws", "xmpp", false)]).unwrap();
+        let (s, tok) = t.select("/ws", &["stomp", "v11.stomp", "xmpp"]).unwrap();
+        assert_eq!((&*s.name, tok), ("s", Some("v11.stomp")));
+        let (s, tok) = t.select("/ws", &["xmpp"]).unwrap();
+        assert_eq!((&*s.name, tok), ("x", Some("xmpp")));
+    }
+
+    #[test]
+    fn refusals() {
+        let t = table(&[svc("s", "/ws", "stomp", false)]).unwrap();
+        assert!(matches!(t.select("/nope", &["stomp"]), Err(NoService::UnknownPath)));
+        assert!(matches!(
+            t.select("/ws", &["mqtt"]),
+            Err(NoService::NoSubprotocol { .. })
+        ));
+        assert!(matches!(t.select("/ws", &[]), Err(NoService::NoSubprotocol { .. })));
+    }
+
+    #[test]
+    fn no_subprotocol_when_allowed() {
+        let t = table(&[svc("s", "/ws", "stomp", true)]).unwrap();
+        let (_, tok) = t.select("/ws", &[]).unwrap();
+        assert_eq!(tok, None);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = table(&[svc("s", "/ws", "mqtt", false)]).err().unwrap();
+        assert!(e.starts_with("service[0].bridge"), "{e}");
+        let e = table(&[svc("s", "ws", "stomp", false)]).err().unwrap();
+        assert!(e.starts_with("service[0].path"), "{e}");
+    }
+
+    #[test]
+    fn offered_tokens_from_several_headers() {
+        let mut h = http::HeaderMap::new();
+        h.append("sec-websocket-protocol", "a, b".parse().unwrap());
+        h.append("sec-websocket-protocol", "c".parse().unwrap());
+        assert_eq!(offered_subprotocols(&h), vec!["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,143 @@
+//! Runs one bridge session over a WebSocket: client messages become the session's
+//! `Incoming`, the session's `Outbox` is written back in batches, and the transport alone
+//! handles pings, idle clients, limits and the closing handshake.
+//!
+//! A session is one tokio task: the bridge's future and the writer run side by side in it,
+//! so an idle connection costs one task, one small read buffer and one queue.
+
+mod close;
+mod incoming;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bridge_api::{Bridge, CloseFrame, Outbox, Session, SessionInfo};
+use futures::future::{select, Either};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::services::TrafficCounters;
+
+pub use close::{close_for_bridge_result, truncate_reason};
+
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    pub idle_timeout: Duration,
+    pub outgoing_queue: usize,
+    /// How long a bridge gets to finish after its client is gone, and how long the
+    /// gateway waits for the client's half of the closing handshake.
+    pub linger: Duration,
+}
+
+/// State the reading and writing halves share.
+struct Shared {
+    epoch: Instant,
+    /// Milliseconds since `epoch` at which the client last sent anything (pongs count).
+    last_heard: AtomicU64,
+    /// Set when the transport itself must end the session (limit, protocol error).
+    close: Mutex<Option<CloseFrame>>,
+}
+
+impl Shared {
+    fn heard_now(&self) {
+        self.last_heard
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_heard.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn set_close(&self, frame: CloseFrame) {
+        let mut slot = self.close.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(frame);
+    }
+
+    fn take_close(&self) -> Option<CloseFrame> {
+        self.close.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Serve `info` with `bridge` over `ws` until the session ends.
+pub async fn run_session<S>(
+    ws: WebSocketStream<S>,
+    bridge: Arc<dyn Bridge>,
+    info: SessionInfo,
+    settings: TransportSettings,
+    shutdown: CancellationToken,
+    counters: TrafficCounters,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        last_heard: AtomicU64::new(0),
+        close: Mutex::new(None),
+    });
+    let (stream_back_tx, stream_back_rx) = oneshot::channel();
+    let incoming = incoming::IncomingAdapter::new(
+        stream,
+        shared.clone(),
+        counters.clone(),
+        stream_back_tx,
+    );
+    let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
+    let session_shutdown = shutdown.child_token();
+    let session = Session {
+        info,
+        incoming: bridge_api::Incoming::new(incoming),
+        outbox,
+        shutdown: session_shutdown.clone(),
+    };
+
+    let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
+    let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
+    let bridge_fut = bridge.serve(session);
+    let writer_fut = Box::pin(writer.run(finish_rx));
+
+    let close_sent = match select(bridge_fut, writer_fut).await {
+        Either::Left((result, writer_fut)) => {
+            if let Err(e) = &result {
+                tracing::info!(source = e.source_side().as_str(), "session ended: {e}");
+            }
+            let frame = shared
+                .take_close()
+                .unwrap_or_else(|| close_for_bridge_result(&result, shutdown.is_cancelled()));
+            let _ = finish_tx.send(frame);
+            writer_fut.await
+        }
+        Either::Right((close_sent, bridge_fut)) => {
+            // The client went away, or the transport closed it: the bridge must wind up.
+            session_shutdown.cancel();
+            if tokio::time::timeout(settings.linger, bridge_fut)
+                .await
+                .is_err()
+            {
+                tracing::warn!("bridge did not finish within {:?} of its client leaving", settings.linger);
+            }
+            close_sent
+        }
+    };
+    // Our close frame is out; read until the client's close (or the link drops) so the
+    // closing handshake completes and the server, not the client, holds TIME_WAIT.
+    if let (true, Ok(mut stream)) = (close_sent, stream_back_rx.await) {
+        let _ = tokio::time::timeout(settings.linger, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::{close_code, CloseFrame, Message, Outgoing};
+use futures::stream::SplitSink;
+use futures::SinkExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{Shared, TransportSettings};
+use crate::limits::{record_trip, trip};
+use crate::services::TrafficCounters;
+
+type WsWriter<S> = SplitSink<WebSocketStream<S>, tungstenite::Message>;
+
+/// Messages written per flush at most, so one busy session cannot starve the ping timer.
+const MAX_BATCH: usize = 128;
+
+/// Writes the outbox to the socket, many messages per flush, and owns pings and closes.
+pub(super) struct Writer<S> {
+    sink: WsWriter<S>,
+    rx: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+    counters: TrafficCounters,
+    idle_timeout: Duration,
+    pending_close: Option<CloseFrame>,
+}
+
+enum Wrote {
+    Ok,
+    ClientGone,
+}
+
+impl<S> Writer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(super) fn new(
+        sink: WsWriter<S>,
+        rx: mpsc::Receiver<Outgoing>,
+        shared: Arc<Shared>,
+        counters: TrafficCounters,
+        settings: &TransportSettings,
+    ) -> Self {
+        Writer {
+            sink,
+            rx,
+            shared,
+            counters,
+            idle_timeout: settings.idle_timeout,
+            pending_close: None,
+        }
+    }
+
+    /// Returns whether a close frame went out (so the caller should await the client's).
+    pub(super) async fn run(mut self, mut finish: oneshot::Receiver<CloseFrame>) -> bool {
+        let idle = self.idle_timeout;
+        let check_every = if idle.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            idle / 2
+        };
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outbox_open = true;
+        let mut pinged = false;
+        loop {
+            if let Some(frame) = self.pending_close.take() {
+                return self.close(frame).await;
+            }
+            tokio::select! {
+                biased;
+                frame = &mut finish => {
+                    let frame = frame.unwrap_or(CloseFrame { code: close_code::NORMAL, reason: String::new() });
+                    self.drain_outbox().await;
+                    return self.close(frame).await;
+                }
+                item = self.rx.recv(), if outbox_open => match item {
+                    Some(Outgoing::Message(msg)) => {
+                        if let Wrote::ClientGone = self.write_batch(msg).await {
+                            return false;
+                        }
+                    }
+                    Some(Outgoing::Close(frame)) => self.pending_close = Some(frame),
+                    None => outbox_open = false,
+                },
+                _ = ticker.tick(), if !idle.is_zero() => {
+                    let silent = self.shared.silent_for();
+                    if silent < idle {
+                        pinged = false;
+                    } else if !pinged {
+                        pinged = true;
+                        if self.sink.send(tungstenite::Message::Ping(Default::default())).await.is_err() {
+                            return false;
+                        }
+                    } else if silent >= idle * 2 {
+                        record_trip(trip::IDLE_TIMEOUT);
+                        return self.close(CloseFrame { code: close_code::GOING_AWAY, reason: "idle timeout".into() }).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_ws(&self, msg: Message) -> tungstenite::Message {
+        self.counters.messages_out.increment(1);
+        self.counters.bytes_out.increment(msg.len() as u64);
+        match msg {
+            Message::Binary(b) => tungstenite::Message::Binary(b),
+            // Our text is valid UTF-8 by construction; sending it as a raw frame skips a
+            // second validation per subscriber on fan-out.
+            Message::Text(t) => tungstenite::Message::Frame(Frame::message(
+                t.into_bytes(),
+                OpCode::Data(Data::Text),
+                true,
+            )),
+        }
+    }
+
+    async fn write_batch(&mut self, first: Message) -> Wrote {
+        let first = self.to_ws(first);
+        if self.sink.feed(first).await.is_err() {
+            return Wrote::ClientGone;
+        }
+        for _ in 1..MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(Outgoing::Message(msg)) => {
+                    let msg = self.to_ws(msg);
+                    if self.sink.feed(msg).await.is_err() {
+                        return Wrote::ClientGone;
+                    }
+                }
+                Ok(Outgoing::Close(frame)) => {
+                    self.pending_close = Some(frame);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        match self.sink.flush().await {
+            Ok(()) => Wrote::Ok,
+            Err(_) => Wrote::ClientGone,
+        }
+    }
+
+    /// What the bridge queued before it finished still goes out, ahead of the close.
+    async fn drain_outbox(&mut self) {
+        while let Ok(item) = self.rx.try_recv() {
+            match item {
+                Outgoing::Message(msg) => {
+                    let msg = self.to_ws(msg);
+                    if self.sink.feed(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Close(_) => break,
+            }
+        }
+    }
+
+    async fn close(mut self, frame: CloseFrame) -> bool {
+        self.rx.close();
+        let ws_frame = tungstenite::protocol::CloseFrame {
+            code: frame.code.into(),
+            reason: frame.reason.into(),
+        };
+        let sent = self
+            .sink
+            .send(tungstenite::Message::Close(Some(ws_frame)))
+            .await
+            .is_ok();
+        sent
+    }
+}
