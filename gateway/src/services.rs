@@ -19,7 +19,7 @@ pub struct TrafficCounters {
 }
 
 impl TrafficCounters {
-    fn new(service: &str) -> Self {
+    pub fn new(service: &str) -> Self {
         let s = service.to_string();
         TrafficCounters {
             messages_in: metrics::counter!("gateway_messages_in_total", "service" => s.clone()),

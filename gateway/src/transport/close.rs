@@ -26,3 +26,24 @@ pub fn close_for_bridge_result(result: &Result<(), BridgeError>, shutting_down: 
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_by_side_and_shutdown() {
+        let backend = Err(BridgeError::backend("refused"));
+        assert_eq!(close_for_bridge_result(&backend, false).code, 1014);
+        assert_eq!(close_for_bridge_result(&Ok(()), true).code, 1001);
+        assert_eq!(close_for_bridge_result(&Ok(()), false).code, 1000);
+    }
+
+    #[test]
+    fn reasons_fit_a_control_frame() {
+        let long = "é".repeat(100);
+        let r = truncate_reason(&long);
+        assert!(r.len() <= 123);
+        assert!(long.starts_with(&r));
+    }
+}
