@@ -20,7 +20,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
     ];
     let durations = [1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("gateway_session_duration_seconds".into()), &durations)
+        .set_buckets_for_metric(
+            Matcher::Full("gateway_session_duration_seconds".into()),
+            &durations,
+        )
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds))
         .map_err(|e| e.to_string())?
         .install_recorder()
@@ -31,17 +34,51 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!("gateway_sessions_active", "Live sessions by service and subprotocol");
-    describe_gauge!("gateway_connections_open", "Open client connections (HTTP and WebSocket)");
-    describe_counter!("gateway_handshakes_total", "WebSocket handshakes by service and result");
-    describe_counter!("gateway_messages_in_total", "Messages received from clients");
+    describe_gauge!(
+        "gateway_sessions_active",
+        "Live sessions by service and subprotocol"
+    );
+    describe_gauge!(
+        "gateway_connections_open",
+        "Open client connections (HTTP and WebSocket)"
+    );
+    describe_counter!(
+        "gateway_handshakes_total",
+        "WebSocket handshakes by service and result"
+    );
+    describe_counter!(
+        "gateway_messages_in_total",
+        "Messages received from clients"
+    );
     describe_counter!("gateway_messages_out_total", "Messages sent to clients");
-    describe_counter!("gateway_bytes_in_total", Unit::Bytes, "Payload bytes received from clients");
-    describe_counter!("gateway_bytes_out_total", Unit::Bytes, "Payload bytes sent to clients");
-    describe_histogram!("gateway_session_duration_seconds", Unit::Seconds, "Session lifetimes");
-    describe_counter!("gateway_limit_trips_total", "Times a configured limit refused or ended something");
-    describe_histogram!("gateway_tcp_connect_seconds", Unit::Seconds, "TCP bridge connect time to its target");
-    describe_counter!("gateway_tcp_connect_failures_total", "TCP bridge connects that failed");
+    describe_counter!(
+        "gateway_bytes_in_total",
+        Unit::Bytes,
+        "Payload bytes received from clients"
+    );
+    describe_counter!(
+        "gateway_bytes_out_total",
+        Unit::Bytes,
+        "Payload bytes sent to clients"
+    );
+    describe_histogram!(
+        "gateway_session_duration_seconds",
+        Unit::Seconds,
+        "Session lifetimes"
+    );
+    describe_counter!(
+        "gateway_limit_trips_total",
+        "Times a configured limit refused or ended something"
+    );
+    describe_histogram!(
+        "gateway_tcp_connect_seconds",
+        Unit::Seconds,
+        "TCP bridge connect time to its target"
+    );
+    describe_counter!(
+        "gateway_tcp_connect_failures_total",
+        "TCP bridge connects that failed"
+    );
 }
 
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {

@@ -116,6 +116,9 @@ mod tests {
     #[test]
     fn trusted_peer_without_headers_is_the_client() {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(client_addr(peer, &headers(&[]), &nets(&["127.0.0.1/32"])), peer);
+        assert_eq!(
+            client_addr(peer, &headers(&[]), &nets(&["127.0.0.1/32"])),
+            peer
+        );
     }
 }

@@ -50,8 +50,7 @@ async fn serve_connection(
     match tls {
         None => serve_http(state, tcp, peer, slot).await,
         Some(acceptor) => {
-            match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await
-            {
+            match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => serve_http(state, stream, peer, slot).await,
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => {

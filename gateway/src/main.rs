@@ -26,7 +26,10 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "WebSocket gateway: STOMP, XMPP, TCP and more over one port")]
+#[command(
+    version,
+    about = "WebSocket gateway: STOMP, XMPP, TCP and more over one port"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it the built-in default runs on 127.0.0.1:8080.
     #[arg(long, value_name = "FILE")]
@@ -64,12 +67,14 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -19,7 +19,9 @@ impl OriginRule {
             return Ok(OriginRule::Any);
         }
         let Some((scheme, rest)) = rule.split_once("://") else {
-            return Err(format!("origin `{rule}` needs a scheme, e.g. https://{rule}"));
+            return Err(format!(
+                "origin `{rule}` needs a scheme, e.g. https://{rule}"
+            ));
         };
         if let Some(suffix) = rest.strip_prefix("*.") {
             if suffix.is_empty() || suffix.contains('*') {
@@ -93,7 +95,10 @@ mod tests {
 
     #[test]
     fn exact_and_wildcard() {
-        let p = policy(&["https://dash.example.com", "https://*.corp.example"], false);
+        let p = policy(
+            &["https://dash.example.com", "https://*.corp.example"],
+            false,
+        );
         assert!(p.allows(Some("https://dash.example.com"), None));
         assert!(p.allows(Some("HTTPS://Dash.Example.com"), None));
         assert!(p.allows(Some("https://a.b.corp.example"), None));

@@ -32,7 +32,10 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
     }
     if let Some(dir) = &config.server.static_dir {
         if !dir.is_dir() {
-            return Err(format!("server.static_dir: {} is not a directory", dir.display()));
+            return Err(format!(
+                "server.static_dir: {} is not a directory",
+                dir.display()
+            ));
         }
     }
     Ok(Prepared {
@@ -113,7 +116,15 @@ pub async fn run(path: Option<&Path>) -> Result<(), String> {
             s.bridge.subprotocols().join(", ")
         );
     }
-    tracing::info!("metrics on {}", crate::admin::describe_listen(config.admin.listen));
+    tracing::info!(
+        "handshake authentication: realm {}, JWT {}",
+        if state.auth.has_realm() { "on" } else { "off" },
+        if state.auth.has_jwt() { "on" } else { "off" }
+    );
+    tracing::info!(
+        "metrics on {}",
+        crate::admin::describe_listen(config.admin.listen)
+    );
 
     let admin_stop = tokio_util::sync::CancellationToken::new();
     let admin_task = tokio::spawn(crate::admin::serve(admin, metrics, admin_stop.clone()));

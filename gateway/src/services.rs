@@ -63,8 +63,12 @@ impl ServiceTable {
         let mut all = Vec::new();
         for (i, cfg) in configs.iter().enumerate() {
             let key = |field: &str| format!("service[{i}].{field}");
-            if all.iter().any(|s: &Arc<Service>| &*s.name == cfg.name) {
-                return Err(format!("{}: duplicate service name `{}`", key("name"), cfg.name));
+            if all.iter().any(|s: &Arc<Service>| *s.name == cfg.name) {
+                return Err(format!(
+                    "{}: duplicate service name `{}`",
+                    key("name"),
+                    cfg.name
+                ));
             }
             if !cfg.path.starts_with('/') {
                 return Err(format!("{}: `{}` must start with /", key("path"), cfg.path));
@@ -223,7 +227,11 @@ mod tests {
 
     #[test]
     fn server_preference_wins_over_client_order() {
-        let t = table(&[svc("s", "/ws", "stomp", false), svc("x", "/ws", "xmpp", false)]).unwrap();
+        let t = table(&[
+            svc("s", "/ws", "stomp", false),
+            svc("x", "/ws", "xmpp", false),
+        ])
+        .unwrap();
         let (s, tok) = t.select("/ws", &["stomp", "v11.stomp", "xmpp"]).unwrap();
         assert_eq!((&*s.name, tok), ("s", Some("v11.stomp")));
         let (s, tok) = t.select("/ws", &["xmpp"]).unwrap();
@@ -233,12 +241,18 @@ mod tests {
     #[test]
     fn refusals() {
         let t = table(&[svc("s", "/ws", "stomp", false)]).unwrap();
-        assert!(matches!(t.select("/nope", &["stomp"]), Err(NoService::UnknownPath)));
+        assert!(matches!(
+            t.select("/nope", &["stomp"]),
+            Err(NoService::UnknownPath)
+        ));
         assert!(matches!(
             t.select("/ws", &["mqtt"]),
             Err(NoService::NoSubprotocol { .. })
         ));
-        assert!(matches!(t.select("/ws", &[]), Err(NoService::NoSubprotocol { .. })));
+        assert!(matches!(
+            t.select("/ws", &[]),
+            Err(NoService::NoSubprotocol { .. })
+        ));
     }
 
     #[test]

@@ -55,7 +55,10 @@ impl AppState {
         Arc::new(AppState {
             services,
             auth,
-            connections: ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip),
+            connections: ConnectionLimits::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+            ),
             limits,
             trusted_proxies,
             static_files,

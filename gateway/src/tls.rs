@@ -14,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{ClientAuth, TlsConfig};
 
 fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{key}: cannot open {}: {e}", path.display()))?;
+    let file =
+        File::open(path).map_err(|e| format!("{key}: cannot open {}: {e}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{key}: bad PEM in {}: {e}", path.display()))?;

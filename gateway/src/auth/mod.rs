@@ -17,7 +17,7 @@ use bridge_api::{AuthMethod, CredentialCheck, Principal};
 use password_hash::rand_core::OsRng;
 use tokio::sync::Semaphore;
 
-pub use config::{AuthConfig, JwtConfig};
+pub use config::AuthConfig;
 use credentials::Credentials;
 use jwt::JwtVerifier;
 use realm::Realm;
@@ -201,6 +201,7 @@ pub fn hash_password(password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::config::JwtConfig;
     use std::time::{Duration, UNIX_EPOCH};
 
     use base64::Engine;

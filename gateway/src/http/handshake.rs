@@ -39,7 +39,12 @@ fn count(service: &str, result: &'static str) {
         .increment(1);
 }
 
-fn refuse(service: &str, result: &'static str, status: StatusCode, reason: String) -> Response<Body> {
+fn refuse(
+    service: &str,
+    result: &'static str,
+    status: StatusCode,
+    reason: String,
+) -> Response<Body> {
     count(service, result);
     tracing::debug!(service, result, %status, "handshake refused: {reason}");
     text(status, format!("{reason}\n"))
@@ -103,8 +108,10 @@ pub async fn upgrade(
                 StatusCode::BAD_REQUEST
             };
             let mut resp = refuse("-", outcome::BAD_REQUEST, status, why);
-            resp.headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            resp.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
             return resp;
         }
     };
@@ -145,7 +152,10 @@ pub async fn upgrade(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
     if !service.origins.allows(origin.as_deref(), host) {
         return refuse(
             &service.name,
@@ -162,7 +172,10 @@ pub async fn upgrade(
             &service.name,
             outcome::UNAVAILABLE,
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("service {} is not ready (its backend is unavailable)", service.name),
+            format!(
+                "service {} is not ready (its backend is unavailable)",
+                service.name
+            ),
         );
     }
     let client = client_addr(peer, req.headers(), &state.trusted_proxies);
@@ -174,7 +187,11 @@ pub async fn upgrade(
             format!("too many connections from {}", client.ip()),
         );
     };
-    let principal = match state.auth.authenticate(req.headers(), req.uri().query()).await {
+    let principal = match state
+        .auth
+        .authenticate(req.headers(), req.uri().query())
+        .await
+    {
         Ok(p) => p,
         Err(failure) => {
             return unauthorized(&service.name, failure.reason);
@@ -235,13 +252,21 @@ pub async fn upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if let Some(token) = subprotocol {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(token));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(token),
+        );
     }
     resp
 }
 
 fn unauthorized(service: &str, reason: String) -> Response<Body> {
-    let mut resp = refuse(service, outcome::UNAUTHENTICATED, StatusCode::UNAUTHORIZED, reason);
+    let mut resp = refuse(
+        service,
+        outcome::UNAUTHENTICATED,
+        StatusCode::UNAUTHORIZED,
+        reason,
+    );
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"gateway\", Bearer"),
@@ -249,8 +274,12 @@ fn unauthorized(service: &str, reason: String) -> Response<Body> {
     resp
 }
 
-async fn serve<S>(state: Arc<AppState>, service: Arc<Service>, info: SessionInfo, ws: WebSocketStream<S>)
-where
+async fn serve<S>(
+    state: Arc<AppState>,
+    service: Arc<Service>,
+    info: SessionInfo,
+    ws: WebSocketStream<S>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let subprotocol = info.subprotocol.clone().unwrap_or_default();

@@ -27,8 +27,10 @@ pub async fn handle(
     let over_capacity = slot.lock().unwrap_or_else(|p| p.into_inner()).is_none();
     if over_capacity {
         let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
-        resp.headers_mut()
-            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
         return Ok(resp);
     }
     if handshake::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
@@ -44,7 +46,10 @@ pub async fn handle(
             ),
         },
         (&Method::GET | &Method::HEAD, path) => {
-            state.static_files.serve(path, req.method() == Method::HEAD).await
+            state
+                .static_files
+                .serve(path, req.method() == Method::HEAD)
+                .await
         }
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     };

@@ -65,7 +65,10 @@ impl StaticFiles {
             h.insert(http::header::CONTENT_TYPE, v);
         }
         h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
         h.insert(
             http::header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -10,7 +10,10 @@ pub fn truncate_reason(reason: &str) -> String {
 }
 
 /// The close frame for a session whose bridge returned `result`.
-pub fn close_for_bridge_result(result: &Result<(), BridgeError>, shutting_down: bool) -> CloseFrame {
+pub fn close_for_bridge_result(
+    result: &Result<(), BridgeError>,
+    shutting_down: bool,
+) -> CloseFrame {
     match result {
         Err(e) => CloseFrame {
             code: e.close_code(),

@@ -69,7 +69,10 @@ fn close_for_read_error(err: &tungstenite::Error) -> Option<CloseFrame> {
             record_trip(trip::MESSAGE_SIZE);
             (close_code::MESSAGE_TOO_BIG, e.to_string())
         }
-        E::Utf8(_) => (close_code::INVALID_PAYLOAD, "invalid UTF-8 in text message".into()),
+        E::Utf8(_) => (
+            close_code::INVALID_PAYLOAD,
+            "invalid UTF-8 in text message".into(),
+        ),
         E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
         E::Protocol(e) => (close_code::PROTOCOL_ERROR, e.to_string()),
         E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => return None,

@@ -82,12 +82,8 @@ pub async fn run_session<S>(
         close: Mutex::new(None),
     });
     let (stream_back_tx, stream_back_rx) = oneshot::channel();
-    let incoming = incoming::IncomingAdapter::new(
-        stream,
-        shared.clone(),
-        counters.clone(),
-        stream_back_tx,
-    );
+    let incoming =
+        incoming::IncomingAdapter::new(stream, shared.clone(), counters.clone(), stream_back_tx);
     let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
     let session_shutdown = shutdown.child_token();
     let session = Session {
@@ -120,7 +116,10 @@ pub async fn run_session<S>(
                 .await
                 .is_err()
             {
-                tracing::warn!("bridge did not finish within {:?} of its client leaving", settings.linger);
+                tracing::warn!(
+                    "bridge did not finish within {:?} of its client leaving",
+                    settings.linger
+                );
             }
             close_sent
         }

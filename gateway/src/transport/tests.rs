@@ -100,16 +100,30 @@ async fn echoes_and_answers_a_client_close() {
     client.send(WsMessage::text("hi")).await.unwrap();
     client.send(WsMessage::binary(vec![0u8, 1])).await.unwrap();
     assert_eq!(client.next().await.unwrap().unwrap(), WsMessage::text("hi"));
-    assert_eq!(client.next().await.unwrap().unwrap(), WsMessage::binary(vec![0u8, 1]));
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        WsMessage::binary(vec![0u8, 1])
+    );
     client.close(None).await.unwrap();
     while client.next().await.is_some() {}
-    tokio::time::timeout(Duration::from_secs(2), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn bridge_error_becomes_its_close_code_after_queued_messages() {
-    let (mut client, task) = start(Arc::new(FailsAtOnce), Duration::ZERO, CancellationToken::new()).await;
-    assert_eq!(client.next().await.unwrap().unwrap(), WsMessage::text("bye"));
+    let (mut client, task) = start(
+        Arc::new(FailsAtOnce),
+        Duration::ZERO,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        WsMessage::text("bye")
+    );
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Policy));
     task.await.unwrap();
 }
@@ -126,7 +140,10 @@ async fn shutdown_closes_with_going_away() {
 #[tokio::test]
 async fn oversized_message_closes_with_1009() {
     let (mut client, task) = start(Arc::new(Echo), Duration::ZERO, CancellationToken::new()).await;
-    client.send(WsMessage::text("x".repeat(5000))).await.unwrap();
+    client
+        .send(WsMessage::text("x".repeat(5000)))
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut client).await, Some(CloseCode::Size));
     task.await.unwrap();
 }
@@ -144,9 +161,14 @@ async fn silent_client_is_pinged_then_closed() {
         CancellationToken::new(),
         TrafficCounters::new("t"),
     ));
-    tokio::time::timeout(Duration::from_secs(3), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .unwrap()
+        .unwrap();
     let mut bytes = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes).await.unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes)
+        .await
+        .unwrap();
     // Server frames are unmasked and short here: [fin|opcode, len, payload...].
     let mut opcodes = Vec::new();
     let mut close_code = None;
@@ -159,18 +181,30 @@ async fn silent_client_is_pinged_then_closed() {
         opcodes.push(op);
         at += 2 + len;
     }
-    assert_eq!(opcodes.first(), Some(&0x9), "expected a ping first: {opcodes:?}");
+    assert_eq!(
+        opcodes.first(),
+        Some(&0x9),
+        "expected a ping first: {opcodes:?}"
+    );
     assert_eq!(close_code, Some(1001));
 }
 
 #[tokio::test]
 async fn answering_pings_keeps_a_quiet_client() {
-    let (mut client, task) = start(Arc::new(Echo), Duration::from_millis(100), CancellationToken::new()).await;
+    let (mut client, task) = start(
+        Arc::new(Echo),
+        Duration::from_millis(100),
+        CancellationToken::new(),
+    )
+    .await;
     // Reading lets tungstenite answer the gateway's pings with pongs.
     let read = tokio::time::timeout(Duration::from_millis(600), async {
         while let Some(Ok(_)) = client.next().await {}
     })
     .await;
-    assert!(read.is_err(), "session ended although the client answered pings");
+    assert!(
+        read.is_err(),
+        "session ended although the client answered pings"
+    );
     assert!(!task.is_finished());
 }

@@ -6,9 +6,9 @@ use futures::stream::SplitSink;
 use futures::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{Shared, TransportSettings};
