@@ -104,11 +104,17 @@ impl Outbox {
     }
 
     pub fn try_send(&self, msg: Message) -> Result<(), SendError> {
-        self.tx.try_send(Outgoing::Message(msg)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(Outgoing::Message(m)) => SendError::Full(m),
-            mpsc::error::TrySendError::Closed(Outgoing::Message(m)) => SendError::Closed(m),
-            _ => unreachable!("sent a message"),
-        })
+        self.tx
+            .try_send(Outgoing::Message(msg))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(Outgoing::Message(m)) => {
+                metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
+                    .increment(1);
+                SendError::Full(m)
+            }
+                mpsc::error::TrySendError::Closed(Outgoing::Message(m)) => SendError::Closed(m),
+                _ => unreachable!("sent a message"),
+            })
     }
 
     /// Ask the transport to close after what is already queued. Returns false if the

@@ -22,6 +22,9 @@ impl SettingsError {
 pub fn parse_settings<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, SettingsError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        SettingsError::new(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+        SettingsError::new(
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
     })
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use bridge_api::{
-    async_trait, parse_settings, Bridge, BridgeError, BridgeFactory, BuildContext,
-    DefaultService, Session, SettingsError,
+    async_trait, parse_settings, Bridge, BridgeError, BridgeFactory, BuildContext, DefaultService,
+    Session, SettingsError,
 };
 use serde::Deserialize;
 

@@ -110,7 +110,11 @@ impl Bridge for TcpBridge {
                 if n == 0 {
                     return Ok::<_, BridgeError>(());
                 }
-                if outbox.send(Message::Binary(buf.split().freeze())).await.is_err() {
+                if outbox
+                    .send(Message::Binary(buf.split().freeze()))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
