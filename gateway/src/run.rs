@@ -69,13 +69,14 @@ fn raise_fd_limit(max_connections: usize) {
 }
 
 pub async fn run(path: Option<&Path>) -> Result<(), String> {
+    // Before anything resolves metric handles (services do when built), or they are no-ops.
+    let metrics = crate::admin::install_metrics()?;
     let Prepared {
         config,
         services,
         auth,
     } = prepare(path)?;
     raise_fd_limit(config.limits.max_connections);
-    let metrics = crate::admin::install_metrics()?;
 
     let tls = config
         .server

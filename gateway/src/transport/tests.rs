@@ -208,3 +208,27 @@ async fn answering_pings_keeps_a_quiet_client() {
     );
     assert!(!task.is_finished());
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut raw, s) = tokio::io::duplex(64 * 1024);
+    let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
+    let task = tokio::spawn(run_session(
+        server,
+        Arc::new(Echo),
+        info(),
+        settings(Duration::ZERO),
+        CancellationToken::new(),
+        TrafficCounters::new("t"),
+    ));
+    // A masked close frame with code 1000 (an all-zero mask leaves the payload as is).
+    raw.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]).await.unwrap();
+    let mut reply = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(2), raw.read_exact(&mut reply))
+        .await
+        .expect("no close reply")
+        .unwrap();
+    assert_eq!(reply, [0x88, 0x02, 0x03, 0xe8]);
+    task.await.unwrap();
+}

@@ -169,11 +169,14 @@ where
             code: frame.code.into(),
             reason: frame.reason.into(),
         };
-        let sent = self
-            .sink
-            .send(tungstenite::Message::Close(Some(ws_frame)))
-            .await
-            .is_ok();
-        sent
+        match self.sink.send(tungstenite::Message::Close(Some(ws_frame))).await {
+            Ok(()) => true,
+            Err(_) => {
+                // The client closed first: tungstenite refuses our frame but holds its
+                // reply to the client's close, which a flush pushes out.
+                let _ = self.sink.flush().await;
+                false
+            }
+        }
     }
 }
