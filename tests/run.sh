@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The project's single test command (run from the repo root; CI runs it via .ci/run):
+#   install test deps -> cargo build -p gateway -> cargo test --workspace
+#   -> pytest tests/e2e -> Autobahn (kosoku) against the echo bridge.
+# Every stage runs even if an earlier test stage failed; exits non-zero if any did.
+#
+# Env: GATEWAY_BIN=target/release/gateway   test a release build (built here with --release)
+#      PYTEST_ARGS="-k auth -x"             extra pytest arguments
+#      SKIP_AUTOBAHN=1 / SKIP_CARGO_TEST=1  skip a stage (local iteration only)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CI="${CI:-}"
+ART="$ROOT/tests/artifacts"
+mkdir -p "$ART"
+
+failed_stages=()
+passed_total=0
+failed_total=0
+
+stage() { echo; echo "=== $* ==="; }
+
+# --- deps ------------------------------------------------------------------------
+stage "install test dependencies"
+if ! bash tests/scripts/install-deps.sh </dev/null; then
+    echo "run.sh: installing dependencies failed" >&2
+    exit 1
+fi
+
+# --- build -------------------------------------------------------------------------
+export GATEWAY_BIN="${GATEWAY_BIN:-target/debug/gateway}"
+profile_flag=()
+case "$GATEWAY_BIN" in *release*) profile_flag=(--release) ;; esac
+stage "cargo build -p gateway ${profile_flag[*]:-}"
+if ! cargo build -p gateway "${profile_flag[@]}"; then
+    echo "run.sh: build failed" >&2
+    exit 1
+fi
+
+# --- cargo test ----------------------------------------------------------------------
+if [ -z "${SKIP_CARGO_TEST:-}" ]; then
+    stage "cargo test --workspace"
+    cargo test --workspace 2>&1 | tee "$ART/cargo-test.log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$ART/cargo-test.log" \
+        | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+    passed_total=$((passed_total + ${p% *})); failed_total=$((failed_total + ${p#* }))
+    if [ "$rc" != 0 ]; then failed_stages+=("cargo test"); [ "${p#* }" = 0 ] && failed_total=$((failed_total + 1)); fi
+fi
+
+# --- end-to-end ----------------------------------------------------------------------
+stage "pytest tests/e2e"
+# shellcheck disable=SC2086
+tests/.venv/bin/python -m pytest tests/e2e -q --durations=8 ${PYTEST_ARGS:-} </dev/null 2>&1 | tee "$ART/pytest.log"
+rc=${PIPESTATUS[0]}
+summary=$(grep -E '(passed|failed|errors?|no tests ran)(, .*)? in [0-9.]+s' "$ART/pytest.log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+p=$(echo "$summary" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || echo 0)
+f=$(echo "$summary" | grep -Eo '[0-9]+ (failed|error|errors)' | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+passed_total=$((passed_total + ${p:-0})); failed_total=$((failed_total + ${f:-0}))
+if [ "$rc" != 0 ]; then
+    failed_stages+=("pytest (exit $rc)")
+    [ "${f:-0}" = 0 ] && failed_total=$((failed_total + 1))
+fi
+
+# --- Autobahn ------------------------------------------------------------------------
+if [ -z "${SKIP_AUTOBAHN:-}" ]; then
+    stage "Autobahn TestSuite (kosoku) against the echo bridge"
+    bash tests/scripts/autobahn.sh 2>&1 | tee "$ART/autobahn.log"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^autobahn: [0-9]+ passed, [0-9]+ failed' "$ART/autobahn.log" | tail -1)
+    ap=$(echo "$line" | awk '{print $2+0}'); af=$(echo "$line" | awk '{print $4+0}')
+    passed_total=$((passed_total + ${ap:-0})); failed_total=$((failed_total + ${af:-0}))
+    if [ "$rc" != 0 ]; then failed_stages+=("autobahn"); [ "${af:-0}" = 0 ] && failed_total=$((failed_total + 1)); fi
+fi
+
+# --- summary -------------------------------------------------------------------------
+echo
+echo "=== summary ==="
+[ -n "${summary:-}" ] && echo "pytest: ${summary}"
+[ -n "${line:-}" ] && echo "$line"
+if [ "${#failed_stages[@]}" -gt 0 ]; then
+    echo "FAILED stages: ${failed_stages[*]}"
+fi
+echo "total: ${passed_total} passed, ${failed_total} failed"
+[ "${#failed_stages[@]}" -eq 0 ]
