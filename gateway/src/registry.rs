@@ -7,5 +7,6 @@ pub fn builtin_bridges() -> Vec<Box<dyn BridgeFactory>> {
     vec![
         Box::new(bridge_echo::EchoFactory),
         Box::new(bridge_tcp::TcpFactory),
+        Box::new(bridge_stomp::StompFactory),
     ]
 }

@@ -15,7 +15,10 @@ pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use error::{BridgeError, ErrorSource};
 pub use message::{Message, Text};
 pub use principal::{AuthMethod, CredentialCheck, Principal};
-pub use session::{CloseFrame, Incoming, Outbox, Outgoing, SendError, Session, SessionInfo};
+pub use session::{
+    CloseFrame, Incoming, Outbox, OutboxPermit, Outgoing, SendError, Session, SessionClosed,
+    SessionInfo,
+};
 pub use settings::{parse_settings, SettingsError};
 
 /// Re-exported so bridges name the same types the gateway uses.

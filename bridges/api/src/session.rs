@@ -108,10 +108,10 @@ impl Outbox {
             .try_send(Outgoing::Message(msg))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(Outgoing::Message(m)) => {
-                metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
-                    .increment(1);
-                SendError::Full(m)
-            }
+                    metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
+                        .increment(1);
+                    SendError::Full(m)
+                }
                 mpsc::error::TrySendError::Closed(Outgoing::Message(m)) => SendError::Closed(m),
                 _ => unreachable!("sent a message"),
             })
@@ -129,6 +129,16 @@ impl Outbox {
             .is_ok()
     }
 
+    /// Wait for room for one message. Lets a bridge wait for the client to catch up while
+    /// still reacting to other events in a `select!`.
+    pub async fn reserve(&self) -> Result<OutboxPermit<'_>, SessionClosed> {
+        self.tx
+            .reserve()
+            .await
+            .map(OutboxPermit)
+            .map_err(|_| SessionClosed)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -136,6 +146,20 @@ impl Outbox {
     /// Free slots right now.
     pub fn room(&self) -> usize {
         self.tx.capacity()
+    }
+}
+
+/// The session is over; nothing more can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session closed")]
+pub struct SessionClosed;
+
+/// Room for exactly one message, reserved in an [`Outbox`].
+pub struct OutboxPermit<'a>(mpsc::Permit<'a, Outgoing>);
+
+impl OutboxPermit<'_> {
+    pub fn send(self, msg: Message) {
+        self.0.send(Outgoing::Message(msg));
     }
 }
 

@@ -382,7 +382,10 @@ mod tests {
             .expect_err("no jwt");
         assert!(err.reason.contains("no JWT key"), "{err}");
         let cookie = with("cookie", &format!("access_token={tok}"));
-        let anonymous = auth.authenticate(&cookie, None).await.expect("cookie ignored");
+        let anonymous = auth
+            .authenticate(&cookie, None)
+            .await
+            .expect("cookie ignored");
         assert_eq!(anonymous, None);
         let err = auth
             .authenticate(&basic("alice", "pw"), None)

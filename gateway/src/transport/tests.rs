@@ -223,12 +223,43 @@ async fn a_client_close_is_answered_with_a_close_frame() {
         TrafficCounters::new("t"),
     ));
     // A masked close frame with code 1000 (an all-zero mask leaves the payload as is).
-    raw.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]).await.unwrap();
+    raw.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .await
+        .unwrap();
     let mut reply = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(2), raw.read_exact(&mut reply))
         .await
         .expect("no close reply")
         .unwrap();
     assert_eq!(reply, [0x88, 0x02, 0x03, 0xe8]);
+    task.await.unwrap();
+}
+
+struct ErrorsThenCloses;
+#[async_trait]
+impl Bridge for ErrorsThenCloses {
+    fn subprotocols(&self) -> &[&'static str] {
+        &["x"]
+    }
+    async fn serve(&self, s: Session) -> Result<(), BridgeError> {
+        s.outbox.send(bridge_api::Message::text("ERROR")).await.ok();
+        s.outbox.close(1002, "protocol error").await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_close_queued_by_the_bridge_wins_over_its_normal_return() {
+    let (mut client, task) = start(
+        Arc::new(ErrorsThenCloses),
+        Duration::ZERO,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        WsMessage::text("ERROR")
+    );
+    assert_eq!(close_code(&mut client).await, Some(CloseCode::Protocol));
     task.await.unwrap();
 }

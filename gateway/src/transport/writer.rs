@@ -77,7 +77,8 @@ where
                 biased;
                 frame = &mut finish => {
                     let frame = frame.unwrap_or(CloseFrame { code: close_code::NORMAL, reason: String::new() });
-                    self.drain_outbox().await;
+                    // A close the bridge queued before it finished says more than "normal".
+                    let frame = self.drain_outbox().await.unwrap_or(frame);
                     return self.close(frame).await;
                 }
                 item = self.rx.recv(), if outbox_open => match item {
@@ -148,19 +149,24 @@ where
         }
     }
 
-    /// What the bridge queued before it finished still goes out, ahead of the close.
-    async fn drain_outbox(&mut self) {
+    /// What the bridge queued before it finished still goes out, ahead of the close; a
+    /// close it queued is returned.
+    async fn drain_outbox(&mut self) -> Option<CloseFrame> {
+        if let Some(frame) = self.pending_close.take() {
+            return Some(frame);
+        }
         while let Ok(item) = self.rx.try_recv() {
             match item {
                 Outgoing::Message(msg) => {
                     let msg = self.to_ws(msg);
                     if self.sink.feed(msg).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                Outgoing::Close(_) => break,
+                Outgoing::Close(frame) => return Some(frame),
             }
         }
+        None
     }
 
     async fn close(mut self, frame: CloseFrame) -> bool {
@@ -169,7 +175,11 @@ where
             code: frame.code.into(),
             reason: frame.reason.into(),
         };
-        match self.sink.send(tungstenite::Message::Close(Some(ws_frame))).await {
+        match self
+            .sink
+            .send(tungstenite::Message::Close(Some(ws_frame)))
+            .await
+        {
             Ok(()) => true,
             Err(_) => {
                 // The client closed first: tungstenite refuses our frame but holds its

@@ -1,0 +1,129 @@
+//! The broker behind the bridge, as the STOMP session sees it. The embedded broker is one
+//! implementation; RabbitMQ (AMQP) and STOMP brokers plug in the same way.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bridge_api::Principal;
+use bytes::Bytes;
+use protocol_stomp::Headers;
+
+use crate::destination::Destination;
+use crate::inbox::{AckToken, Inbox, SubKey};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    Auto,
+    /// Cumulative: an ACK covers every earlier message of the subscription.
+    Client,
+    ClientIndividual,
+}
+
+impl AckMode {
+    pub fn parse(s: Option<&str>) -> Result<AckMode, String> {
+        match s.unwrap_or("auto") {
+            "auto" => Ok(AckMode::Auto),
+            "client" => Ok(AckMode::Client),
+            "client-individual" => Ok(AckMode::ClientIndividual),
+            other => Err(format!(
+                "unknown ack mode {other:?}: use auto, client or client-individual"
+            )),
+        }
+    }
+}
+
+/// One SUBSCRIBE, as the backend needs it.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub key: SubKey,
+    /// The client's `id` header (or the destination for temp-queue replies).
+    pub id: Arc<str>,
+    pub destination: Destination,
+    pub ack: AckMode,
+    /// Most unacknowledged messages in flight (client ack modes); 0 = no limit.
+    pub prefetch: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// The broker refused what the client asked (full queue, no permission, bad login).
+    Refused,
+    /// The broker is unreachable or failed.
+    Unavailable,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn refused(message: impl Into<String>) -> Self {
+        BackendError {
+            kind: BackendErrorKind::Refused,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        BackendError {
+            kind: BackendErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub struct OpenRequest {
+    pub session_id: u64,
+    /// Where the backend puts this session's deliveries.
+    pub inbox: Arc<Inbox>,
+    pub principal: Option<Principal>,
+    /// The client's STOMP login and passcode, for pass-through credentials.
+    pub login: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError>;
+}
+
+/// A client's view of the broker. Deliveries arrive through the session's inbox.
+#[async_trait::async_trait]
+pub trait BackendSession: Send {
+    /// Resolves once the broker has accepted the message (so a receipt may be sent).
+    async fn publish(
+        &mut self,
+        destination: &Destination,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<(), BackendError>;
+
+    async fn subscribe(&mut self, sub: &Subscription) -> Result<(), BackendError>;
+
+    async fn unsubscribe(&mut self, key: SubKey) -> Result<(), BackendError>;
+
+    async fn ack(&mut self, token: AckToken) -> Result<(), BackendError>;
+
+    /// Return the message to its queue, to be redelivered (flagged as such).
+    async fn nack(&mut self, token: AckToken) -> Result<(), BackendError>;
+
+    /// The session moved deliveries of `key` to its client: there is room for more.
+    fn drained(&mut self, key: SubKey);
+
+    /// Where replies to `/temp-queue/NAME` should be sent (the rewritten `reply-to`).
+    fn temp_queue_address(&self, name: &str) -> String;
+
+    /// The session ended: unacknowledged queue messages go back to their queues.
+    async fn close(&mut self);
+}

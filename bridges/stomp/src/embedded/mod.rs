@@ -1,0 +1,308 @@
+//! The embedded broker: topics with RabbitMQ-style wildcards and queues with competing
+//! consumers, acknowledgements and redelivery, all in memory inside the gateway process.
+
+mod queues;
+mod topics;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use protocol_stomp::Headers;
+
+use crate::backend::{AckMode, Backend, BackendError, BackendSession, OpenRequest, Subscription};
+use crate::destination::Destination;
+use crate::inbox::{AckToken, Delivery, Inbox, SubKey};
+use crate::message::SharedMessage;
+use queues::Queues;
+use topics::{TopicSub, TopicTree};
+
+pub struct EmbeddedBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topics: RwLock<TopicTree>,
+    queues: Mutex<Queues>,
+    ids: AtomicU64,
+    max_queue_depth: usize,
+}
+
+impl EmbeddedBroker {
+    pub fn new(max_queue_depth: usize) -> Self {
+        EmbeddedBroker {
+            inner: Arc::new(Inner {
+                topics: RwLock::new(TopicTree::default()),
+                queues: Mutex::new(Queues::default()),
+                ids: AtomicU64::new(1),
+                max_queue_depth,
+            }),
+        }
+    }
+
+    /// Refresh the destination and depth gauges every `period`.
+    pub fn spawn_gauges(&self, period: std::time::Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let patterns = inner
+                    .topics
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pattern_count();
+                let (queues, depth) = {
+                    let q = inner.queues();
+                    (q.count(), q.depth())
+                };
+                crate::metrics::broker_gauges(patterns, queues, depth);
+            }
+        });
+    }
+
+    /// Publish from inside the gateway (the demo feed), as a client SEND would.
+    pub fn publish(
+        &self,
+        destination: &Destination,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<(), BackendError> {
+        self.inner.publish(destination, headers, body, None)
+    }
+}
+
+impl Inner {
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(
+        &self,
+        destination: &Destination,
+        headers: &Headers,
+        body: Bytes,
+        session: Option<u64>,
+    ) -> Result<(), BackendError> {
+        let message = |dest: String| {
+            Arc::new(SharedMessage::new(
+                dest,
+                format!("m-{}", self.next_id()),
+                headers,
+                body.clone(),
+            ))
+        };
+        match destination {
+            Destination::Topic(key) => {
+                let msg = message(destination.to_string());
+                let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+                let mut delivered = 0u64;
+                topics.for_each_match(key, |sub: &TopicSub| {
+                    sub.inbox.deliver(
+                        sub.key,
+                        Delivery {
+                            message: msg.clone(),
+                            ack: None,
+                            redelivered: false,
+                        },
+                    );
+                    delivered += 1;
+                });
+                crate::metrics::published("topic", delivered);
+                Ok(())
+            }
+            Destination::Queue(name) => {
+                let msg = message(destination.to_string());
+                self.queues()
+                    .publish(name, msg, self.max_queue_depth, &|| self.next_id())?;
+                crate::metrics::published("queue", 1);
+                Ok(())
+            }
+            Destination::TempQueue(name) => {
+                // A session sending to its own temp queue; others reach it by its address.
+                let Some(session) = session else {
+                    return Err(BackendError::refused("temp queues belong to a session"));
+                };
+                let qname = temp_queue_name(session, name);
+                let msg = message(format!("/queue/{qname}"));
+                self.queues()
+                    .publish(&qname, msg, self.max_queue_depth, &|| self.next_id())?;
+                crate::metrics::published("queue", 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn temp_queue_name(session: u64, name: &str) -> String {
+    format!("tmp.{session}.{name}")
+}
+
+#[async_trait::async_trait]
+impl Backend for EmbeddedBroker {
+    async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError> {
+        Ok(Box::new(EmbeddedSession {
+            broker: self.inner.clone(),
+            session: req.session_id,
+            inbox: req.inbox,
+            subs: HashMap::new(),
+            temp_queues: Vec::new(),
+        }))
+    }
+}
+
+enum SubTarget {
+    Topic(String),
+    Queue(String),
+}
+
+struct EmbeddedSession {
+    broker: Arc<Inner>,
+    session: u64,
+    inbox: Arc<Inbox>,
+    subs: HashMap<SubKey, SubTarget>,
+    temp_queues: Vec<String>,
+}
+
+impl EmbeddedSession {
+    fn remove_sub(&mut self, key: SubKey) {
+        let Some(target) = self.subs.remove(&key) else {
+            return;
+        };
+        let undelivered = self.inbox.remove(key);
+        match target {
+            SubTarget::Topic(pattern) => {
+                let mut topics = self
+                    .broker
+                    .topics
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                topics.remove(&pattern, self.session, key);
+            }
+            SubTarget::Queue(name) => {
+                self.broker.queues().remove_consumer(
+                    &name,
+                    self.session,
+                    key,
+                    undelivered,
+                    &|| self.broker.next_id(),
+                );
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BackendSession for EmbeddedSession {
+    async fn publish(
+        &mut self,
+        destination: &Destination,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<(), BackendError> {
+        self.broker
+            .publish(destination, headers, body, Some(self.session))
+    }
+
+    async fn subscribe(&mut self, sub: &Subscription) -> Result<(), BackendError> {
+        match &sub.destination {
+            Destination::Topic(pattern) => {
+                self.broker
+                    .topics
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        pattern,
+                        TopicSub {
+                            inbox: self.inbox.clone(),
+                            key: sub.key,
+                            session: self.session,
+                        },
+                    );
+                self.subs.insert(sub.key, SubTarget::Topic(pattern.clone()));
+            }
+            Destination::Queue(name) | Destination::TempQueue(name) => {
+                let qname = match &sub.destination {
+                    Destination::TempQueue(_) => {
+                        let q = temp_queue_name(self.session, name);
+                        self.temp_queues.push(q.clone());
+                        q
+                    }
+                    _ => name.clone(),
+                };
+                self.broker.queues().add_consumer(
+                    &qname,
+                    queues::Consumer {
+                        session: self.session,
+                        key: sub.key,
+                        inbox: self.inbox.clone(),
+                        ack: sub.ack,
+                        prefetch: if sub.ack == AckMode::Auto {
+                            0
+                        } else {
+                            sub.prefetch
+                        },
+                        outstanding: 0,
+                    },
+                    &|| self.broker.next_id(),
+                );
+                self.subs.insert(sub.key, SubTarget::Queue(qname));
+            }
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, key: SubKey) -> Result<(), BackendError> {
+        self.remove_sub(key);
+        Ok(())
+    }
+
+    async fn ack(&mut self, token: AckToken) -> Result<(), BackendError> {
+        self.broker
+            .queues()
+            .settle(token, false, &|| self.broker.next_id());
+        Ok(())
+    }
+
+    async fn nack(&mut self, token: AckToken) -> Result<(), BackendError> {
+        self.broker
+            .queues()
+            .settle(token, true, &|| self.broker.next_id());
+        Ok(())
+    }
+
+    fn drained(&mut self, key: SubKey) {
+        if let Some(SubTarget::Queue(name)) = self.subs.get(&key) {
+            self.broker
+                .queues()
+                .dispatch(name, &|| self.broker.next_id());
+        }
+    }
+
+    fn temp_queue_address(&self, name: &str) -> String {
+        format!("/queue/{}", temp_queue_name(self.session, name))
+    }
+
+    async fn close(&mut self) {
+        let keys: Vec<SubKey> = self.subs.keys().copied().collect();
+        for key in keys {
+            self.remove_sub(key);
+        }
+        let mut queues = self.broker.queues();
+        for q in self.temp_queues.drain(..) {
+            queues.delete(&q);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Topic subscriptions indexed by pattern words, so a publish visits only the patterns that
+//! can match its routing key instead of every subscription. `*` matches one word, `#` zero
+//! or more (RabbitMQ topic exchange semantics).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::inbox::{Inbox, SubKey};
+
+pub struct TopicSub {
+    pub inbox: Arc<Inbox>,
+    pub key: SubKey,
+    pub session: u64,
+}
+
+#[derive(Default)]
+pub struct TopicTree {
+    root: Node,
+    patterns: usize,
+}
+
+#[derive(Default)]
+struct Node {
+    words: HashMap<Box<str>, Node>,
+    star: Option<Box<Node>>,
+    hash: Option<Box<Node>>,
+    subs: Vec<TopicSub>,
+}
+
+impl Node {
+    fn child_mut(&mut self, word: &str) -> &mut Node {
+        match word {
+            "*" => self.star.get_or_insert_with(Default::default),
+            "#" => self.hash.get_or_insert_with(Default::default),
+            w => self.words.entry(w.into()).or_default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.words.is_empty() && self.star.is_none() && self.hash.is_none()
+    }
+
+    /// Remove a subscription below this node; prune children left empty.
+    fn remove(&mut self, words: &[&str], session: u64, key: SubKey) -> bool {
+        let Some((first, rest)) = words.split_first() else {
+            let before = self.subs.len();
+            self.subs
+                .retain(|s| !(s.session == session && s.key == key));
+            return self.subs.len() != before;
+        };
+        let removed;
+        match *first {
+            "*" | "#" => {
+                let slot = if *first == "*" {
+                    &mut self.star
+                } else {
+                    &mut self.hash
+                };
+                let Some(child) = slot.as_mut() else {
+                    return false;
+                };
+                removed = child.remove(rest, session, key);
+                if child.is_empty() {
+                    *slot = None;
+                }
+            }
+            w => {
+                let Some(child) = self.words.get_mut(w) else {
+                    return false;
+                };
+                removed = child.remove(rest, session, key);
+                if child.is_empty() {
+                    self.words.remove(w);
+                }
+            }
+        }
+        removed
+    }
+
+    fn collect<'a>(&'a self, words: &[&str], out: &mut Vec<&'a Node>) {
+        if let Some(hash) = &self.hash {
+            // `#` swallows zero or more words.
+            for skip in 0..=words.len() {
+                hash.collect(&words[skip..], out);
+            }
+        }
+        let Some((first, rest)) = words.split_first() else {
+            if !self.subs.is_empty() {
+                out.push(self);
+            }
+            return;
+        };
+        if let Some(child) = self.words.get(*first) {
+            child.collect(rest, out);
+        }
+        if let Some(star) = &self.star {
+            star.collect(rest, out);
+        }
+    }
+}
+
+impl TopicTree {
+    pub fn insert(&mut self, pattern: &str, sub: TopicSub) {
+        let mut node = &mut self.root;
+        for word in pattern.split('.') {
+            node = node.child_mut(word);
+        }
+        if node.subs.is_empty() {
+            self.patterns += 1;
+        }
+        node.subs.push(sub);
+    }
+
+    pub fn remove(&mut self, pattern: &str, session: u64, key: SubKey) {
+        let words: Vec<&str> = pattern.split('.').collect();
+        if self.root.remove(&words, session, key) {
+            self.patterns = self.count_patterns();
+        }
+    }
+
+    fn count_patterns(&self) -> usize {
+        fn walk(n: &Node) -> usize {
+            usize::from(!n.subs.is_empty())
+                + n.words.values().map(walk).sum::<usize>()
+                + n.star.as_deref().map_or(0, walk)
+                + n.hash.as_deref().map_or(0, walk)
+        }
+        walk(&self.root)
+    }
+
+    /// Distinct subscribed patterns (a gauge for operators).
+    pub fn pattern_count(&self) -> usize {
+        self.patterns
+    }
+
+    /// Call `f` once per subscription whose pattern matches `routing_key`.
+    pub fn for_each_match(&self, routing_key: &str, mut f: impl FnMut(&TopicSub)) {
+        let words: Vec<&str> = routing_key.split('.').collect();
+        let mut nodes = Vec::new();
+        self.root.collect(&words, &mut nodes);
+        // With `#`, one pattern can match along several paths; deliver once.
+        if nodes.len() > 1 {
+            nodes.sort_by_key(|n| *n as *const Node as usize);
+            nodes.dedup_by_key(|n| *n as *const Node as usize);
+        }
+        for node in nodes {
+            node.subs.iter().for_each(&mut f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(patterns: &[&str]) -> TopicTree {
+        let mut t = TopicTree::default();
+        let inbox = Inbox::new();
+        for (i, p) in patterns.iter().enumerate() {
+            t.insert(
+                p,
+                TopicSub {
+                    inbox: inbox.clone(),
+                    key: i as SubKey,
+                    session: 1,
+                },
+            );
+        }
+        t
+    }
+
+    fn matches(t: &TopicTree, key: &str) -> Vec<SubKey> {
+        let mut out = Vec::new();
+        t.for_each_match(key, |s| out.push(s.key));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn rabbitmq_wildcard_semantics() {
+        let t = tree(&[
+            "prices.*",
+            "prices.#",
+            "#",
+            "prices.AAPL",
+            "*.AAPL.#",
+            "a.#.b",
+        ]);
+        assert_eq!(matches(&t, "prices.AAPL"), vec![0, 1, 2, 3, 4]);
+        assert_eq!(matches(&t, "prices"), vec![1, 2]);
+        assert_eq!(matches(&t, "prices.AAPL.bid"), vec![1, 2, 4]);
+        assert_eq!(matches(&t, "a.b"), vec![2, 5]);
+        assert_eq!(matches(&t, "a.x.y.b"), vec![2, 5]);
+        assert_eq!(matches(&t, "news"), vec![2]);
+    }
+
+    #[test]
+    fn a_pattern_matching_several_ways_delivers_once() {
+        let t = tree(&["#.#", "#.x.#"]);
+        assert_eq!(matches(&t, "x.x.x"), vec![0, 1]);
+    }
+
+    #[test]
+    fn remove_prunes() {
+        let mut t = tree(&["a.*.c", "a.b"]);
+        assert_eq!(t.pattern_count(), 2);
+        t.remove("a.*.c", 1, 0);
+        assert_eq!(matches(&t, "a.x.c"), Vec::<SubKey>::new());
+        assert_eq!(t.pattern_count(), 1);
+        t.remove("a.b", 1, 1);
+        assert!(t.root.is_empty());
+    }
+}

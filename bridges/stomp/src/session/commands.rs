@@ -1,0 +1,347 @@
+//! SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK and transactions.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use protocol_stomp::{Frame, Version};
+
+use super::{FrameResult, PendingAck, StompError, StompSession, SubState, TxOp};
+use crate::backend::{AckMode, BackendError, BackendErrorKind, Subscription};
+use crate::destination::Destination;
+
+const MAX_OPEN_TRANSACTIONS: usize = 64;
+
+fn missing(header: &str, command: &str) -> StompError {
+    StompError::protocol(
+        "missing_header",
+        format!("missing {header} header"),
+        format!("{command} needs a {header} header."),
+    )
+}
+
+fn backend_error(e: BackendError) -> StompError {
+    match e.kind {
+        BackendErrorKind::Refused => {
+            StompError::policy("backend_refused", e.message.clone(), e.message)
+        }
+        BackendErrorKind::Unavailable => StompError::backend(e.message),
+    }
+}
+
+fn bad_destination(e: String) -> StompError {
+    StompError::protocol("invalid_destination", "invalid destination", e)
+}
+
+impl StompSession<'_> {
+    fn backend(&mut self) -> &mut dyn crate::backend::BackendSession {
+        self.backend
+            .as_deref_mut()
+            .expect("frames other than CONNECT are handled only once connected")
+    }
+
+    /// A transactional frame is held until COMMIT; `Ok(true)` means it was held.
+    fn hold_in_transaction(
+        &mut self,
+        frame: &Frame,
+        op: fn(Frame) -> TxOp,
+    ) -> Result<bool, StompError> {
+        let Some(tx) = frame.headers.get("transaction") else {
+            return Ok(false);
+        };
+        let limit = self.bridge.settings.max_transaction_frames;
+        let Some(ops) = self.transactions.get_mut(tx) else {
+            return Err(StompError::protocol(
+                "unknown_transaction",
+                "unknown transaction",
+                format!("Transaction {tx:?} was not begun (or is already committed or aborted)."),
+            ));
+        };
+        if ops.len() >= limit {
+            return Err(StompError::policy(
+                "transaction_too_large",
+                "transaction too large",
+                format!("A transaction may hold at most {limit} frames."),
+            ));
+        }
+        let mut held = frame.clone();
+        held.headers.remove("transaction");
+        held.headers.remove("receipt");
+        ops.push(op(held));
+        Ok(true)
+    }
+
+    pub(super) async fn send(&mut self, mut frame: Frame) -> FrameResult {
+        let dest = frame
+            .headers
+            .get("destination")
+            .ok_or_else(|| missing("destination", "SEND"))?
+            .to_string();
+        let destination = Destination::parse(&dest, false).map_err(bad_destination)?;
+        if self.hold_in_transaction(&frame, TxOp::Send)? {
+            return Ok(());
+        }
+        if let Some(name) = frame
+            .headers
+            .get("reply-to")
+            .and_then(|r| r.strip_prefix("/temp-queue/"))
+            .map(str::to_owned)
+        {
+            let address = self.ensure_temp_queue(&name).await?;
+            frame.headers.set("reply-to", address);
+        }
+        self.backend()
+            .publish(&destination, &frame.headers, frame.body)
+            .await
+            .map_err(backend_error)
+    }
+
+    /// Replies to `/temp-queue/NAME` arrive on this session as if it had subscribed with
+    /// the id `/temp-queue/NAME` (as RabbitMQ does).
+    async fn ensure_temp_queue(&mut self, name: &str) -> Result<String, StompError> {
+        if !self.temp_queues.contains_key(name) {
+            let destination = Destination::parse(&format!("/temp-queue/{name}"), true)
+                .map_err(bad_destination)?;
+            let id = destination.to_string();
+            self.add_subscription(id, destination, AckMode::Auto, 0)
+                .await?;
+            let key = self.subs[&format!("/temp-queue/{name}")].key;
+            self.temp_queues.insert(name.to_string(), key);
+        }
+        Ok(self.backend().temp_queue_address(name))
+    }
+
+    async fn add_subscription(
+        &mut self,
+        id: String,
+        destination: Destination,
+        ack: AckMode,
+        prefetch: usize,
+    ) -> FrameResult {
+        if self.subs.contains_key(&id) {
+            return Err(StompError::protocol(
+                "duplicate_subscription",
+                "duplicate subscription id",
+                format!("Subscription id {id:?} is already in use on this session."),
+            ));
+        }
+        let max = self.bridge.settings.max_subscriptions;
+        if self.subs.len() >= max {
+            return Err(StompError::policy(
+                "too_many_subscriptions",
+                "too many subscriptions",
+                format!("A session may hold at most {max} subscriptions."),
+            ));
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let (capacity, policy) = self.bridge.settings.policy_for(&destination.to_string());
+        let capacity = if prefetch > 0 {
+            capacity.max(prefetch)
+        } else {
+            capacity
+        };
+        self.inbox.add(key, capacity, policy);
+        let id: Arc<str> = id.into();
+        let sub = Subscription {
+            key,
+            id: id.clone(),
+            destination: destination.clone(),
+            ack,
+            prefetch,
+        };
+        if let Err(e) = self.backend().subscribe(&sub).await {
+            self.inbox.remove(key);
+            return Err(backend_error(e));
+        }
+        self.by_key.insert(key, id.to_string());
+        self.subs.insert(
+            id.to_string(),
+            SubState {
+                key,
+                id,
+                destination,
+                ack,
+                outstanding: VecDeque::new(),
+            },
+        );
+        crate::metrics::subscriptions(1.0);
+        Ok(())
+    }
+
+    pub(super) async fn subscribe(&mut self, frame: Frame) -> FrameResult {
+        let dest = frame
+            .headers
+            .get("destination")
+            .ok_or_else(|| missing("destination", "SUBSCRIBE"))?;
+        let destination = Destination::parse(dest, true).map_err(bad_destination)?;
+        let id = match frame.headers.get("id") {
+            Some(id) => id.to_string(),
+            // STOMP 1.0 made the id optional; the destination then names the subscription.
+            None if self.version == Version::V1_0 => dest.to_string(),
+            None => return Err(missing("id", "SUBSCRIBE")),
+        };
+        let ack = AckMode::parse(frame.headers.get("ack"))
+            .map_err(|e| StompError::protocol("bad_header", "bad ack header", e))?;
+        let prefetch = match frame.headers.get("prefetch-count") {
+            None => 0,
+            Some(p) => p.parse::<usize>().map_err(|_| {
+                StompError::protocol(
+                    "bad_header",
+                    "bad prefetch-count header",
+                    format!("prefetch-count {p:?} is not a number."),
+                )
+            })?,
+        };
+        self.add_subscription(id, destination, ack, prefetch).await
+    }
+
+    pub(super) async fn unsubscribe(&mut self, frame: Frame) -> FrameResult {
+        let id = match (frame.headers.get("id"), frame.headers.get("destination")) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(dest)) if self.version == Version::V1_0 => dest.to_string(),
+            _ => return Err(missing("id", "UNSUBSCRIBE")),
+        };
+        let Some(sub) = self.subs.remove(&id) else {
+            return Err(StompError::protocol(
+                "unknown_subscription",
+                "unknown subscription",
+                format!("No subscription with id {id:?} on this session."),
+            ));
+        };
+        self.by_key.remove(&sub.key);
+        self.acks.retain(|_, p| p.key != sub.key);
+        crate::metrics::subscriptions(-1.0);
+        self.backend()
+            .unsubscribe(sub.key)
+            .await
+            .map_err(backend_error)
+    }
+
+    pub(super) async fn ack_or_tx(&mut self, frame: Frame, nack: bool) -> FrameResult {
+        let cmd = if nack { "NACK" } else { "ACK" };
+        let header = if self.version == Version::V1_2 {
+            "id"
+        } else {
+            "message-id"
+        };
+        let id = frame
+            .headers
+            .get(header)
+            .ok_or_else(|| missing(header, cmd))?
+            .to_string();
+        if !self.acks.contains_key(&id) {
+            return Err(StompError::protocol(
+                "unknown_ack",
+                format!("unknown {header} in {cmd}"),
+                format!("{id:?} is not a message awaiting acknowledgement on this session."),
+            ));
+        }
+        let op = if nack { TxOp::Nack } else { TxOp::Ack };
+        if self.hold_in_transaction(&frame, op)? {
+            return Ok(());
+        }
+        self.settle(&id, nack).await
+    }
+
+    /// ACK or NACK `id`, and for `client` (cumulative) subscriptions every earlier one too.
+    async fn settle(&mut self, id: &str, nack: bool) -> FrameResult {
+        let Some(pending) = self.acks.get(id) else {
+            // Settled meanwhile (e.g. by a cumulative ACK in the same transaction).
+            return Ok(());
+        };
+        let key = pending.key;
+        let Some(sub_id) = self.by_key.get(&key).cloned() else {
+            self.acks.remove(id);
+            return Ok(());
+        };
+        let sub = self.subs.get_mut(&sub_id).expect("by_key and subs agree");
+        let settled: Vec<String> = if sub.ack == AckMode::Client {
+            let upto = sub
+                .outstanding
+                .iter()
+                .position(|a| a == id)
+                .map_or(0, |p| p + 1);
+            sub.outstanding.drain(..upto).collect()
+        } else {
+            sub.outstanding.retain(|a| a != id);
+            vec![id.to_string()]
+        };
+        for ack_id in settled {
+            let Some(PendingAck {
+                token: Some(token), ..
+            }) = self.acks.remove(&ack_id)
+            else {
+                continue;
+            };
+            let backend = self.backend();
+            let result = if nack {
+                backend.nack(token).await
+            } else {
+                backend.ack(token).await
+            };
+            result.map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn begin(&mut self, frame: &Frame) -> FrameResult {
+        let tx = frame
+            .headers
+            .get("transaction")
+            .ok_or_else(|| missing("transaction", "BEGIN"))?;
+        if self.transactions.contains_key(tx) {
+            return Err(StompError::protocol(
+                "duplicate_transaction",
+                "transaction already begun",
+                format!("Transaction {tx:?} is already open."),
+            ));
+        }
+        if self.transactions.len() >= MAX_OPEN_TRANSACTIONS {
+            return Err(StompError::policy(
+                "too_many_transactions",
+                "too many open transactions",
+                format!("A session may hold at most {MAX_OPEN_TRANSACTIONS} open transactions."),
+            ));
+        }
+        self.transactions.insert(tx.to_string(), Vec::new());
+        Ok(())
+    }
+
+    fn take_transaction(&mut self, frame: &Frame, cmd: &str) -> Result<Vec<TxOp>, StompError> {
+        let tx = frame
+            .headers
+            .get("transaction")
+            .ok_or_else(|| missing("transaction", cmd))?;
+        self.transactions.remove(tx).ok_or_else(|| {
+            StompError::protocol(
+                "unknown_transaction",
+                "unknown transaction",
+                format!("Transaction {tx:?} was not begun (or is already committed or aborted)."),
+            )
+        })
+    }
+
+    pub(super) async fn commit(&mut self, frame: &Frame) -> FrameResult {
+        for op in self.take_transaction(frame, "COMMIT")? {
+            match op {
+                TxOp::Send(f) => self.send(f).await?,
+                TxOp::Ack(f) | TxOp::Nack(f) => {
+                    let nack = matches!(f.command, protocol_stomp::Command::Nack);
+                    let header = if self.version == Version::V1_2 {
+                        "id"
+                    } else {
+                        "message-id"
+                    };
+                    if let Some(id) = f.headers.get(header).map(str::to_owned) {
+                        self.settle(&id, nack).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn abort(&mut self, frame: &Frame) -> FrameResult {
+        self.take_transaction(frame, "ABORT").map(drop)
+    }
+}

@@ -1,0 +1,177 @@
+//! CONNECT / STOMP: version negotiation, credentials, heart-beats, CONNECTED.
+
+use std::time::Duration;
+
+use protocol_stomp::{Command, Frame, Version};
+
+use super::{FrameResult, StompError, StompSession};
+use crate::backend::{BackendErrorKind, OpenRequest};
+
+const SUPPORTED: &str = "1.0,1.1,1.2";
+
+/// The highest version both sides speak; no `accept-version` means 1.0 (STOMP 1.1 §3.1).
+fn negotiate(accept: Option<&str>, allowed: &[Version]) -> Option<Version> {
+    let offered: Vec<Version> = match accept {
+        None => vec![Version::V1_0],
+        Some(list) => list
+            .split(',')
+            .filter_map(|v| Version::parse(v.trim()))
+            .collect(),
+    };
+    offered.into_iter().filter(|v| allowed.contains(v)).max()
+}
+
+/// `heart-beat: cx,cy` from the client and ours `[sx, sy]`: the two intervals (STOMP 1.1
+/// §Heart-beating): we send every max(sx, cy), expect every max(cx, sy); 0 on either side
+/// means never.
+fn heart_beats(header: Option<&str>, ours: [u64; 2]) -> Result<(u64, u64), String> {
+    let (cx, cy) = match header {
+        None => (0, 0),
+        Some(h) => {
+            let mut parts = h.split(',').map(|p| p.trim().parse::<u64>());
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(x)), Some(Ok(y)), None) => (x, y),
+                _ => {
+                    return Err(format!(
+                        "heart-beat header {h:?} is not two numbers like 10000,10000"
+                    ))
+                }
+            }
+        }
+    };
+    let [sx, sy] = ours;
+    let out = if sx == 0 || cy == 0 { 0 } else { sx.max(cy) };
+    let inc = if cx == 0 || sy == 0 { 0 } else { cx.max(sy) };
+    Ok((out, inc))
+}
+
+impl StompSession<'_> {
+    pub(super) async fn connect(&mut self, frame: Frame) -> FrameResult {
+        let allowed = self.bridge.versions_for(self.info.subprotocol.as_deref());
+        let Some(version) = negotiate(frame.headers.get("accept-version"), allowed) else {
+            let mut err = StompError::protocol(
+                "version",
+                "unsupported STOMP version",
+                format!(
+                    "Supported protocol versions are {}.",
+                    allowed
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            );
+            err.message = format!("{} (supported: {SUPPORTED})", err.message);
+            return Err(err);
+        };
+        self.version = version;
+        self.decoder.set_version(version);
+
+        let (out, inc) = heart_beats(
+            frame.headers.get("heart-beat"),
+            self.bridge.settings.heart_beat,
+        )
+        .map_err(|e| StompError::protocol("bad_header", "bad heart-beat header", e))?;
+        if version == Version::V1_0 {
+            // 1.0 has no heart-beating.
+            self.hb_out = None;
+            self.hb_in = None;
+        } else {
+            self.hb_out = (out > 0).then(|| Duration::from_millis(out));
+            self.hb_in = (inc > 0).then(|| Duration::from_millis(inc));
+        }
+        let tick = [self.hb_out.map(|d| d / 2), self.hb_in]
+            .into_iter()
+            .flatten()
+            .min();
+        self.hb_tick_period = tick.map(|d| d.max(Duration::from_millis(50)));
+
+        let login = match (frame.headers.get("login"), frame.headers.get("passcode")) {
+            (Some(l), p) => Some((l.to_string(), p.unwrap_or("").to_string())),
+            (None, _) => None,
+        };
+        let principal = match (&self.info.principal, &login) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some((user, pass))) => {
+                match self.bridge.credentials.check_password(user, pass).await {
+                    Some(p) => Some(p),
+                    None => {
+                        return Err(StompError::policy(
+                            "login",
+                            "login failed",
+                            format!("Invalid login or passcode for user {user:?}."),
+                        ))
+                    }
+                }
+            }
+            (None, None) if self.bridge.settings.require_login => {
+                return Err(StompError::policy(
+                    "login",
+                    "login required",
+                    "This service requires login and passcode headers on CONNECT.",
+                ))
+            }
+            (None, None) => None,
+        };
+
+        let backend = self
+            .bridge
+            .backend
+            .open(OpenRequest {
+                session_id: self.info.id,
+                inbox: self.inbox.clone(),
+                principal: principal.clone(),
+                login,
+            })
+            .await
+            .map_err(|e| match e.kind {
+                BackendErrorKind::Refused => {
+                    StompError::policy("backend_refused", e.message.clone(), e.message)
+                }
+                BackendErrorKind::Unavailable => StompError::backend(e.message),
+            })?;
+        self.backend = Some(backend);
+        crate::metrics::session_opened(version);
+
+        let mut connected = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("server", concat!("gateway/", env!("CARGO_PKG_VERSION")))
+            .header("session", format!("session-{}", self.info.id));
+        if version > Version::V1_0 {
+            connected = connected.header("heart-beat", format!("{out},{inc}"));
+        }
+        if let Some(p) = &principal {
+            connected = connected.header("user-name", p.name.as_str());
+        }
+        self.send_frame(connected).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[Version] = &[Version::V1_0, Version::V1_1, Version::V1_2];
+
+    #[test]
+    fn negotiates_the_highest_common_version() {
+        assert_eq!(negotiate(Some("1.0,1.1,1.2"), ALL), Some(Version::V1_2));
+        assert_eq!(negotiate(Some("1.1"), ALL), Some(Version::V1_1));
+        assert_eq!(negotiate(None, ALL), Some(Version::V1_0));
+        assert_eq!(negotiate(Some("2.0"), ALL), None);
+        assert_eq!(negotiate(Some("1.2"), &[Version::V1_1]), None);
+    }
+
+    #[test]
+    fn heart_beat_negotiation() {
+        assert_eq!(heart_beats(Some("0,0"), [10_000, 10_000]), Ok((0, 0)));
+        assert_eq!(
+            heart_beats(Some("4000,20000"), [10_000, 10_000]),
+            Ok((20_000, 10_000))
+        );
+        assert_eq!(heart_beats(None, [10_000, 10_000]), Ok((0, 0)));
+        assert_eq!(heart_beats(Some("1000,1000"), [0, 500]), Ok((0, 1000)));
+        assert!(heart_beats(Some("x"), [1, 1]).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Moving deliveries from the inbox to the client, as many per wake-up as the outbox has
+//! room for, so a busy subscriber costs one wake-up per batch rather than per message.
+
+use bridge_api::{OutboxPermit, SendError};
+use protocol_stomp::Version;
+use tokio::time::Instant;
+
+use super::{PendingAck, StompSession};
+use crate::backend::AckMode;
+use crate::destination::Destination;
+
+const MAX_BATCH: usize = 64;
+
+impl StompSession<'_> {
+    pub(super) async fn deliver(&mut self, permit: OutboxPermit<'_>) {
+        let room = (self.outbox.room() + 1).min(MAX_BATCH);
+        let mut batch = Vec::with_capacity(room);
+        self.inbox.take(room, &mut batch);
+        let mut permit = Some(permit);
+        let mut drained: Vec<u32> = Vec::new();
+        let mut sent = 0u64;
+        for (key, delivery) in batch {
+            let Some(sub_id) = self.by_key.get(&key) else {
+                continue;
+            };
+            let Some(sub) = self.subs.get_mut(sub_id) else {
+                continue;
+            };
+            let needs_ack = sub.ack != AckMode::Auto;
+            let msg = if !needs_ack && !delivery.redelivered {
+                delivery.message.shared_frame(&sub.id, self.version)
+            } else {
+                let ack_id = if self.version == Version::V1_2 {
+                    self.next_ack += 1;
+                    format!("{}-{}", self.info.id, self.next_ack)
+                } else {
+                    delivery.message.message_id.clone()
+                };
+                if needs_ack {
+                    sub.outstanding.push_back(ack_id.clone());
+                    self.acks.insert(
+                        ack_id.clone(),
+                        PendingAck {
+                            key,
+                            token: delivery.ack,
+                        },
+                    );
+                }
+                let ack_header =
+                    (needs_ack && self.version == Version::V1_2).then_some(ack_id.as_str());
+                delivery
+                    .message
+                    .own_frame(&sub.id, ack_header, delivery.redelivered, self.version)
+            };
+            if matches!(
+                sub.destination,
+                Destination::Queue(_) | Destination::TempQueue(_)
+            ) && !drained.contains(&key)
+            {
+                drained.push(key);
+            }
+            match permit.take() {
+                Some(p) => p.send(msg),
+                None => match self.outbox.try_send(msg) {
+                    Ok(()) => {}
+                    Err(SendError::Full(m)) => {
+                        if self.outbox.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(SendError::Closed(_)) => return,
+                },
+            }
+            sent += 1;
+        }
+        if sent > 0 {
+            self.last_sent = Instant::now();
+            crate::metrics::delivered(sent);
+        }
+        if let Some(backend) = self.backend.as_deref_mut() {
+            for key in drained {
+                backend.drained(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! One STOMP session: frames from the client drive the backend; deliveries from the
+//! backend's fan-out flow to the client as fast as it reads, under its subscriptions'
+//! slow-consumer policies; heart-beats both ways.
+
+mod commands;
+mod connect;
+mod deliver;
+mod error;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::{Message, Outbox, Session, SessionInfo};
+use bytes::BytesMut;
+use protocol_stomp::{encode_to_bytes, Command, Decoded, Decoder, Frame, Limits, Version};
+use tokio::time::Instant;
+
+use crate::backend::{AckMode, BackendSession};
+use crate::destination::Destination;
+use crate::inbox::{AckToken, Inbox, SubKey};
+use crate::message::to_ws_message;
+use crate::StompBridge;
+pub use error::{FrameResult, StompError};
+
+struct SubState {
+    key: SubKey,
+    id: Arc<str>,
+    destination: Destination,
+    ack: AckMode,
+    /// Ack ids delivered and not yet acknowledged, oldest first (for cumulative ACK).
+    outstanding: VecDeque<String>,
+}
+
+struct PendingAck {
+    key: SubKey,
+    token: Option<AckToken>,
+}
+
+enum TxOp {
+    Send(Frame),
+    Ack(Frame),
+    Nack(Frame),
+}
+
+pub struct StompSession<'a> {
+    bridge: &'a StompBridge,
+    info: SessionInfo,
+    outbox: Outbox,
+    inbox: Arc<Inbox>,
+    backend: Option<Box<dyn BackendSession>>,
+    decoder: Decoder,
+    buf: BytesMut,
+    version: Version,
+    subs: HashMap<String, SubState>,
+    by_key: HashMap<SubKey, String>,
+    next_key: SubKey,
+    acks: HashMap<String, PendingAck>,
+    next_ack: u64,
+    transactions: HashMap<String, Vec<TxOp>>,
+    /// Temp queues this session has asked replies for, by name.
+    temp_queues: HashMap<String, SubKey>,
+    /// Server-to-client and client-to-server heart-beat intervals, once negotiated.
+    hb_out: Option<Duration>,
+    hb_in: Option<Duration>,
+    last_sent: Instant,
+    last_heard: Instant,
+    /// Set when heart-beats were negotiated: how often to check them.
+    hb_tick_period: Option<Duration>,
+    disconnecting: bool,
+}
+
+/// How a session's loop ended.
+enum End {
+    /// Client left, DISCONNECT, or shutdown: a normal close.
+    Done,
+    /// Send this ERROR, then close with its code.
+    Error(StompError),
+}
+
+impl<'a> StompSession<'a> {
+    pub fn new(bridge: &'a StompBridge, info: SessionInfo, outbox: Outbox) -> Self {
+        let limits = Limits {
+            max_frame_size: bridge.settings.max_frame_size,
+            ..Limits::default()
+        };
+        let now = Instant::now();
+        StompSession {
+            bridge,
+            info,
+            outbox,
+            inbox: Inbox::new(),
+            backend: None,
+            decoder: Decoder::new(limits),
+            buf: BytesMut::new(),
+            version: Version::V1_0,
+            subs: HashMap::new(),
+            by_key: HashMap::new(),
+            next_key: 1,
+            acks: HashMap::new(),
+            next_ack: 1,
+            transactions: HashMap::new(),
+            temp_queues: HashMap::new(),
+            hb_out: None,
+            hb_in: None,
+            last_sent: now,
+            last_heard: now,
+            hb_tick_period: None,
+            disconnecting: false,
+        }
+    }
+
+    pub async fn run(mut self, session: Session) -> Result<(), bridge_api::BridgeError> {
+        let Session {
+            mut incoming,
+            shutdown,
+            ..
+        } = session;
+        let outbox = self.outbox.clone();
+        let inbox = self.inbox.clone();
+        // Heart-beat checks tick at a fixed pace; each tick compares against the last
+        // traffic, so busy sessions pay nothing per message for them.
+        let mut hb_tick = tokio::time::interval(Duration::from_secs(3600));
+        hb_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending = false;
+        let end = loop {
+            if self.disconnecting {
+                break End::Done;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break End::Done,
+                msg = incoming.recv() => {
+                    let Some(msg) = msg else { break End::Done };
+                    self.last_heard = Instant::now();
+                    if let Err(e) = self.on_bytes(msg).await {
+                        break End::Error(e);
+                    }
+                    if let Some(period) = self.hb_tick_period.take() {
+                        hb_tick = tokio::time::interval_at(Instant::now() + period, period);
+                        hb_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+                permit = outbox.reserve(), if pending => {
+                    let Ok(permit) = permit else { break End::Done };
+                    self.deliver(permit).await;
+                    pending = self.inbox.has_pending();
+                }
+                _ = inbox.notified(), if !pending => {
+                    if let Some(key) = self.inbox.overflowed() {
+                        break End::Error(self.slow_consumer(key));
+                    }
+                    pending = self.inbox.has_pending();
+                }
+                _ = hb_tick.tick() => {
+                    if let Err(e) = self.heart_beat().await {
+                        break End::Error(e);
+                    }
+                }
+            }
+        };
+        if let End::Error(e) = end {
+            self.send_error(e, None).await;
+        }
+        self.cleanup().await;
+        Ok(())
+    }
+
+    async fn on_bytes(&mut self, msg: Message) -> FrameResult {
+        self.buf.extend_from_slice(&msg.payload());
+        loop {
+            let decoded = self.decoder.decode(&mut self.buf).map_err(|e| {
+                StompError::protocol("malformed_frame", "malformed frame", e.to_string())
+            })?;
+            match decoded {
+                None => break,
+                Some(Decoded::HeartBeat) => {}
+                Some(Decoded::Frame(frame)) => {
+                    crate::metrics::frame_in(frame.command);
+                    let receipt = frame.headers.get("receipt").map(str::to_owned);
+                    if let Err(e) = self.on_frame(frame).await {
+                        self.send_error(e, receipt.as_deref()).await;
+                        // Already sent: end the session without a second ERROR.
+                        return Err(StompError {
+                            reason: "sent",
+                            message: String::new(),
+                            detail: String::new(),
+                            close_code: 0,
+                        });
+                    }
+                    if self.disconnecting {
+                        break;
+                    }
+                }
+            }
+        }
+        // Keep a partial frame, but do not hold on to a large buffer once it is drained.
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> FrameResult {
+        if self.backend.is_none() {
+            return match frame.command {
+                Command::Connect | Command::Stomp => self.connect(frame).await,
+                other => Err(StompError::protocol(
+                    "not_connected",
+                    "not connected",
+                    format!(
+                        "The first frame must be CONNECT or STOMP, got {}.",
+                        other.as_str()
+                    ),
+                )),
+            };
+        }
+        let receipt = frame.headers.get("receipt").map(str::to_owned);
+        match frame.command {
+            Command::Connect | Command::Stomp => {
+                return Err(StompError::protocol(
+                    "already_connected",
+                    "already connected",
+                    "A second CONNECT on one session is not allowed.",
+                ))
+            }
+            Command::Send => self.send(frame).await?,
+            Command::Subscribe => self.subscribe(frame).await?,
+            Command::Unsubscribe => self.unsubscribe(frame).await?,
+            Command::Ack => self.ack_or_tx(frame, false).await?,
+            Command::Nack => self.ack_or_tx(frame, true).await?,
+            Command::Begin => self.begin(&frame)?,
+            Command::Commit => self.commit(&frame).await?,
+            Command::Abort => self.abort(&frame)?,
+            Command::Disconnect => self.disconnecting = true,
+            other => {
+                return Err(StompError::protocol(
+                    "unexpected_command",
+                    "unexpected command",
+                    format!(
+                        "{} is a server frame; clients cannot send it.",
+                        other.as_str()
+                    ),
+                ))
+            }
+        }
+        if let Some(id) = receipt {
+            self.send_frame(Frame::new(Command::Receipt).header("receipt-id", id))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn send_frame(&mut self, frame: Frame) {
+        let cmd = frame.command.as_str();
+        let bytes = encode_to_bytes(&frame, self.version);
+        crate::metrics::frame_out(cmd, 1);
+        self.last_sent = Instant::now();
+        let _ = self.outbox.send(to_ws_message(bytes)).await;
+    }
+
+    async fn send_error(&mut self, e: StompError, receipt: Option<&str>) {
+        if e.reason == "sent" {
+            return;
+        }
+        crate::metrics::error_frame(e.reason);
+        tracing::debug!(
+            session = self.info.id,
+            reason = e.reason,
+            "STOMP ERROR: {}",
+            e.message
+        );
+        let mut frame = Frame::new(Command::Error)
+            .header("message", e.message.as_str())
+            .header("content-type", "text/plain");
+        if let Some(r) = receipt {
+            frame = frame.header("receipt-id", r);
+        }
+        let frame = frame.with_body(e.detail.clone().into_bytes());
+        self.send_frame(frame).await;
+        self.outbox.close(e.close_code, e.message).await;
+    }
+
+    fn slow_consumer(&self, key: SubKey) -> StompError {
+        let id = self.by_key.get(&key).cloned().unwrap_or_default();
+        StompError::policy(
+            "slow_consumer",
+            "slow consumer",
+            format!(
+                "Subscription {id} fell more than {} messages behind; its policy is to disconnect.",
+                self.bridge.settings.subscription_queue
+            ),
+        )
+    }
+
+    async fn heart_beat(&mut self) -> FrameResult {
+        let now = Instant::now();
+        if let Some(every) = self.hb_out {
+            if now.duration_since(self.last_sent) >= every / 2 {
+                self.last_sent = now;
+                let _ = self.outbox.try_send(Message::text("\n"));
+            }
+        }
+        if let Some(every) = self.hb_in {
+            let allowed = every.mul_f64(self.bridge.settings.heart_beat_grace);
+            if now.duration_since(self.last_heard) > allowed {
+                return Err(StompError::policy(
+                    "heart_beat_timeout",
+                    "heart-beat timeout",
+                    format!(
+                        "Nothing received for {allowed:?}; the negotiated heart-beat is {every:?}."
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(mut backend) = self.backend.take() {
+            backend.close().await;
+            crate::metrics::session_closed(self.version, self.subs.len());
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The STOMP bridge's settings (`[service.settings]` of a `bridge = "stomp"` service).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::inbox::{ConflateKey, Policy};
+
+fn embedded() -> String {
+    "embedded".into()
+}
+fn heart_beat() -> [u64; 2] {
+    [10_000, 10_000]
+}
+fn grace() -> f64 {
+    2.0
+}
+fn max_frame_size() -> usize {
+    8 * 1024 * 1024
+}
+fn max_subscriptions() -> usize {
+    512
+}
+fn subscription_queue() -> usize {
+    1024
+}
+fn max_queue_depth() -> usize {
+    100_000
+}
+fn max_transaction_frames() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StompSettings {
+    /// `embedded` (the in-process broker).
+    #[serde(default = "embedded")]
+    pub backend: String,
+    /// Refuse CONNECT without valid login/passcode when the handshake carried no identity.
+    #[serde(default)]
+    pub require_login: bool,
+    /// `[cx, cy]` in ms: how often the gateway can send heart-beats, and how often it wants
+    /// them from the client; 0 = never.
+    #[serde(default = "heart_beat")]
+    pub heart_beat: [u64; 2],
+    /// A client silent for this many heart-beat intervals is disconnected.
+    #[serde(default = "grace")]
+    pub heart_beat_grace: f64,
+    #[serde(default = "max_frame_size")]
+    pub max_frame_size: usize,
+    #[serde(default = "max_subscriptions")]
+    pub max_subscriptions: usize,
+    /// Messages queued per subscription before its slow-consumer policy applies.
+    #[serde(default = "subscription_queue")]
+    pub subscription_queue: usize,
+    /// Messages an embedded queue holds before SENDs to it are refused.
+    #[serde(default = "max_queue_depth")]
+    pub max_queue_depth: usize,
+    /// Frames one transaction may hold before COMMIT.
+    #[serde(default = "max_transaction_frames")]
+    pub max_transaction_frames: usize,
+    /// Slow-consumer policies by destination prefix; the first matching rule wins.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyRule>,
+    /// The built-in demo price feed.
+    #[serde(default)]
+    pub demo: Option<DemoSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    Disconnect,
+    DropOldest,
+    Conflate,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Destination prefix, e.g. `/topic/prices.` or `/queue/`.
+    pub destination: String,
+    pub policy: PolicyKind,
+    /// Queue bound for matching subscriptions (default: `subscription_queue`).
+    #[serde(default)]
+    pub queue: Option<usize>,
+    /// For `conflate`: `destination`, or the name of a header such as `symbol`.
+    #[serde(default)]
+    pub conflate_key: Option<String>,
+}
+
+fn demo_symbols() -> Vec<String> {
+    [
+        "AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "TSLA", "META", "IBM",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+fn demo_interval() -> Duration {
+    Duration::from_millis(250)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Publishes simulated prices to `/topic/prices.SYMBOL`.
+    #[serde(default = "demo_symbols")]
+    pub symbols: Vec<String>,
+    #[serde(with = "humantime_serde", default = "demo_interval")]
+    pub interval: Duration,
+}
+
+impl StompSettings {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.backend != "embedded" {
+            return Err((
+                "backend".into(),
+                format!(
+                    "unknown backend {:?}: this build supports \"embedded\"",
+                    self.backend
+                ),
+            ));
+        }
+        for (i, rule) in self.policies.iter().enumerate() {
+            if !rule.destination.starts_with('/') {
+                return Err((
+                    format!("policy[{i}].destination"),
+                    "must start with / (e.g. /topic/prices.)".into(),
+                ));
+            }
+            if rule.policy == PolicyKind::Conflate && rule.conflate_key.is_none() {
+                return Err((
+                    format!("policy[{i}].conflate_key"),
+                    "conflate needs a key: \"destination\" or a header name".into(),
+                ));
+            }
+        }
+        if self.heart_beat_grace < 1.0 {
+            return Err(("heart_beat_grace".into(), "must be at least 1.0".into()));
+        }
+        Ok(())
+    }
+
+    /// The queue bound and policy for a subscription to `destination`.
+    pub fn policy_for(&self, destination: &str) -> (usize, Policy) {
+        if let Some(rule) = self
+            .policies
+            .iter()
+            .find(|r| destination.starts_with(&r.destination))
+        {
+            let policy = match rule.policy {
+                PolicyKind::Disconnect => Policy::Disconnect,
+                PolicyKind::DropOldest => Policy::DropOldest,
+                PolicyKind::Conflate => Policy::Conflate(match rule.conflate_key.as_deref() {
+                    None | Some("destination") => ConflateKey::Destination,
+                    Some(h) => ConflateKey::Header(h.to_string()),
+                }),
+            };
+            return (rule.queue.unwrap_or(self.subscription_queue), policy);
+        }
+        // Queues never lose messages (the broker keeps them); a topic subscriber that
+        // falls behind loses the oldest ones rather than slowing everyone.
+        let policy = if destination.starts_with("/topic/") {
+            Policy::DropOldest
+        } else {
+            Policy::Disconnect
+        };
+        (self.subscription_queue, policy)
+    }
+}
