@@ -1,1 +1,140 @@
-fn main() {}
+//! `loadgen`: load generator for the gateway's benchmarks.
+//!
+//! ```text
+//! loadgen idle --url ws://127.0.0.1:8080/echo --connections 19000 --processes 4 --server-pid PID
+//! loadgen echo --url ws://127.0.0.1:8080/echo --connections 100 --duration 10s --size 100
+//! ```
+//!
+//! Every scenario runs in worker processes (this binary again, with `--worker K`), because
+//! one process may hold only 20,000 open files here. Human-readable lines go to stdout,
+//! ending with one JSON summary line; progress goes to stderr.
+
+mod cli;
+mod probe;
+mod ramp;
+mod scenario;
+mod spread;
+mod stats;
+mod worker;
+mod ws;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scenario::{echo, idle};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Load generator for the WebSocket gateway")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Open many connections, echo once on each, hold them idle; report server RSS per connection.
+    Idle(idle::IdleArgs),
+    /// Closed-loop echo round trips; report msgs/s and latency percentiles.
+    Echo(echo::EchoArgs),
+}
+
+impl Scenario {
+    fn worker_index(&self) -> Option<usize> {
+        match self {
+            Scenario::Idle(a) => a.processes.worker,
+            Scenario::Echo(a) => a.processes.worker,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let worker = cli.scenario.worker_index();
+    // Workers share the machine with the server: one thread each keeps them predictable.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match (cli.scenario, worker) {
+            (Scenario::Idle(a), Some(k)) => idle::worker(a, k).await,
+            (Scenario::Idle(a), None) => idle::parent(a).await,
+            (Scenario::Echo(a), Some(k)) => echo::worker(a, k).await,
+            (Scenario::Echo(a), None) => echo::parent(a).await,
+        }
+    });
+    // Connection tasks may still be parked; don't wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_commands() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "idle",
+            "--url",
+            "ws://127.0.0.1:8080/echo",
+            "--connections",
+            "19000",
+            "--processes",
+            "4",
+            "--server-pid",
+            "42",
+            "--hold",
+            "10s",
+            "--subprotocol",
+            "echo",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Scenario::Idle(a) => {
+                assert_eq!(a.connections, 19_000);
+                assert_eq!(a.processes.count(a.connections), 4);
+                assert_eq!(a.server_pid, Some(42));
+                assert_eq!(a.connect.subprotocol.as_deref(), Some("echo"));
+                assert_eq!(a.processes.worker, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "echo",
+            "--connections",
+            "100",
+            "--duration",
+            "10s",
+            "--size",
+            "100",
+            "--pipeline",
+            "1",
+            "--worker",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.scenario.worker_index(), Some(0));
+    }
+}
