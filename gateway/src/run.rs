@@ -96,8 +96,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), String> {
         static_files,
     );
 
-    let listener = TcpListener::bind(config.server.listen)
-        .await
+    let listener = bind_listener(config.server.listen)
         .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
     let admin = TcpListener::bind(config.admin.listen)
         .await
@@ -155,6 +154,19 @@ pub async fn run(path: Option<&Path>) -> Result<(), String> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A deep accept backlog: a burst of connecting clients (a reconnect storm after a restart)
+/// waits in the kernel instead of being dropped; `TcpListener::bind` only allows 128.
+fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn wait_for_signal() {

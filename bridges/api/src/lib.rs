@@ -7,6 +7,7 @@
 mod bridge;
 mod error;
 mod message;
+mod outbox;
 mod principal;
 mod session;
 mod settings;
@@ -14,11 +15,9 @@ mod settings;
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use error::{BridgeError, ErrorSource};
 pub use message::{Message, Text};
+pub use outbox::{Outbox, OutboxPermit, OutboxReceiver, SendError, SessionClosed};
 pub use principal::{AuthMethod, CredentialCheck, Principal};
-pub use session::{
-    CloseFrame, Incoming, Outbox, OutboxPermit, Outgoing, SendError, Session, SessionClosed,
-    SessionInfo,
-};
+pub use session::{CloseFrame, Incoming, Outgoing, Session, SessionInfo};
 pub use settings::{parse_settings, SettingsError};
 
 /// Re-exported so bridges name the same types the gateway uses.

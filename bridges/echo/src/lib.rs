@@ -93,7 +93,7 @@ mod tests {
         let (outbox, mut rx) = Outbox::channel(8);
         let input = vec![Message::text("hi"), Message::binary(vec![0u8, 1, 2])];
         let session = Session {
-            info: info(),
+            info: Arc::new(info()),
             incoming: Incoming::new(stream::iter(input.clone())),
             outbox,
             shutdown: Default::default(),

@@ -177,7 +177,7 @@ mod tests {
 
     fn session(incoming: Incoming, outbox: Outbox) -> Session {
         Session {
-            info: SessionInfo {
+            info: Arc::new(SessionInfo {
                 id: 1,
                 service: "t".into(),
                 peer: "127.0.0.1:1".parse().unwrap(),
@@ -185,7 +185,7 @@ mod tests {
                 principal: None,
                 subprotocol: Some("binary".into()),
                 transport: "test",
-            },
+            }),
             incoming,
             outbox,
             shutdown: Default::default(),

@@ -126,7 +126,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 16 * 1024,
             max_message_size: 4 * 1024 * 1024,
             max_frame_size: 4 * 1024 * 1024,
-            read_buffer_size: 2 * 1024,
+            read_buffer_size: 1024,
             idle_timeout: Duration::from_secs(60),
             outgoing_queue: 256,
             drain_timeout: Duration::from_secs(10),

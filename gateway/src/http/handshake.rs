@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bridge_api::SessionInfo;
+use futures::FutureExt;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -215,7 +216,7 @@ pub async fn upgrade(
     }
 
     count(&service.name, outcome::ACCEPTED);
-    let info = SessionInfo {
+    let info = Arc::new(SessionInfo {
         id: state.next_session_id(),
         service: service.name.clone(),
         peer: client,
@@ -223,7 +224,7 @@ pub async fn upgrade(
         principal,
         subprotocol: subprotocol.map(str::to_string),
         transport: "websocket",
-    };
+    });
     let on_upgrade = hyper::upgrade::on(&mut req);
     let open_slot = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     let task_state = state.clone();
@@ -231,12 +232,17 @@ pub async fn upgrade(
         let _slots = (ip_slot, open_slot);
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
+                // Ready on first poll (no I/O happens); not awaiting keeps the stream out
+                // of this task's saved state.
+                let Some(ws) = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
                     Some(task_state.ws_config),
                 )
-                .await;
+                .now_or_never() else {
+                    tracing::error!("WebSocket set-up unexpectedly pending");
+                    return;
+                };
                 serve(task_state, service, info, ws).await;
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
@@ -274,12 +280,13 @@ fn unauthorized(service: &str, reason: String) -> Response<Body> {
     resp
 }
 
-async fn serve<S>(
+fn serve<S>(
     state: Arc<AppState>,
     service: Arc<Service>,
-    info: SessionInfo,
+    info: Arc<SessionInfo>,
     ws: WebSocketStream<S>,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let subprotocol = info.subprotocol.clone().unwrap_or_default();
@@ -291,16 +298,18 @@ async fn serve<S>(
     active.increment(1.0);
     let started = std::time::Instant::now();
     tracing::debug!(id = info.id, service = %service.name, peer = %info.peer, "session start");
-    run_session(
+    let session = run_session(
         ws,
         service.bridge.clone(),
         info,
         state.transport.clone(),
         state.shutdown.clone(),
         service.counters.clone(),
-    )
-    .await;
-    active.decrement(1.0);
-    metrics::histogram!("gateway_session_duration_seconds", "service" => service.name.to_string())
-        .record(started.elapsed().as_secs_f64());
+    );
+    let duration = metrics::histogram!("gateway_session_duration_seconds", "service" => service.name.to_string());
+    async move {
+        session.await;
+        active.decrement(1.0);
+        duration.record(started.elapsed().as_secs_f64());
+    }
 }

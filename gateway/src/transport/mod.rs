@@ -65,14 +65,18 @@ impl Shared {
 }
 
 /// Serve `info` with `bridge` over `ws` until the session ends.
-pub async fn run_session<S>(
+///
+/// Set-up happens here, synchronously, and only its results move into the returned future:
+/// an async fn would keep its (large) arguments alive in the task for the whole session.
+pub fn run_session<S>(
     ws: WebSocketStream<S>,
     bridge: Arc<dyn Bridge>,
-    info: SessionInfo,
+    info: Arc<SessionInfo>,
     settings: TransportSettings,
     shutdown: CancellationToken,
     counters: TrafficCounters,
-) where
+) -> impl std::future::Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
@@ -95,46 +99,47 @@ pub async fn run_session<S>(
 
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
     let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
-    let bridge_fut = bridge.serve(session);
     let writer_fut = Box::pin(writer.run(finish_rx));
-
-    let close_sent = match select(bridge_fut, writer_fut).await {
-        Either::Left((result, writer_fut)) => {
-            if let Err(e) = &result {
-                tracing::info!(source = e.source_side().as_str(), "session ended: {e}");
-            }
-            let frame = shared
-                .take_close()
-                .unwrap_or_else(|| close_for_bridge_result(&result, shutdown.is_cancelled()));
-            let _ = finish_tx.send(frame);
-            writer_fut.await
-        }
-        Either::Right((close_sent, bridge_fut)) => {
-            // The client went away, or the transport closed it: the bridge must wind up.
-            session_shutdown.cancel();
-            if tokio::time::timeout(settings.linger, bridge_fut)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "bridge did not finish within {:?} of its client leaving",
-                    settings.linger
-                );
-            }
-            close_sent
-        }
-    };
-    // Our close frame is out; read until the client's close (or the link drops) so the
-    // closing handshake completes and the server, not the client, holds TIME_WAIT.
-    if let (true, Ok(mut stream)) = (close_sent, stream_back_rx.await) {
-        let _ = tokio::time::timeout(settings.linger, async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if msg.is_close() {
-                    break;
+    async move {
+        let bridge_fut = bridge.serve(session);
+        let close_sent = match select(bridge_fut, writer_fut).await {
+            Either::Left((result, writer_fut)) => {
+                if let Err(e) = &result {
+                    tracing::info!(source = e.source_side().as_str(), "session ended: {e}");
                 }
+                let frame = shared
+                    .take_close()
+                    .unwrap_or_else(|| close_for_bridge_result(&result, shutdown.is_cancelled()));
+                let _ = finish_tx.send(frame);
+                writer_fut.await
             }
-        })
-        .await;
+            Either::Right((close_sent, bridge_fut)) => {
+                // The client went away, or the transport closed it: the bridge must wind up.
+                session_shutdown.cancel();
+                if tokio::time::timeout(settings.linger, bridge_fut)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "bridge did not finish within {:?} of its client leaving",
+                        settings.linger
+                    );
+                }
+                close_sent
+            }
+        };
+        // Our close frame is out; read until the client's close (or the link drops) so the
+        // closing handshake completes and the server, not the client, holds TIME_WAIT.
+        if let (true, Ok(mut stream)) = (close_sent, stream_back_rx.await) {
+            let _ = tokio::time::timeout(settings.linger, async {
+                while let Some(Ok(msg)) = stream.next().await {
+                    if msg.is_close() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
 }
 

@@ -77,7 +77,7 @@ async fn start(
     let task = tokio::spawn(run_session(
         server,
         bridge,
-        info(),
+        Arc::new(info()),
         settings(idle),
         shutdown,
         TrafficCounters::new("t"),
@@ -156,7 +156,7 @@ async fn silent_client_is_pinged_then_closed() {
     let task = tokio::spawn(run_session(
         server,
         Arc::new(Echo),
-        info(),
+        Arc::new(info()),
         settings(Duration::from_millis(100)),
         CancellationToken::new(),
         TrafficCounters::new("t"),
@@ -217,7 +217,7 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     let task = tokio::spawn(run_session(
         server,
         Arc::new(Echo),
-        info(),
+        Arc::new(info()),
         settings(Duration::ZERO),
         CancellationToken::new(),
         TrafficCounters::new("t"),

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_api::{close_code, CloseFrame, Message, Outgoing};
+use bridge_api::{close_code, CloseFrame, Message, OutboxReceiver, Outgoing};
 use futures::stream::SplitSink;
 use futures::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 128;
 /// Writes the outbox to the socket, many messages per flush, and owns pings and closes.
 pub(super) struct Writer<S> {
     sink: WsWriter<S>,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: OutboxReceiver,
     shared: Arc<Shared>,
     counters: TrafficCounters,
     idle_timeout: Duration,
@@ -41,7 +41,7 @@ where
 {
     pub(super) fn new(
         sink: WsWriter<S>,
-        rx: mpsc::Receiver<Outgoing>,
+        rx: OutboxReceiver,
         shared: Arc<Shared>,
         counters: TrafficCounters,
         settings: &TransportSettings,
@@ -130,17 +130,17 @@ where
         }
         for _ in 1..MAX_BATCH {
             match self.rx.try_recv() {
-                Ok(Outgoing::Message(msg)) => {
+                Some(Outgoing::Message(msg)) => {
                     let msg = self.to_ws(msg);
                     if self.sink.feed(msg).await.is_err() {
                         return Wrote::ClientGone;
                     }
                 }
-                Ok(Outgoing::Close(frame)) => {
+                Some(Outgoing::Close(frame)) => {
                     self.pending_close = Some(frame);
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         match self.sink.flush().await {
@@ -155,7 +155,7 @@ where
         if let Some(frame) = self.pending_close.take() {
             return Some(frame);
         }
-        while let Ok(item) = self.rx.try_recv() {
+        while let Some(item) = self.rx.try_recv() {
             match item {
                 Outgoing::Message(msg) => {
                     let msg = self.to_ws(msg);

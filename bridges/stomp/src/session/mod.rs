@@ -45,7 +45,7 @@ enum TxOp {
 
 pub struct StompSession<'a> {
     bridge: &'a StompBridge,
-    info: SessionInfo,
+    info: Arc<SessionInfo>,
     outbox: Outbox,
     inbox: Arc<Inbox>,
     backend: Option<Box<dyn BackendSession>>,
@@ -79,7 +79,7 @@ enum End {
 }
 
 impl<'a> StompSession<'a> {
-    pub fn new(bridge: &'a StompBridge, info: SessionInfo, outbox: Outbox) -> Self {
+    pub fn new(bridge: &'a StompBridge, info: Arc<SessionInfo>, outbox: Outbox) -> Self {
         let limits = Limits {
             max_frame_size: bridge.settings.max_frame_size,
             ..Limits::default()

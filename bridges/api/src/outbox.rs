@@ -1,0 +1,353 @@
+//! The bounded queue from a bridge to its client's writer.
+//!
+//! Hand-written rather than a tokio `mpsc` because an idle session must stay cheap: tokio's
+//! bounded channel allocates a block of slots up front (about 1.8 KiB here), this one only
+//! a small header until messages are actually queued.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::session::{CloseFrame, Outgoing};
+use crate::Message;
+
+struct State {
+    items: VecDeque<Outgoing>,
+    /// Slots promised to outstanding permits.
+    reserved: usize,
+    senders: usize,
+    receiver_closed: bool,
+}
+
+struct Chan {
+    state: Mutex<State>,
+    capacity: usize,
+    /// Signalled when an item is queued or the last sender leaves.
+    item: Notify,
+    /// Signalled when room frees up or the receiver leaves.
+    room: Notify,
+}
+
+impl Chan {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a message was not queued. The message is handed back so a caller can apply its own
+/// slow-consumer policy (drop, conflate, disconnect) without having cloned it.
+#[derive(Debug)]
+pub enum SendError {
+    /// The bounded queue is full: the client reads slower than the bridge writes.
+    Full(Message),
+    /// The session is over.
+    Closed(Message),
+}
+
+/// The session is over; nothing more can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session closed")]
+pub struct SessionClosed;
+
+/// Messages for the client. Bounded: `send` waits for room (backpressure), `try_send`
+/// reports a full queue at once, which is what fan-out code wants. Clones share the queue.
+pub struct Outbox {
+    chan: Arc<Chan>,
+}
+
+/// The transport's end of an [`Outbox`].
+pub struct OutboxReceiver {
+    chan: Arc<Chan>,
+}
+
+/// Room for exactly one message, reserved in an [`Outbox`].
+pub struct OutboxPermit<'a> {
+    chan: &'a Chan,
+    used: bool,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("capacity", &self.chan.capacity)
+            .finish()
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.chan.lock().senders += 1;
+        Outbox {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.chan.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.chan.item.notify_one();
+        }
+    }
+}
+
+impl Outbox {
+    /// A queue holding at most `capacity` messages, and the transport's receiving end.
+    pub fn channel(capacity: usize) -> (Outbox, OutboxReceiver) {
+        let chan = Arc::new(Chan {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                reserved: 0,
+                senders: 1,
+                receiver_closed: false,
+            }),
+            capacity: capacity.max(1),
+            item: Notify::new(),
+            room: Notify::new(),
+        });
+        (Outbox { chan: chan.clone() }, OutboxReceiver { chan })
+    }
+
+    /// Queue `item` if there is room (`Ok(None)`), else hand it back.
+    fn try_push(&self, item: Outgoing) -> Result<Option<Outgoing>, Outgoing> {
+        let mut st = self.chan.lock();
+        if st.receiver_closed {
+            return Err(item);
+        }
+        if st.items.len() + st.reserved >= self.chan.capacity {
+            return Ok(Some(item));
+        }
+        st.items.push_back(item);
+        drop(st);
+        self.chan.item.notify_one();
+        Ok(None)
+    }
+
+    async fn push(&self, mut item: Outgoing) -> Result<(), Outgoing> {
+        loop {
+            let mut room = pin!(self.chan.room.notified());
+            room.as_mut().enable();
+            match self.try_push(item)? {
+                None => return Ok(()),
+                Some(back) => item = back,
+            }
+            room.await;
+        }
+    }
+
+    pub async fn send(&self, msg: Message) -> Result<(), SendError> {
+        self.push(Outgoing::Message(msg))
+            .await
+            .map_err(|e| match e {
+                Outgoing::Message(m) => SendError::Closed(m),
+                Outgoing::Close(_) => unreachable!("sent a message"),
+            })
+    }
+
+    pub fn try_send(&self, msg: Message) -> Result<(), SendError> {
+        match self.try_push(Outgoing::Message(msg)) {
+            Ok(None) => Ok(()),
+            Ok(Some(Outgoing::Message(m))) => {
+                metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
+                    .increment(1);
+                Err(SendError::Full(m))
+            }
+            Err(Outgoing::Message(m)) => Err(SendError::Closed(m)),
+            _ => unreachable!("sent a message"),
+        }
+    }
+
+    /// Wait for room for one message. Lets a bridge wait for the client to catch up while
+    /// still reacting to other events in a `select!`.
+    pub async fn reserve(&self) -> Result<OutboxPermit<'_>, SessionClosed> {
+        loop {
+            let mut room = pin!(self.chan.room.notified());
+            room.as_mut().enable();
+            {
+                let mut st = self.chan.lock();
+                if st.receiver_closed {
+                    return Err(SessionClosed);
+                }
+                if st.items.len() + st.reserved < self.chan.capacity {
+                    st.reserved += 1;
+                    return Ok(OutboxPermit {
+                        chan: &self.chan,
+                        used: false,
+                    });
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Ask the transport to close after what is already queued. Returns false if the
+    /// session is already over.
+    pub async fn close(&self, code: u16, reason: impl Into<String>) -> bool {
+        self.push(Outgoing::Close(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+        .await
+        .is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.chan.lock().receiver_closed
+    }
+
+    /// Free slots right now.
+    pub fn room(&self) -> usize {
+        let st = self.chan.lock();
+        self.chan
+            .capacity
+            .saturating_sub(st.items.len() + st.reserved)
+    }
+}
+
+impl OutboxPermit<'_> {
+    pub fn send(mut self, msg: Message) {
+        self.used = true;
+        let mut st = self.chan.lock();
+        st.reserved -= 1;
+        if !st.receiver_closed {
+            st.items.push_back(Outgoing::Message(msg));
+        }
+        drop(st);
+        self.chan.item.notify_one();
+    }
+}
+
+impl Drop for OutboxPermit<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.chan.lock().reserved -= 1;
+            self.chan.room.notify_waiters();
+        }
+    }
+}
+
+impl OutboxReceiver {
+    /// The next queued item; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        loop {
+            let mut item = pin!(self.chan.item.notified());
+            item.as_mut().enable();
+            {
+                let mut st = self.chan.lock();
+                if let Some(x) = st.items.pop_front() {
+                    drop(st);
+                    self.chan.room.notify_waiters();
+                    return Some(x);
+                }
+                if st.senders == 0 {
+                    return None;
+                }
+            }
+            item.await;
+        }
+    }
+
+    pub fn try_recv(&mut self) -> Option<Outgoing> {
+        let x = self.chan.lock().items.pop_front();
+        if x.is_some() {
+            self.chan.room.notify_waiters();
+        }
+        x
+    }
+
+    /// Refuse further messages; waiting senders see the session closed.
+    pub fn close(&mut self) {
+        {
+            let mut st = self.chan.lock();
+            st.receiver_closed = true;
+            st.items.clear();
+            // Free memory held by a burst that will never be written now.
+            st.items.shrink_to_fit();
+        }
+        self.chan.room.notify_waiters();
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn text(s: &str) -> Message {
+        Message::text(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn bounded_with_try_send_and_waiting_send() {
+        let (tx, mut rx) = Outbox::channel(2);
+        tx.try_send(text("a")).unwrap();
+        tx.try_send(text("b")).unwrap();
+        assert!(matches!(tx.try_send(text("c")), Err(SendError::Full(_))));
+        let tx2 = tx.clone();
+        let waiting = tokio::spawn(async move { tx2.send(text("c")).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        assert!(matches!(rx.recv().await, Some(Outgoing::Message(_))));
+        assert!(waiting.await.unwrap());
+        assert_eq!(tx.room(), 0);
+    }
+
+    #[tokio::test]
+    async fn recv_ends_when_all_senders_leave() {
+        let (tx, mut rx) = Outbox::channel(4);
+        tx.try_send(text("last")).unwrap();
+        drop(tx);
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn closed_receiver_fails_senders_and_wakes_waiters() {
+        let (tx, mut rx) = Outbox::channel(1);
+        tx.try_send(text("x")).unwrap();
+        let tx2 = tx.clone();
+        let waiting = tokio::spawn(async move { tx2.send(text("y")).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rx.close();
+        assert!(matches!(waiting.await.unwrap(), Err(SendError::Closed(_))));
+        assert!(tx.is_closed());
+        assert!(matches!(tx.try_send(text("z")), Err(SendError::Closed(_))));
+    }
+
+    #[tokio::test]
+    async fn permits_hold_room_until_used_or_dropped() {
+        let (tx, mut rx) = Outbox::channel(1);
+        let permit = tx.reserve().await.unwrap();
+        assert!(matches!(tx.try_send(text("a")), Err(SendError::Full(_))));
+        drop(permit);
+        let permit = tx.reserve().await.unwrap();
+        permit.send(text("b"));
+        match rx.recv().await {
+            Some(Outgoing::Message(m)) => assert_eq!(m, text("b")),
+            _ => panic!("expected the permitted message"),
+        }
+    }
+
+    #[tokio::test]
+    async fn close_request_is_queued_in_order() {
+        let (tx, mut rx) = Outbox::channel(4);
+        tx.try_send(text("a")).unwrap();
+        assert!(tx.close(1000, "bye").await);
+        assert!(matches!(rx.try_recv(), Some(Outgoing::Message(_))));
+        assert!(matches!(rx.try_recv(), Some(Outgoing::Close(_))));
+        assert!(rx.try_recv().is_none());
+    }
+}
