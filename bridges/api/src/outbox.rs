@@ -164,6 +164,31 @@ impl Outbox {
         }
     }
 
+    /// Queue as many of `msgs` as fit, from the front, under one lock: the fan-out path
+    /// hands over a batch at a time. Returns how many were queued.
+    pub fn try_send_many(
+        &self,
+        msgs: &mut std::collections::VecDeque<Message>,
+    ) -> Result<usize, SessionClosed> {
+        let queued = {
+            let mut st = self.chan.lock();
+            if st.receiver_closed {
+                return Err(SessionClosed);
+            }
+            let room = self
+                .chan
+                .capacity
+                .saturating_sub(st.items.len() + st.reserved);
+            let n = room.min(msgs.len());
+            st.items.extend(msgs.drain(..n).map(Outgoing::Message));
+            n
+        };
+        if queued > 0 {
+            self.chan.item.notify_one();
+        }
+        Ok(queued)
+    }
+
     /// Wait for room for one message. Lets a bridge wait for the client to catch up while
     /// still reacting to other events in a `select!`.
     pub async fn reserve(&self) -> Result<OutboxPermit<'_>, SessionClosed> {
@@ -262,6 +287,23 @@ impl OutboxReceiver {
         x
     }
 
+    /// Up to `max` queued items at once, under one lock.
+    pub fn try_recv_many(&mut self, out: &mut Vec<Outgoing>, max: usize) {
+        let taken = {
+            let mut st = self.chan.lock();
+            let n = max.min(st.items.len());
+            out.extend(st.items.drain(..n));
+            if st.items.is_empty() && st.items.capacity() > 64 {
+                // A burst is over: do not keep its memory on an idle session.
+                st.items.shrink_to(16);
+            }
+            n
+        };
+        if taken > 0 {
+            self.chan.room.notify_waiters();
+        }
+    }
+
     /// Refuse further messages; waiting senders see the session closed.
     pub fn close(&mut self) {
         {
@@ -339,6 +381,21 @@ mod tests {
             Some(Outgoing::Message(m)) => assert_eq!(m, text("b")),
             _ => panic!("expected the permitted message"),
         }
+    }
+
+    #[tokio::test]
+    async fn batches_in_and_out() {
+        let (tx, mut rx) = Outbox::channel(3);
+        let mut msgs: std::collections::VecDeque<Message> =
+            ["a", "b", "c", "d"].iter().map(|s| text(s)).collect();
+        assert_eq!(tx.try_send_many(&mut msgs).unwrap(), 3);
+        assert_eq!(msgs.len(), 1);
+        let mut out = Vec::new();
+        rx.try_recv_many(&mut out, 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(tx.try_send_many(&mut msgs).unwrap(), 1);
+        rx.try_recv_many(&mut out, 10);
+        assert_eq!(out.len(), 4);
     }
 
     #[tokio::test]

@@ -129,6 +129,20 @@ impl Inbox {
                 return Outcome::Gone;
             };
             let mut outcome = Outcome::Queued;
+            if let Policy::Conflate(ck) = &q.policy {
+                // At most one queued message per key, always: a newer one takes the older
+                // one's place, so a key's updates never arrive out of order.
+                let pos = delivery.conflation_key(ck).and_then(|nk| {
+                    q.items
+                        .iter()
+                        .position(|d| d.conflation_key(ck) == Some(nk))
+                });
+                if let Some(i) = pos {
+                    crate::metrics::slow_consumer("conflate");
+                    q.items[i] = delivery;
+                    return Outcome::Displaced;
+                }
+            }
             if q.items.len() >= q.capacity {
                 match &q.policy {
                     Policy::Disconnect => {
@@ -138,27 +152,12 @@ impl Inbox {
                         self.notify.notify_one();
                         return Outcome::Overflow;
                     }
-                    Policy::DropOldest => {
-                        crate::metrics::slow_consumer("drop-oldest");
+                    // Conflate with no queued message of the same key: room is made the
+                    // same way as for drop-oldest.
+                    Policy::DropOldest | Policy::Conflate(_) => {
+                        crate::metrics::slow_consumer(q.policy.name());
                         q.items.pop_front();
                         outcome = Outcome::Displaced;
-                    }
-                    Policy::Conflate(ck) => {
-                        crate::metrics::slow_consumer("conflate");
-                        let new_key = delivery.conflation_key(ck).map(str::to_owned);
-                        let pos = new_key.as_deref().and_then(|nk| {
-                            q.items
-                                .iter()
-                                .position(|d| d.conflation_key(ck) == Some(nk))
-                        });
-                        match pos {
-                            Some(i) => q.items[i] = delivery,
-                            None => {
-                                q.items.pop_front();
-                                q.items.push_back(delivery);
-                            }
-                        }
-                        return Outcome::Displaced;
                     }
                 }
             }
@@ -213,6 +212,10 @@ impl Inbox {
             }
             if q.items.is_empty() {
                 q.ready = false;
+                if q.items.capacity() > 64 {
+                    // A burst is over: an idle subscription keeps little memory.
+                    q.items.shrink_to(16);
+                }
             } else {
                 st.ready.push_front(key);
             }
@@ -286,6 +289,18 @@ mod tests {
             Outcome::Displaced
         );
         assert_eq!(ids(&inbox), vec!["m2", "m3"]);
+    }
+
+    #[test]
+    fn conflate_never_reorders_a_key() {
+        let inbox = Inbox::new();
+        inbox.add(1, 4, Policy::Conflate(ConflateKey::Header("symbol".into())));
+        // Queue not full: still one message per key.
+        inbox.deliver(1, msg("/topic/p", "A", 0));
+        inbox.deliver(1, msg("/topic/p", "A", 1));
+        inbox.deliver(1, msg("/topic/p", "B", 2));
+        inbox.deliver(1, msg("/topic/p", "A", 3));
+        assert_eq!(ids(&inbox), vec!["m3", "m2"]);
     }
 
     #[test]

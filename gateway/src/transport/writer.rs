@@ -28,6 +28,8 @@ pub(super) struct Writer<S> {
     counters: TrafficCounters,
     idle_timeout: Duration,
     pending_close: Option<CloseFrame>,
+    /// Reused between batches so a busy session does not allocate per flush.
+    scratch: Vec<Outgoing>,
 }
 
 enum Wrote {
@@ -53,6 +55,7 @@ where
             counters,
             idle_timeout: settings.idle_timeout,
             pending_close: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -128,20 +131,24 @@ where
         if self.sink.feed(first).await.is_err() {
             return Wrote::ClientGone;
         }
-        for _ in 1..MAX_BATCH {
-            match self.rx.try_recv() {
-                Some(Outgoing::Message(msg)) => {
-                    let msg = self.to_ws(msg);
-                    if self.sink.feed(msg).await.is_err() {
-                        return Wrote::ClientGone;
-                    }
-                }
-                Some(Outgoing::Close(frame)) => {
-                    self.pending_close = Some(frame);
-                    break;
-                }
-                None => break,
+        let mut more = std::mem::take(&mut self.scratch);
+        self.rx.try_recv_many(&mut more, MAX_BATCH - 1);
+        let mut gone = false;
+        for item in more.drain(..) {
+            if gone || self.pending_close.is_some() {
+                continue; // dropped: the client is gone or a close comes first
             }
+            match item {
+                Outgoing::Message(msg) => {
+                    let msg = self.to_ws(msg);
+                    gone = self.sink.feed(msg).await.is_err();
+                }
+                Outgoing::Close(frame) => self.pending_close = Some(frame),
+            }
+        }
+        self.scratch = more;
+        if gone {
+            return Wrote::ClientGone;
         }
         match self.sink.flush().await {
             Ok(()) => Wrote::Ok,

@@ -18,7 +18,7 @@ impl StompSession<'_> {
         self.inbox.take(room, &mut batch);
         let mut permit = Some(permit);
         let mut drained: Vec<u32> = Vec::new();
-        let mut sent = 0u64;
+        let mut out = std::mem::take(&mut self.out_scratch);
         for (key, delivery) in batch {
             let Some(sub_id) = self.by_key.get(&key) else {
                 continue;
@@ -61,18 +61,30 @@ impl StompSession<'_> {
             }
             match permit.take() {
                 Some(p) => p.send(msg),
-                None => match self.outbox.try_send(msg) {
-                    Ok(()) => {}
-                    Err(SendError::Full(m)) => {
-                        if self.outbox.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(SendError::Closed(_)) => return,
-                },
+                None => out.push_back(msg),
             }
-            sent += 1;
         }
+        let sent = (out.len() + usize::from(permit.is_none())) as u64;
+        drop(permit);
+        // One lock for the whole batch; whatever did not fit waits for room (the client
+        // reads slower than its subscriptions produce).
+        while !out.is_empty() {
+            match self.outbox.try_send_many(&mut out) {
+                Err(_) => {
+                    out.clear();
+                    break;
+                }
+                Ok(_) if out.is_empty() => break,
+                Ok(_) => {
+                    let Some(msg) = out.pop_front() else { break };
+                    if let Err(SendError::Closed(_)) = self.outbox.send(msg).await {
+                        out.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        self.out_scratch = out;
         if sent > 0 {
             self.last_sent = Instant::now();
             crate::metrics::delivered(sent);

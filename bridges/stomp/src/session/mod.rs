@@ -68,6 +68,8 @@ pub struct StompSession<'a> {
     /// Set when heart-beats were negotiated: how often to check them.
     hb_tick_period: Option<Duration>,
     disconnecting: bool,
+    /// Reused for each delivery batch.
+    out_scratch: VecDeque<Message>,
 }
 
 /// How a session's loop ended.
@@ -107,6 +109,7 @@ impl<'a> StompSession<'a> {
             last_heard: now,
             hb_tick_period: None,
             disconnecting: false,
+            out_scratch: VecDeque::new(),
         }
     }
 
