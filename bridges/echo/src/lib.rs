@@ -31,10 +31,11 @@ impl Bridge for EchoBridge {
             shutdown,
             ..
         } = session;
+        let mut cancelled = std::pin::pin!(shutdown.cancelled());
         loop {
             let msg = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = &mut cancelled => return Ok(()),
                 msg = incoming.recv() => msg,
             };
             let Some(msg) = msg else { return Ok(()) };

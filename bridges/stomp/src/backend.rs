@@ -42,6 +42,9 @@ pub struct Subscription {
     pub ack: AckMode,
     /// Most unacknowledged messages in flight (client ack modes); 0 = no limit.
     pub prefetch: usize,
+    /// The session's STOMP version, so fan-out can encode MESSAGE frames once for all
+    /// subscribers that share an id and version.
+    pub version: protocol_stomp::Version,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

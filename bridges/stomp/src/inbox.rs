@@ -46,6 +46,9 @@ pub struct Delivery {
     pub message: Arc<SharedMessage>,
     pub ack: Option<AckToken>,
     pub redelivered: bool,
+    /// The MESSAGE frame, when the broker's fan-out already encoded it for this
+    /// subscription (shared with every subscriber using the same id and version).
+    pub frame: Option<bridge_api::Message>,
 }
 
 impl Delivery {
@@ -253,6 +256,7 @@ mod tests {
             )),
             ack: None,
             redelivered: false,
+            frame: None,
         }
     }
 

@@ -106,13 +106,27 @@ impl Inner {
                 let msg = message(destination.to_string());
                 let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
                 let mut delivered = 0u64;
+                // Encoded frames by (subscription id, version): most clients share a few ids.
+                let mut frames: Vec<(Arc<str>, protocol_stomp::Version, bridge_api::Message)> =
+                    Vec::new();
                 topics.for_each_match(key, |sub: &TopicSub| {
+                    let frame = sub.encode_as.as_ref().map(|(id, version)| {
+                        match frames.iter().find(|(i, v, _)| v == version && **i == **id) {
+                            Some((_, _, f)) => f.clone(),
+                            None => {
+                                let f = msg.shared_frame(id, *version);
+                                frames.push((id.clone(), *version, f.clone()));
+                                f
+                            }
+                        }
+                    });
                     sub.inbox.deliver(
                         sub.key,
                         Delivery {
                             message: msg.clone(),
                             ack: None,
                             redelivered: false,
+                            frame,
                         },
                     );
                     delivered += 1;
@@ -226,6 +240,8 @@ impl BackendSession for EmbeddedSession {
                             inbox: self.inbox.clone(),
                             key: sub.key,
                             session: self.session,
+                            encode_as: (sub.ack == AckMode::Auto)
+                                .then(|| (sub.id.clone(), sub.version)),
                         },
                     );
                 self.subs.insert(sub.key, SubTarget::Topic(pattern.clone()));

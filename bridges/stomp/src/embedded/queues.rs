@@ -163,6 +163,7 @@ impl Queues {
                     message: front.msg.clone(),
                     ack: token,
                     redelivered: front.redelivered,
+                    frame: None,
                 };
                 if c.inbox.offer(c.key, delivery).is_err() {
                     continue;

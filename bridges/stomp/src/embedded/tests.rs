@@ -26,6 +26,7 @@ fn sub(key: SubKey, dest: &str, ack: AckMode, prefetch: usize) -> Subscription {
         destination: Destination::parse(dest, true).unwrap(),
         ack,
         prefetch,
+        version: protocol_stomp::Version::V1_2,
     }
 }
 

@@ -11,6 +11,9 @@ pub struct TopicSub {
     pub inbox: Arc<Inbox>,
     pub key: SubKey,
     pub session: u64,
+    /// Subscription id and version to encode MESSAGE frames for; `None` when each delivery
+    /// needs its own frame (client acknowledgement).
+    pub encode_as: Option<(Arc<str>, protocol_stomp::Version)>,
 }
 
 #[derive(Default)]
@@ -163,6 +166,7 @@ mod tests {
                     inbox: inbox.clone(),
                     key: i as SubKey,
                     session: 1,
+                    encode_as: None,
                 },
             );
         }

@@ -148,6 +148,7 @@ impl StompSession<'_> {
             destination: destination.clone(),
             ack,
             prefetch,
+            version: self.version,
         };
         if let Err(e) = self.backend().subscribe(&sub).await {
             self.inbox.remove(key);

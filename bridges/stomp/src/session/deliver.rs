@@ -27,7 +27,9 @@ impl StompSession<'_> {
                 continue;
             };
             let needs_ack = sub.ack != AckMode::Auto;
-            let msg = if !needs_ack && !delivery.redelivered {
+            let msg = if let Some(frame) = delivery.frame {
+                frame
+            } else if !needs_ack && !delivery.redelivered {
                 delivery.message.shared_frame(&sub.id, self.version)
             } else {
                 let ack_id = if self.version == Version::V1_2 {

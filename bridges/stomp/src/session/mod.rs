@@ -126,13 +126,16 @@ impl<'a> StompSession<'a> {
         let mut hb_tick = tokio::time::interval(Duration::from_secs(3600));
         hb_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = false;
+        // Made once: a fresh `cancelled()` per wake-up would register and unregister a
+        // waiter every time.
+        let mut cancelled = std::pin::pin!(shutdown.cancelled());
         let end = loop {
             if self.disconnecting {
                 break End::Done;
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break End::Done,
+                _ = &mut cancelled => break End::Done,
                 msg = incoming.recv() => {
                     let Some(msg) = msg else { break End::Done };
                     self.last_heard = Instant::now();
