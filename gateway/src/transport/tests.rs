@@ -85,6 +85,21 @@ async fn start(
     (client, task)
 }
 
+/// An echo session whose client end is raw bytes, for checking exact frames.
+async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+    let (raw, s) = tokio::io::duplex(64 * 1024);
+    let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
+    let task = tokio::spawn(run_session(
+        server,
+        Arc::new(Echo),
+        Arc::new(info()),
+        settings(idle),
+        CancellationToken::new(),
+        TrafficCounters::new("t"),
+    ));
+    (raw, task)
+}
+
 async fn close_code(client: &mut WebSocketStream<DuplexStream>) -> Option<CloseCode> {
     while let Some(Ok(msg)) = client.next().await {
         if let WsMessage::Close(frame) = msg {
@@ -151,16 +166,7 @@ async fn oversized_message_closes_with_1009() {
 #[tokio::test]
 async fn silent_client_is_pinged_then_closed() {
     // The client end is read as raw bytes, so nothing ever answers the gateway's ping.
-    let (mut raw, s) = tokio::io::duplex(64 * 1024);
-    let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
-    let task = tokio::spawn(run_session(
-        server,
-        Arc::new(Echo),
-        Arc::new(info()),
-        settings(Duration::from_millis(100)),
-        CancellationToken::new(),
-        TrafficCounters::new("t"),
-    ));
+    let (mut raw, task) = start_raw(Duration::from_millis(100)).await;
     tokio::time::timeout(Duration::from_secs(3), task)
         .await
         .unwrap()
@@ -212,16 +218,7 @@ async fn answering_pings_keeps_a_quiet_client() {
 #[tokio::test]
 async fn a_client_close_is_answered_with_a_close_frame() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut raw, s) = tokio::io::duplex(64 * 1024);
-    let server = WebSocketStream::from_raw_socket(s, Role::Server, None).await;
-    let task = tokio::spawn(run_session(
-        server,
-        Arc::new(Echo),
-        Arc::new(info()),
-        settings(Duration::ZERO),
-        CancellationToken::new(),
-        TrafficCounters::new("t"),
-    ));
+    let (mut raw, task) = start_raw(Duration::ZERO).await;
     // A masked close frame with code 1000 (an all-zero mask leaves the payload as is).
     raw.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
         .await
