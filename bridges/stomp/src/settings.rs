@@ -30,13 +30,34 @@ fn max_queue_depth() -> usize {
 fn max_transaction_frames() -> usize {
     10_000
 }
+fn pool_size() -> usize {
+    2
+}
+
+/// Whose identity the RabbitMQ backend uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    /// The gateway logs in once per pooled connection with the URI's user.
+    #[default]
+    Service,
+    /// Each client's CONNECT login/passcode opens its own connection as that user.
+    PassThrough,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StompSettings {
-    /// `embedded` (the in-process broker).
+    /// `embedded` (the in-process broker), `amqp://user:pass@host:port/vhost` (RabbitMQ) or
+    /// `stomp://user:pass@host:port` (a STOMP broker such as ActiveMQ).
     #[serde(default = "embedded")]
     pub backend: String,
+    /// RabbitMQ: connections per service; channels are multiplexed on them.
+    #[serde(default = "pool_size")]
+    pub pool_size: usize,
+    /// RabbitMQ or STOMP broker: `service` (the URI's user) or `pass-through` (each client's login).
+    #[serde(default)]
+    pub credentials: Credentials,
     /// Refuse CONNECT without valid login/passcode when the handshake carried no identity.
     #[serde(default)]
     pub require_login: bool,
@@ -115,13 +136,21 @@ pub struct DemoSettings {
 impl StompSettings {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.backend != "embedded" {
-            return Err((
-                "backend".into(),
-                format!(
-                    "unknown backend {:?}: this build supports \"embedded\"",
-                    self.backend
-                ),
-            ));
+            if self.backend.starts_with("stomp://") {
+                crate::stomp_upstream::parse_uri(&self.backend).map(drop)
+            } else {
+                crate::amqp::parse_uri(&self.backend).map(drop)
+            }
+            .map_err(|e| ("backend".to_string(), e))?;
+            if self.demo.is_some() {
+                return Err((
+                    "demo".into(),
+                    "the demo feed runs on the embedded backend only".into(),
+                ));
+            }
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            return Err(("pool_size".into(), "must be between 1 and 64".into()));
         }
         for (i, rule) in self.policies.iter().enumerate() {
             if !rule.destination.starts_with('/') {

@@ -180,7 +180,8 @@ where
         self.rx.close();
         let ws_frame = tungstenite::protocol::CloseFrame {
             code: frame.code.into(),
-            reason: frame.reason.into(),
+            // A longer reason would make the frame invalid and the client see 1006.
+            reason: super::truncate_reason(&frame.reason).into(),
         };
         match self
             .sink

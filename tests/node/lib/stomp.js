@@ -167,7 +167,7 @@ class RawPeer {
     });
     this.ws.on('message', (data, isBinary) => {
       this.messages.push({ data, isBinary });
-      if (!isBinary && data.toString() === '\n') this.heartBeats++;
+      if (data.toString() === '\n') this.heartBeats++; // a text message, or binary (RabbitMQ ws_frame = binary)
       else this.frames.push(...parseFrames(data));
       this._wake();
     });

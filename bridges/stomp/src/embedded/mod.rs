@@ -153,8 +153,19 @@ impl Inner {
                 crate::metrics::published("queue", 1);
                 Ok(())
             }
+            Destination::AmqQueue(_) | Destination::Exchange { .. } => {
+                Err(rabbitmq_only(destination))
+            }
         }
     }
+}
+
+/// `/amq/queue/` and `/exchange/` name broker objects the embedded broker does not have.
+fn rabbitmq_only(destination: &Destination) -> BackendError {
+    BackendError::refused(format!(
+        "{destination}: /amq/queue/ and /exchange/ destinations need the RabbitMQ backend \
+         (backend = \"amqp://...\"); the embedded broker has /topic/, /queue/ and /temp-queue/"
+    ))
 }
 
 fn temp_queue_name(session: u64, name: &str) -> String {
@@ -272,6 +283,9 @@ impl BackendSession for EmbeddedSession {
                     &|| self.broker.next_id(),
                 );
                 self.subs.insert(sub.key, SubTarget::Queue(qname));
+            }
+            Destination::AmqQueue(_) | Destination::Exchange { .. } => {
+                return Err(rabbitmq_only(&sub.destination))
             }
         }
         Ok(())

@@ -56,7 +56,7 @@ impl StompSession<'_> {
             };
             if matches!(
                 sub.destination,
-                Destination::Queue(_) | Destination::TempQueue(_)
+                Destination::Queue(_) | Destination::TempQueue(_) | Destination::AmqQueue(_)
             ) && !drained.contains(&key)
             {
                 drained.push(key);

@@ -156,6 +156,9 @@ impl<'a> StompSession<'a> {
                     if let Some(key) = self.inbox.overflowed() {
                         break End::Error(self.slow_consumer(key));
                     }
+                    if let Some(reason) = self.inbox.failure() {
+                        break End::Error(StompError::backend(reason));
+                    }
                     pending = self.inbox.has_pending();
                 }
                 _ = hb_tick.tick() => {

@@ -1,0 +1,55 @@
+//! lapin errors as the STOMP session needs them: refused (the client asked for something the
+//! broker said no to) or unavailable (the broker is gone), with RabbitMQ's own words.
+
+use lapin::protocol::AMQPErrorKind;
+use lapin::ErrorKind;
+
+use crate::backend::BackendError;
+
+/// `what` says what was being done, e.g. `"subscribing to /queue/a"`.
+pub fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
+    match e.kind() {
+        // Channel-level errors are answers to what the client asked (404, 403, 406, ...).
+        ErrorKind::ProtocolError(amqp) if matches!(amqp.kind(), AMQPErrorKind::Soft(_)) => {
+            BackendError::refused(format!("{what}: {}", amqp.get_message()))
+        }
+        ErrorKind::ProtocolError(amqp) => BackendError::unavailable(format!(
+            "{what}: RabbitMQ closed the connection ({})",
+            amqp.get_message()
+        )),
+        _ => BackendError::unavailable(format!("{what}: {e}")),
+    }
+}
+
+/// Why a connection attempt failed, in a form fit for logs and ERROR frames.
+pub fn describe_connect(e: &lapin::Error) -> String {
+    match e.kind() {
+        ErrorKind::ProtocolError(amqp) => amqp.get_message().to_string(),
+        ErrorKind::IOError(io) => io.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// True when the broker answered a connection attempt with a refusal (bad login, no
+/// access to the vhost), as opposed to not answering.
+pub fn is_refusal(e: &lapin::Error) -> bool {
+    matches!(e.kind(), ErrorKind::ProtocolError(_))
+}
+
+/// Longest wait for the broker's answer to one operation (open a channel, declare, bind,
+/// consume, ack). A request sent just as a connection dies may never be answered.
+pub const RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `fut` bounded by [`RPC_TIMEOUT`]; `what` names the operation for the error.
+pub async fn timed<T>(
+    what: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(RPC_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::unavailable(format!(
+            "{}: no answer from RabbitMQ within {RPC_TIMEOUT:?}",
+            what()
+        ))),
+    }
+}

@@ -1,0 +1,124 @@
+//! The RabbitMQ backend's metrics, resolved once per service so the per-message cost is an
+//! atomic add. Every series carries `service`.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram};
+
+pub struct Metrics {
+    pub service: Arc<str>,
+    /// Open AMQP connections (pooled, or one per client with pass-through credentials).
+    pub connections: Gauge,
+    pub channels: Gauge,
+    /// Shared upstream subscriptions (one queue + consumer per topic pattern).
+    pub upstream_subscriptions: Gauge,
+    /// Local subscribers attached to the shared upstream subscriptions.
+    pub upstream_subscribers: Gauge,
+    pub confirm_seconds: Histogram,
+    pub reconnects: Counter,
+    /// Messages the broker delivered to the gateway.
+    pub messages_in: Counter,
+    /// Messages the gateway published to the broker (confirmed).
+    pub messages_out: Counter,
+    /// Inbox deliveries made by local fan-out of shared subscriptions.
+    pub fanout_deliveries: Counter,
+    /// Times a shared subscription lost its upstream (broker outage) and how long until
+    /// it was re-established: messages published meanwhile were not seen.
+    pub upstream_gaps: Counter,
+    pub upstream_gap_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Arc<Metrics> {
+        describe();
+        let s = service.to_string();
+        Arc::new(Metrics {
+            service: service.into(),
+            connections: metrics::gauge!("gateway_stomp_backend_connections", "service" => s.clone()),
+            channels: metrics::gauge!("gateway_stomp_backend_channels", "service" => s.clone()),
+            upstream_subscriptions: metrics::gauge!(
+                "gateway_stomp_upstream_subscriptions", "service" => s.clone()
+            ),
+            upstream_subscribers: metrics::gauge!(
+                "gateway_stomp_upstream_local_subscribers", "service" => s.clone()
+            ),
+            confirm_seconds: metrics::histogram!(
+                "gateway_stomp_broker_confirm_seconds", "service" => s.clone()
+            ),
+            reconnects: metrics::counter!(
+                "gateway_stomp_backend_reconnects_total", "service" => s.clone()
+            ),
+            messages_in: metrics::counter!(
+                "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "in"
+            ),
+            messages_out: metrics::counter!(
+                "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "out"
+            ),
+            fanout_deliveries: metrics::counter!(
+                "gateway_stomp_fanout_deliveries_total", "kind" => "topic"
+            ),
+            upstream_gaps: metrics::counter!(
+                "gateway_stomp_upstream_gaps_total", "service" => s.clone()
+            ),
+            upstream_gap_seconds: metrics::histogram!(
+                "gateway_stomp_upstream_gap_seconds", "service" => s
+            ),
+        })
+    }
+
+    /// Not on a hot path: failures are counted by reason as they happen.
+    pub fn publish_failure(&self, reason: &'static str) {
+        metrics::counter!(
+            "gateway_stomp_publish_failures_total",
+            "service" => self.service.to_string(),
+            "reason" => reason
+        )
+        .increment(1);
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "gateway_stomp_backend_connections",
+        "Open AMQP connections to RabbitMQ"
+    );
+    describe_gauge!(
+        "gateway_stomp_backend_channels",
+        "Open AMQP channels on the backend connections"
+    );
+    describe_gauge!(
+        "gateway_stomp_upstream_subscriptions",
+        "Shared upstream subscriptions (one broker queue and consumer per topic pattern)"
+    );
+    describe_gauge!(
+        "gateway_stomp_upstream_local_subscribers",
+        "Local subscribers fed by the shared upstream subscriptions"
+    );
+    describe_histogram!(
+        "gateway_stomp_broker_confirm_seconds",
+        Unit::Seconds,
+        "Time from publishing to the broker's publisher confirm"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_reconnects_total",
+        "Backend connections re-established after a loss"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_messages_total",
+        "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
+    );
+    describe_counter!(
+        "gateway_stomp_publish_failures_total",
+        "SENDs the broker did not confirm, by reason"
+    );
+    describe_counter!(
+        "gateway_stomp_upstream_gaps_total",
+        "Shared subscriptions interrupted by a broker outage"
+    );
+    describe_histogram!(
+        "gateway_stomp_upstream_gap_seconds",
+        Unit::Seconds,
+        "How long shared subscriptions were interrupted before re-subscribing"
+    );
+}

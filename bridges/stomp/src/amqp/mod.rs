@@ -1,0 +1,287 @@
+//! The RabbitMQ backend (AMQP 0-9-1 through lapin), selected by
+//! `backend = "amqp://user:pass@host:port/vhost"`.
+//!
+//! Offloading is the point: a service keeps `pool_size` connections whatever the number of
+//! clients (`pool.rs`); all auto-ack subscribers of one topic pattern share one broker queue
+//! and consumer, fanned out locally (`topics.rs`); queue subscriptions with acks get a
+//! consumer of their own (`consumer.rs`); SENDs resolve on publisher confirms
+//! (`publisher.rs`). Destinations and headers map the way RabbitMQ's STOMP plugin maps them
+//! (`address.rs`, `mapping.rs`).
+
+mod address;
+mod broker;
+mod consumer;
+mod errors;
+mod health;
+mod mapping;
+mod metrics;
+mod pool;
+mod publisher;
+mod session;
+mod topics;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::{AuthMethod, CancellationToken, CredentialCheck, Principal};
+use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
+
+use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
+use crate::settings::{Credentials, StompSettings};
+use broker::Broker;
+use health::Health;
+use metrics::Metrics;
+use pool::Pool;
+use session::AmqpSession;
+
+/// Parse and check a backend URI (`amqp://` only: this build has no TLS for AMQP).
+pub fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
+    if !raw.starts_with("amqp://") && !raw.starts_with("amqps://") {
+        return Err(format!(
+            "unknown backend {raw:?}: use \"embedded\" or \"amqp://user:pass@host:port/vhost\""
+        ));
+    }
+    let uri: AMQPUri = raw
+        .parse()
+        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))?;
+    if uri.scheme == AMQPScheme::AMQPS {
+        return Err(
+            "amqps:// is not supported by this build (AMQP without TLS); use amqp://".into(),
+        );
+    }
+    Ok(uri)
+}
+
+pub struct AmqpBackend {
+    uri: AMQPUri,
+    service: Arc<str>,
+    settings: Arc<StompSettings>,
+    /// Distinguishes this gateway's temp queues from other gateways' on the same broker.
+    instance: Arc<str>,
+    metrics: Arc<Metrics>,
+    ids: Arc<AtomicU64>,
+    mode: Mode,
+}
+
+enum Mode {
+    /// One pool and one set of shared subscriptions for every session.
+    Service(Arc<Broker>),
+    /// Each session logs in as its client; readiness comes from probing the broker's port.
+    PassThrough {
+        reachable: Arc<AtomicBool>,
+        stop: CancellationToken,
+    },
+}
+
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+impl AmqpBackend {
+    /// Start connecting (in the background: an unreachable broker makes the service
+    /// not ready, not the gateway fail). Needs a tokio runtime.
+    pub fn start(service: &str, settings: &StompSettings) -> Result<AmqpBackend, String> {
+        let mut uri = parse_uri(&settings.backend)?;
+        // A broker that vanishes without closing its sockets is noticed within two
+        // heart-beats; RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(10);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("the RabbitMQ backend needs a tokio runtime".into());
+        }
+        let metrics = Metrics::new(service);
+        let ids = Arc::new(AtomicU64::new(1));
+        let mode = match settings.credentials {
+            Credentials::Service => {
+                let pool = Pool::start(
+                    uri.clone(),
+                    format!("gateway stomp {service}"),
+                    settings.pool_size,
+                    metrics.clone(),
+                );
+                Mode::Service(Broker::new(pool, metrics.clone(), ids.clone()))
+            }
+            Credentials::PassThrough => {
+                let reachable = Arc::new(AtomicBool::new(false));
+                let stop = CancellationToken::new();
+                tokio::spawn(probe(pool::endpoint(&uri), reachable.clone(), stop.clone()));
+                Mode::PassThrough { reachable, stop }
+            }
+        };
+        Ok(AmqpBackend {
+            uri,
+            service: service.into(),
+            settings: Arc::new(settings.clone()),
+            instance: instance_id().into(),
+            metrics,
+            ids,
+            mode,
+        })
+    }
+
+    fn session(
+        &self,
+        broker: Arc<Broker>,
+        own_broker: bool,
+        health: Arc<Health>,
+        req: &OpenRequest,
+    ) -> AmqpSession {
+        AmqpSession {
+            broker,
+            own_broker,
+            settings: self.settings.clone(),
+            instance: self.instance.clone(),
+            session: req.session_id,
+            inbox: req.inbox.clone(),
+            health,
+            topics: HashMap::new(),
+            queues: HashMap::new(),
+        }
+    }
+
+    async fn open_as_client(
+        &self,
+        req: &OpenRequest,
+        health: Arc<Health>,
+    ) -> Result<Arc<Broker>, BackendError> {
+        let Some((user, pass)) = &req.login else {
+            return Err(BackendError::refused(
+                "this service logs in to RabbitMQ as the client: CONNECT needs login and passcode",
+            ));
+        };
+        let mut uri = self.uri.clone();
+        uri.authority.userinfo = AMQPUserInfo {
+            username: user.clone(),
+            password: pass.clone(),
+        };
+        let name = format!("gateway stomp {} session {}", self.service, req.session_id);
+        let conn = match pool::connect(&uri, &name).await {
+            Ok(c) => c,
+            Err(e) if errors::is_refusal(&e) => {
+                return Err(BackendError::refused(format!(
+                    "RabbitMQ refused the login for {user:?}: {}",
+                    errors::describe_connect(&e)
+                )))
+            }
+            Err(e) => {
+                if let Mode::PassThrough { reachable, .. } = &self.mode {
+                    reachable.store(false, Ordering::Relaxed);
+                }
+                return Err(BackendError::unavailable(format!(
+                    "RabbitMQ at {} is unavailable ({})",
+                    pool::endpoint(&uri),
+                    errors::describe_connect(&e)
+                )));
+            }
+        };
+        // A lost connection fails the session: its client reconnects as itself.
+        let pool = Pool::single(conn, uri, name, self.metrics.clone(), move |reason| {
+            health.fail(None, format!("RabbitMQ connection lost ({reason})"));
+        });
+        if let Mode::PassThrough { reachable, .. } = &self.mode {
+            reachable.store(true, Ordering::Relaxed);
+        }
+        let broker = Broker::new(pool, self.metrics.clone(), self.ids.clone());
+        Ok(broker)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for AmqpBackend {
+    fn is_ready(&self) -> bool {
+        match &self.mode {
+            Mode::Service(broker) => broker.pool.is_up(),
+            Mode::PassThrough { reachable, .. } => reachable.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError> {
+        match &self.mode {
+            Mode::Service(broker) => {
+                if !broker.pool.is_up() {
+                    return Err(BackendError::unavailable(broker.pool.outage()));
+                }
+                let health = Health::new(req.inbox.clone());
+                Ok(Box::new(self.session(broker.clone(), false, health, &req)))
+            }
+            Mode::PassThrough { .. } => {
+                let health = Health::new(req.inbox.clone());
+                let broker = self.open_as_client(&req, health.clone()).await?;
+                Ok(Box::new(self.session(broker, true, health, &req)))
+            }
+        }
+    }
+}
+
+impl Drop for AmqpBackend {
+    fn drop(&mut self) {
+        match &self.mode {
+            Mode::Service(broker) => broker.pool.stop(),
+            Mode::PassThrough { stop, .. } => stop.cancel(),
+        }
+    }
+}
+
+/// Pass-through readiness: can the broker's port be reached at all (logins are per client).
+async fn probe(endpoint: String, reachable: Arc<AtomicBool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&endpoint)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if reachable.swap(ok, Ordering::Relaxed) != ok {
+            tracing::info!(broker = %endpoint, reachable = ok, "RabbitMQ reachability changed");
+        }
+    }
+}
+
+/// With pass-through credentials the broker checks the login when the session opens its
+/// connection; the gateway's realm is not asked.
+pub struct BrokerChecksLogin;
+
+#[async_trait::async_trait]
+impl CredentialCheck for BrokerChecksLogin {
+    async fn check_password(&self, user: &str, _password: &str) -> Option<Principal> {
+        Some(Principal {
+            name: user.to_string(),
+            roles: Vec::new(),
+            method: AuthMethod::Bridge,
+            expires_at: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        let u = parse_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(u.vhost, "/");
+        assert_eq!(pool::endpoint(&u), "127.0.0.1:5672");
+        assert!(parse_uri("amqps://h/")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse_uri("stomp://h:61613")
+            .unwrap_err()
+            .contains("unknown backend"));
+        assert!(parse_uri("amqp://h:notaport/").is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! A service's AMQP connections: a fixed number (`pool_size`), each kept up by a supervisor
+//! task that reconnects with backoff; channels are multiplexed on them, so the number of
+//! connections never grows with the number of clients. With pass-through credentials a
+//! client's own connection is a pool of one that is not re-established.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridge_api::CancellationToken;
+use futures::StreamExt;
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
+use tokio::sync::watch;
+
+use super::errors::describe_connect;
+use super::metrics::Metrics;
+use crate::backend::BackendError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Reconnect attempts back off up to this; a restarted broker is found within it.
+const MAX_RETRY: Duration = Duration::from_secs(3);
+/// How often a supervisor looks at its connection's state between events.
+const WATCH_PERIOD: Duration = Duration::from_millis(250);
+
+/// A channel the gauge knows about: counted while open, closed (and uncounted) on drop.
+pub struct Chan {
+    channel: Channel,
+    connection: ConnectionStatus,
+    metrics: Arc<Metrics>,
+}
+
+impl Chan {
+    fn new(channel: Channel, connection: ConnectionStatus, metrics: Arc<Metrics>) -> Chan {
+        metrics.channels.increment(1.0);
+        Chan {
+            channel,
+            connection,
+            metrics,
+        }
+    }
+
+    /// The broker is blocking publishers on this connection (a resource alarm).
+    pub fn blocked(&self) -> bool {
+        self.connection.blocked()
+    }
+
+    pub fn usable(&self) -> bool {
+        self.channel.status().connected() && self.connection.connected()
+    }
+}
+
+impl Deref for Chan {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl Drop for Chan {
+    fn drop(&mut self) {
+        // Dropping the last handle closes the channel (lapin's closer); unacknowledged
+        // deliveries on it go back to their queues.
+        self.metrics.channels.decrement(1.0);
+    }
+}
+
+struct Slot {
+    conn: Mutex<Option<Arc<Connection>>>,
+}
+
+pub struct Pool {
+    uri: AMQPUri,
+    /// `host:port`, for messages.
+    pub endpoint: String,
+    name: String,
+    slots: Vec<Slot>,
+    rr: AtomicUsize,
+    /// Connected slots; watchers wait on it for the broker to come back.
+    up: watch::Sender<usize>,
+    /// Bumped on every (re)connection, so caches of declared objects can be dropped.
+    generation: AtomicU64,
+    last_error: Mutex<String>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+pub fn endpoint(uri: &AMQPUri) -> String {
+    format!("{}:{}", uri.authority.host, uri.authority.port)
+}
+
+pub async fn connect(uri: &AMQPUri, name: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri.clone(), props)).await {
+        Ok(r) => r,
+        Err(_) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {CONNECT_TIMEOUT:?}"),
+        ))),
+    }
+}
+
+impl Pool {
+    fn new(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Pool {
+        Pool {
+            endpoint: endpoint(&uri),
+            uri,
+            name,
+            slots: (0..size)
+                .map(|_| Slot {
+                    conn: Mutex::new(None),
+                })
+                .collect(),
+            rr: AtomicUsize::new(0),
+            up: watch::Sender::new(0),
+            generation: AtomicU64::new(0),
+            last_error: Mutex::new("not connected yet".into()),
+            shutdown: CancellationToken::new(),
+            metrics,
+        }
+    }
+
+    /// `size` supervised connections, connecting in the background from now on.
+    pub fn start(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Arc<Pool> {
+        let pool = Arc::new(Pool::new(uri, name, size, metrics));
+        for i in 0..size {
+            tokio::spawn(pool.clone().supervise(i));
+        }
+        pool
+    }
+
+    /// A pool of one already open connection that is not re-established when lost
+    /// (pass-through credentials: the client reconnects as itself). `on_lost` runs once
+    /// with the reason when it goes.
+    pub fn single(
+        conn: Connection,
+        uri: AMQPUri,
+        name: String,
+        metrics: Arc<Metrics>,
+        on_lost: impl FnOnce(String) + Send + 'static,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool::new(uri, name, 1, metrics));
+        let conn = Arc::new(conn);
+        pool.attach(0, conn.clone());
+        let p = pool.clone();
+        tokio::spawn(async move {
+            let reason = p.watch(&conn).await;
+            p.detach(0, &reason);
+            p.shutdown.cancel();
+            if let Some(reason) = reason {
+                on_lost(reason);
+            }
+        });
+        pool
+    }
+
+    fn slot(&self, i: usize) -> Option<Arc<Connection>> {
+        self.slots[i]
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn attach(&self, i: usize, conn: Arc<Connection>) {
+        *self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections.increment(1.0);
+        self.up.send_modify(|n| *n += 1);
+    }
+
+    fn detach(&self, i: usize, reason: &Option<String>) {
+        if self.slots[i]
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+        {
+            self.metrics.connections.decrement(1.0);
+            self.up.send_modify(|n| *n = n.saturating_sub(1));
+        }
+        if let Some(r) = reason {
+            self.set_error(r.clone());
+        }
+    }
+
+    fn set_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow() > 0
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Why the broker cannot be used right now, for ERROR frames and logs.
+    pub fn outage(&self) -> String {
+        let e = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        format!("RabbitMQ at {} is unavailable ({e})", self.endpoint)
+    }
+
+    /// Wait until a connection is up; false if the pool was shut down (or `stop` fired).
+    pub async fn wait_up(&self, stop: &CancellationToken) -> bool {
+        let mut rx = self.up.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|n| *n > 0) => r.is_ok() && !self.shutdown.is_cancelled(),
+            _ = self.shutdown.cancelled() => false,
+            _ = stop.cancelled() => false,
+        }
+    }
+
+    /// A new channel on one of the connections (round robin), or the outage as an error.
+    pub async fn channel(&self) -> Result<Chan, BackendError> {
+        let n = self.slots.len();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..n {
+            match self.channel_on((start + k) % n).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| BackendError::unavailable(self.outage())))
+    }
+
+    /// A new channel on connection `i`.
+    pub async fn channel_on(&self, i: usize) -> Result<Chan, BackendError> {
+        let Some(conn) = self.slot(i % self.slots.len()) else {
+            return Err(BackendError::unavailable(self.outage()));
+        };
+        match conn.create_channel().await {
+            Ok(ch) => Ok(Chan::new(ch, conn.status().clone(), self.metrics.clone())),
+            Err(e) => Err(BackendError::unavailable(format!(
+                "RabbitMQ at {}: cannot open a channel ({e})",
+                self.endpoint
+            ))),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Close every connection and stop reconnecting.
+    pub async fn close(&self) {
+        self.shutdown.cancel();
+        for i in 0..self.slots.len() {
+            if let Some(conn) = self.slot(i) {
+                self.detach(i, &None);
+                let _ = conn.close(200, "bye".into()).await;
+            }
+        }
+    }
+
+    /// Stop reconnecting without waiting (the owner is going away).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Keep connection `i` up until shutdown.
+    async fn supervise(self: Arc<Self>, i: usize) {
+        let mut delay = FIRST_RETRY;
+        let mut was_up = false;
+        let mut failures = 0u32;
+        let name = if self.slots.len() > 1 {
+            format!("{} #{}", self.name, i + 1)
+        } else {
+            self.name.clone()
+        };
+        while !self.shutdown.is_cancelled() {
+            match connect(&self.uri, &name).await {
+                Ok(conn) => {
+                    if was_up {
+                        self.metrics.reconnects.increment(1);
+                    }
+                    tracing::info!(
+                        service = %self.metrics.service,
+                        broker = %self.endpoint,
+                        connection = i + 1,
+                        "connected to RabbitMQ"
+                    );
+                    was_up = true;
+                    failures = 0;
+                    delay = FIRST_RETRY;
+                    let conn = Arc::new(conn);
+                    self.attach(i, conn.clone());
+                    let reason = self.watch(&conn).await;
+                    self.detach(i, &reason);
+                    match reason {
+                        None => {
+                            // Shut down: leave politely.
+                            let _ = conn.close(200, "gateway shutting down".into()).await;
+                            return;
+                        }
+                        Some(r) => tracing::warn!(
+                            service = %self.metrics.service,
+                            broker = %self.endpoint,
+                            connection = i + 1,
+                            "lost the RabbitMQ connection: {r}; reconnecting"
+                        ),
+                    }
+                }
+                Err(e) => {
+                    let why = describe_connect(&e);
+                    // Once per outage at warn level, then quietly.
+                    if failures == 0 {
+                        tracing::warn!(
+                            service = %self.metrics.service,
+                            broker = %self.endpoint,
+                            "cannot connect to RabbitMQ: {why}; retrying with backoff"
+                        );
+                    } else {
+                        tracing::debug!(broker = %self.endpoint, "still cannot connect: {why}");
+                    }
+                    failures += 1;
+                    self.set_error(why);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Until the connection is lost (`Some(reason)`) or the pool shuts down (`None`).
+    async fn watch(&self, conn: &Connection) -> Option<String> {
+        let mut events = conn.events_listener();
+        let mut tick = tokio::time::interval(WATCH_PERIOD);
+        let mut last_error = None;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                ev = events.next() => match ev {
+                    // Channel errors (a refused declare) come here too: only the
+                    // connection's state says whether it is gone.
+                    Some(Event::Error(e)) => last_error = Some(describe_connect(&e)),
+                    Some(_) => continue,
+                    None => {}
+                },
+                _ = tick.tick() => {}
+            }
+            if !conn.status().connected() {
+                return Some(last_error.unwrap_or_else(|| "connection closed".into()));
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

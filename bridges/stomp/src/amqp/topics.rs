@@ -1,0 +1,400 @@
+//! Shared upstream subscriptions: every local subscriber to the same (exchange, pattern)
+//! hangs off ONE broker queue — exclusive, auto-deleted, bound once — with ONE consumer.
+//! Its deliveries are fanned out into the subscribers' inboxes (`Inbox::deliver` applies
+//! each one's slow-consumer policy; fan-out never waits), with the MESSAGE frame encoded
+//! once per (subscription id, version). The last local subscriber leaving deletes the queue.
+//! A broker outage does not end the subscribers' sessions: the upstream is declared, bound
+//! and consumed again once a connection is back, and the gap is counted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bridge_api::CancellationToken;
+use bytes::Bytes;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::Consumer;
+use protocol_stomp::Version;
+use tokio::sync::watch;
+
+use super::address::Binding;
+use super::errors::{from_lapin, timed};
+use super::mapping;
+use super::metrics::Metrics;
+use super::pool::{Chan, Pool};
+use crate::backend::BackendError;
+use crate::inbox::{Delivery, Inbox, SubKey};
+use crate::message::SharedMessage;
+
+/// Unacknowledged deliveries the broker may push to one shared consumer.
+const PREFETCH: u16 = 1000;
+/// Acknowledge (cumulatively) every this many deliveries: well below the prefetch, so
+/// the consumer never stalls waiting for an ack that an idle stream would not send.
+const ACK_EVERY: u16 = 100;
+/// Messages the broker keeps for a shared consumer that falls behind (oldest dropped).
+const MAX_LENGTH: i32 = 10_000;
+
+/// One local subscriber of a shared upstream.
+#[derive(Clone)]
+pub struct Local {
+    pub session: u64,
+    pub key: SubKey,
+    pub inbox: Arc<Inbox>,
+    /// Auto-ack subscribers get the shared encoded frame for this id and version.
+    pub encode_as: Option<(Arc<str>, Version)>,
+}
+
+#[derive(Clone)]
+enum UpState {
+    Starting,
+    Live,
+    Failed(BackendError),
+}
+
+struct Upstream {
+    binding: Binding,
+    /// By (session, subscription key). Fan-out reads it while delivering (each delivery
+    /// is a short inbox lock, never a wait); joining and leaving take it for writing.
+    locals: RwLock<HashMap<(u64, SubKey), Local>>,
+    state: watch::Sender<UpState>,
+    stop: CancellationToken,
+}
+
+impl Upstream {
+    fn locals(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(u64, SubKey), Local>> {
+        self.locals.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn locals_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(u64, SubKey), Local>> {
+        self.locals.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct TopicHub {
+    pool: Arc<Pool>,
+    upstreams: Mutex<HashMap<Binding, Arc<Upstream>>>,
+    ids: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl TopicHub {
+    pub fn new(pool: Arc<Pool>, ids: Arc<AtomicU64>, metrics: Arc<Metrics>) -> Arc<TopicHub> {
+        Arc::new(TopicHub {
+            pool,
+            upstreams: Mutex::new(HashMap::new()),
+            ids,
+            metrics,
+        })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Binding, Arc<Upstream>>> {
+        self.upstreams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attach `local` to the upstream for `binding`, creating it if needed; resolves once
+    /// the upstream is bound (so nothing published after the receipt is missed).
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        binding: Binding,
+        local: Local,
+    ) -> Result<(), BackendError> {
+        let mut state = {
+            let mut map = self.map();
+            let up = map
+                .entry(binding.clone())
+                .or_insert_with(|| {
+                    let up = Arc::new(Upstream {
+                        binding: binding.clone(),
+                        locals: RwLock::new(HashMap::new()),
+                        state: watch::Sender::new(UpState::Starting),
+                        stop: CancellationToken::new(),
+                    });
+                    self.metrics.upstream_subscriptions.increment(1.0);
+                    tokio::spawn(self.clone().run(up.clone()));
+                    up
+                })
+                .clone();
+            up.locals_mut().insert((local.session, local.key), local);
+            self.metrics.upstream_subscribers.increment(1.0);
+            up.state.subscribe()
+        };
+        let outcome = state
+            .wait_for(|s| !matches!(s, UpState::Starting))
+            .await
+            .map(|s| s.clone());
+        match outcome {
+            Ok(UpState::Failed(e)) => Err(e),
+            Ok(_) => Ok(()),
+            Err(_) => Err(BackendError::unavailable("the upstream subscription ended")),
+        }
+    }
+
+    /// Detach a local subscriber; the last one out cancels the consumer and deletes the queue.
+    pub fn unsubscribe(&self, binding: &Binding, session: u64, key: SubKey) {
+        let mut map = self.map();
+        let Some(up) = map.get(binding).cloned() else {
+            return;
+        };
+        let left = {
+            let mut locals = up.locals_mut();
+            if locals.remove(&(session, key)).is_none() {
+                return;
+            }
+            locals.len()
+        };
+        self.metrics.upstream_subscribers.decrement(1.0);
+        if left == 0 {
+            map.remove(binding);
+            self.metrics.upstream_subscriptions.decrement(1.0);
+            up.stop.cancel();
+        }
+    }
+
+    /// The first setup failed: the upstream goes away and its waiting subscribers get `e`.
+    fn retire(&self, up: &Arc<Upstream>, e: BackendError) {
+        let mut map = self.map();
+        if map.get(&up.binding).is_some_and(|u| Arc::ptr_eq(u, up)) {
+            map.remove(&up.binding);
+            self.metrics.upstream_subscriptions.decrement(1.0);
+        }
+        // Under the map lock: nobody joins it any more, and those who did are told.
+        let joined = {
+            let mut locals = up.locals_mut();
+            let n = locals.len();
+            locals.clear();
+            n
+        };
+        self.metrics.upstream_subscribers.decrement(joined as f64);
+        up.state.send_replace(UpState::Failed(e));
+    }
+
+    async fn setup(
+        &self,
+        binding: &Binding,
+    ) -> Result<(Chan, Consumer, ShortString), BackendError> {
+        let what = || format!("subscribing to {}", binding.destination_for(&binding.key));
+        let chan = self.pool.channel().await?;
+        chan.basic_qos(PREFETCH, BasicQosOptions::default())
+            .await
+            .map_err(|e| from_lapin(&e, &what()))?;
+        // Bounded at the broker too: a gateway that cannot keep up loses the oldest
+        // messages there, as its own subscribers' queues do by default.
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongInt(MAX_LENGTH));
+        let queue = chan
+            .queue_declare(
+                ShortString::default(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(|e| from_lapin(&e, &what()))?;
+        let name = queue.name().clone();
+        let exchange = ShortString::try_new(binding.exchange.as_str())
+            .map_err(|_| BackendError::refused("exchange name longer than 255 bytes"))?;
+        let key = ShortString::try_new(binding.key.as_str())
+            .map_err(|_| BackendError::refused("binding key longer than 255 bytes"))?;
+        chan.queue_bind(
+            name.clone(),
+            exchange,
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| from_lapin(&e, &what()))?;
+        // Acknowledged in batches (below) rather than no_ack: with a prefetch, the messages
+        // lapin buffers for a busy gateway stay bounded; the fan-out itself never waits.
+        let consumer = chan
+            .basic_consume(
+                name.clone(),
+                ShortString::default(),
+                BasicConsumeOptions {
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| from_lapin(&e, &what()))?;
+        Ok((chan, consumer, name))
+    }
+
+    async fn run(self: Arc<Self>, up: Arc<Upstream>) {
+        let mut lost_at: Option<Instant> = None;
+        let mut live_once = false;
+        let mut retry = Duration::from_millis(250);
+        loop {
+            // Not abandoned midway when the last subscriber leaves: an exclusive queue
+            // declared without a consumer would live as long as the pooled connection.
+            let setup = timed(
+                || {
+                    format!(
+                        "subscribing to {}",
+                        up.binding.destination_for(&up.binding.key)
+                    )
+                },
+                self.setup(&up.binding),
+            )
+            .await;
+            if up.stop.is_cancelled() {
+                if let Ok((chan, _, queue)) = setup {
+                    let _ = chan
+                        .queue_delete(queue, QueueDeleteOptions::default())
+                        .await;
+                }
+                return;
+            }
+            let (chan, mut consumer, queue) = match setup {
+                Ok(s) => s,
+                Err(e) if !live_once => {
+                    tracing::debug!(binding = ?up.binding, "shared subscription failed: {e}");
+                    self.retire(&up, e);
+                    return;
+                }
+                Err(e) => {
+                    // Usually the broker is still (or again) away; the pool logs that.
+                    tracing::debug!(binding = ?up.binding, "re-subscribing failed: {e}; retrying");
+                    if !self.pool.wait_up(&up.stop).await {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = up.stop.cancelled() => return,
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(3));
+                    continue;
+                }
+            };
+            retry = Duration::from_millis(250);
+            if let Some(t) = lost_at.take() {
+                self.metrics
+                    .upstream_gap_seconds
+                    .record(t.elapsed().as_secs_f64());
+                tracing::info!(binding = ?up.binding, gap = ?t.elapsed(), "shared subscription re-established");
+            }
+            if !live_once {
+                live_once = true;
+                up.state.send_replace(UpState::Live);
+            }
+            let mut frames = Frames::default();
+            let mut unacked = 0u16;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = up.stop.cancelled() => {
+                        // Deleting the queue cancels its consumer; dropping the channel closes it.
+                        delete_queue(&chan, queue).await;
+                        return;
+                    }
+                    d = consumer.next() => match d {
+                        Some(Ok(d)) => {
+                            let tag = d.delivery_tag;
+                            self.fan_out(&up, d, &mut frames);
+                            unacked += 1;
+                            if unacked >= ACK_EVERY {
+                                unacked = 0;
+                                let multiple = BasicAckOptions { multiple: true };
+                                if let Err(e) = chan.basic_ack(tag, multiple).await {
+                                    tracing::debug!(binding = ?up.binding, "ack failed: {e}");
+                                }
+                            }
+                        }
+                        Some(Err(e)) => tracing::debug!(binding = ?up.binding, "consumer error: {e}"),
+                        None => break,
+                    },
+                }
+            }
+            if up.stop.is_cancelled() {
+                return;
+            }
+            // The broker went away (or deleted the queue): subscribers keep their sessions
+            // and get messages again once the binding is back.
+            self.metrics.upstream_gaps.increment(1);
+            lost_at = Some(Instant::now());
+            tracing::warn!(binding = ?up.binding, "shared subscription lost; re-subscribing when RabbitMQ is back");
+            drop(consumer);
+            drop(chan);
+            // Give the pool a moment to notice a dead connection before asking it for a
+            // channel again.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = up.stop.cancelled() => return,
+            }
+            if !self.pool.wait_up(&up.stop).await {
+                return;
+            }
+        }
+    }
+
+    fn fan_out(&self, up: &Upstream, d: lapin::message::Delivery, frames: &mut Frames) {
+        self.metrics.messages_in.increment(1);
+        let locals = up.locals();
+        if locals.is_empty() {
+            return;
+        }
+        let message = Arc::new(SharedMessage::new(
+            up.binding.destination_for(d.routing_key.as_str()),
+            format!("m-{}", self.ids.fetch_add(1, Ordering::Relaxed)),
+            &mapping::to_stomp(&d.properties),
+            Bytes::from(d.data),
+        ));
+        frames.clear();
+        for l in locals.values() {
+            let frame = l
+                .encode_as
+                .as_ref()
+                .map(|(id, version)| frames.get(&message, id, *version));
+            l.inbox.deliver(
+                l.key,
+                Delivery {
+                    message: message.clone(),
+                    ack: None,
+                    redelivered: false,
+                    frame,
+                },
+            );
+        }
+        self.metrics
+            .fanout_deliveries
+            .increment(locals.len() as u64);
+    }
+}
+
+async fn delete_queue(chan: &Chan, queue: ShortString) {
+    let _ = tokio::time::timeout(
+        super::errors::RPC_TIMEOUT,
+        chan.queue_delete(queue, QueueDeleteOptions::default()),
+    )
+    .await;
+}
+
+/// MESSAGE frames of one message by (subscription id, version); most clients use a
+/// handful of ids, so a short list searched linearly is enough. Reused between messages.
+#[derive(Default)]
+struct Frames(Vec<(Arc<str>, Version, bridge_api::Message)>);
+
+impl Frames {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn get(&mut self, msg: &SharedMessage, id: &Arc<str>, version: Version) -> bridge_api::Message {
+        if let Some((_, _, f)) = self.0.iter().find(|(i, v, _)| *v == version && **i == **id) {
+            return f.clone();
+        }
+        let f = msg.shared_frame(id, version);
+        self.0.push((id.clone(), version, f.clone()));
+        f
+    }
+}

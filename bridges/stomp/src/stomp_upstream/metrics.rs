@@ -1,0 +1,69 @@
+//! The STOMP-broker backend's metrics, resolved once per service. The names are the ones
+//! the RabbitMQ backend uses for the same things, so dashboards do not care which broker
+//! is behind a service.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge};
+
+pub struct Metrics {
+    /// Shared upstream subscriptions (one SUBSCRIBE per topic on the shared connection).
+    pub shared_subscriptions: Gauge,
+    /// Local subscribers fed by them.
+    pub local_subscribers: Gauge,
+    /// Open broker connections: the shared one and one per session that needed its own.
+    pub connections: Gauge,
+    pub reconnects: Counter,
+    /// Messages the broker delivered to the gateway / the gateway sent to it (receipted).
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Arc<Metrics> {
+        describe();
+        let s = service.to_string();
+        Arc::new(Metrics {
+            shared_subscriptions: metrics::gauge!(
+                "gateway_stomp_upstream_subscriptions", "service" => s.clone()
+            ),
+            local_subscribers: metrics::gauge!(
+                "gateway_stomp_upstream_local_subscribers", "service" => s.clone()
+            ),
+            connections: metrics::gauge!("gateway_stomp_backend_connections", "service" => s.clone()),
+            reconnects: metrics::counter!(
+                "gateway_stomp_backend_reconnects_total", "service" => s.clone()
+            ),
+            messages_in: metrics::counter!(
+                "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "in"
+            ),
+            messages_out: metrics::counter!(
+                "gateway_stomp_backend_messages_total", "service" => s, "direction" => "out"
+            ),
+        })
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "gateway_stomp_upstream_subscriptions",
+        "Shared upstream subscriptions (one per topic, fanned out to local subscribers)"
+    );
+    describe_gauge!(
+        "gateway_stomp_upstream_local_subscribers",
+        "Local subscribers fed by the shared upstream subscriptions"
+    );
+    describe_gauge!(
+        "gateway_stomp_backend_connections",
+        "Open connections to the broker"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_reconnects_total",
+        "Backend connections re-established after a loss"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_messages_total",
+        "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
+    );
+}

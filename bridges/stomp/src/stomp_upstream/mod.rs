@@ -1,0 +1,266 @@
+//! A STOMP broker behind the bridge (ActiveMQ Classic, or any STOMP 1.2 broker over TCP),
+//! selected by `backend = "stomp://user:pass@host:port"`.
+//!
+//! - `conn.rs`: one broker connection (our codec, receipts, heart-beats).
+//! - `shared.rs`: the service's shared connection; one upstream SUBSCRIBE per topic for all
+//!   auto-ack subscribers, fanned out locally; reconnects with backoff.
+//! - `session.rs`: a client's own connection for SENDs (each awaits the broker's RECEIPT),
+//!   queue subscriptions and acknowledgements (forwarded with the broker's ack ids).
+//!
+//! Destinations go to the broker as they are (`/topic/K`, `/queue/Q`); ActiveMQ's "any
+//! number of words" wildcard is `>`, so a trailing `#` becomes `>` there. `/temp-queue/N`
+//! becomes an ordinary queue private to the session.
+
+mod conn;
+mod metrics;
+mod session;
+mod shared;
+mod uri;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::CancellationToken;
+use protocol_stomp::Frame;
+
+use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
+use crate::destination::Destination;
+use crate::message::SharedMessage;
+use crate::settings::{Credentials, StompSettings};
+use metrics::Metrics;
+use session::UpstreamSession;
+use shared::SharedConn;
+use uri::Endpoint;
+
+pub use uri::parse_uri;
+
+/// What the broker is, as far as destination names go (from CONNECTED's `server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    ActiveMq,
+    Other,
+}
+
+impl Flavor {
+    fn of(server: &str) -> Flavor {
+        if server.starts_with("ActiveMQ/") {
+            Flavor::ActiveMq
+        } else {
+            Flavor::Other
+        }
+    }
+
+    /// The broker's name for topic (pattern) `key`.
+    fn topic(self, key: &str) -> Result<String, BackendError> {
+        if self == Flavor::ActiveMq && key.split('.').any(|w| w == "#") {
+            let mut words: Vec<&str> = key.split('.').collect();
+            let last = words.len() - 1;
+            if words[..last].contains(&"#") {
+                return Err(BackendError::refused(format!(
+                    "/topic/{key}: ActiveMQ matches any number of words (#) only at the end of a pattern"
+                )));
+            }
+            words[last] = ">";
+            return Ok(format!("/topic/{}", words.join(".")));
+        }
+        Ok(format!("/topic/{key}"))
+    }
+}
+
+/// A MESSAGE frame from the broker as the bridge holds it (the broker's destination and
+/// message-id; its other headers are passed on).
+fn message_from(frame: &Frame, fallback_destination: &str) -> Arc<SharedMessage> {
+    Arc::new(SharedMessage::new(
+        frame
+            .headers
+            .get("destination")
+            .unwrap_or(fallback_destination)
+            .to_string(),
+        frame.headers.get("message-id").unwrap_or("").to_string(),
+        &frame.headers,
+        frame.body.clone(),
+    ))
+}
+
+/// What every session of the service shares.
+pub(crate) struct Core {
+    endpoint: Endpoint,
+    settings: Arc<StompSettings>,
+    metrics: Arc<Metrics>,
+    /// Service credentials only: the shared connection for topic fan-out.
+    shared: Option<Arc<SharedConn>>,
+    /// Each session logs in with its client's login and passcode.
+    pass_through: bool,
+    /// Names this gateway's temp queues apart from other gateways' on the same broker.
+    instance: String,
+}
+
+impl Core {
+    /// The broker's destination for what a client named.
+    fn upstream(
+        &self,
+        destination: &Destination,
+        flavor: Flavor,
+        session: u64,
+    ) -> Result<String, BackendError> {
+        match destination {
+            Destination::Topic(key) => flavor.topic(key),
+            Destination::Queue(q) => Ok(format!("/queue/{q}")),
+            Destination::TempQueue(name) => {
+                Ok(format!("/queue/{}", self.temp_queue(session, name)))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(BackendError::refused(format!(
+                "{other}: a STOMP broker backend serves /topic/, /queue/ and /temp-queue/ destinations"
+            ))),
+        }
+    }
+
+    fn temp_queue(&self, session: u64, name: &str) -> String {
+        format!("gateway-tmp.{}.{session}.{name}", self.instance)
+    }
+}
+
+pub struct StompUpstream {
+    core: Arc<Core>,
+    /// Pass-through: whether the broker's port answered lately.
+    reachable: Arc<AtomicBool>,
+    stop: CancellationToken,
+}
+
+fn instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+impl StompUpstream {
+    /// Start connecting in the background: an unreachable broker makes the service not
+    /// ready, it does not stop the gateway. Needs a tokio runtime.
+    pub fn start(service: &str, settings: &StompSettings) -> Result<StompUpstream, String> {
+        let endpoint = parse_uri(&settings.backend)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("the STOMP broker backend needs a tokio runtime".into());
+        }
+        let metrics = Metrics::new(service);
+        let pass_through = settings.credentials == Credentials::PassThrough;
+        let stop = CancellationToken::new();
+        let reachable = Arc::new(AtomicBool::new(false));
+        let shared = if pass_through {
+            tokio::spawn(probe(endpoint.addr(), reachable.clone(), stop.clone()));
+            None
+        } else {
+            Some(SharedConn::start(
+                endpoint.clone(),
+                settings.max_frame_size,
+                metrics.clone(),
+            ))
+        };
+        Ok(StompUpstream {
+            core: Arc::new(Core {
+                endpoint,
+                settings: Arc::new(settings.clone()),
+                metrics,
+                shared,
+                pass_through,
+                instance: instance_id(),
+            }),
+            reachable,
+            stop,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for StompUpstream {
+    fn is_ready(&self) -> bool {
+        match &self.core.shared {
+            Some(shared) => shared.is_up(),
+            None => self.reachable.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError> {
+        if let Some(shared) = &self.core.shared {
+            if !shared.is_up() {
+                return Err(shared.outage());
+            }
+            return Ok(Box::new(UpstreamSession::new(
+                self.core.clone(),
+                req.session_id,
+                req.inbox,
+                None,
+            )));
+        }
+        if req.login.is_none() {
+            return Err(BackendError::refused(
+                "this service logs in to the STOMP broker as the client: CONNECT needs login and passcode",
+            ));
+        }
+        let mut session =
+            UpstreamSession::new(self.core.clone(), req.session_id, req.inbox, req.login);
+        // Log in now, so a bad login is refused at CONNECT with the broker's words.
+        match session.conn().await {
+            Ok(_) => self.reachable.store(true, Ordering::Relaxed),
+            Err(e) => {
+                if e.kind == crate::backend::BackendErrorKind::Unavailable {
+                    self.reachable.store(false, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        }
+        Ok(Box::new(session))
+    }
+}
+
+impl Drop for StompUpstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(shared) = &self.core.shared {
+            shared.stop();
+        }
+    }
+}
+
+/// Pass-through readiness: does the broker's port accept connections (logins are per client).
+async fn probe(addr: String, reachable: Arc<AtomicBool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&addr)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if reachable.swap(ok, Ordering::Relaxed) != ok {
+            tracing::info!(broker = %addr, reachable = ok, "STOMP broker reachability changed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activemq_wildcards() {
+        let a = Flavor::of("ActiveMQ/5.17.2");
+        assert_eq!(a, Flavor::ActiveMq);
+        assert_eq!(a.topic("prices.#").unwrap(), "/topic/prices.>");
+        assert_eq!(a.topic("prices.*").unwrap(), "/topic/prices.*");
+        assert_eq!(a.topic("#").unwrap(), "/topic/>");
+        assert!(a.topic("a.#.b").is_err());
+        let other = Flavor::of("ActiveMQ-Artemis/2.31");
+        assert_eq!(other, Flavor::Other);
+        assert_eq!(other.topic("a.#.b").unwrap(), "/topic/a.#.b");
+    }
+}

@@ -1,0 +1,399 @@
+//! The shared connection: one upstream SUBSCRIBE per topic for every auto-ack subscriber
+//! of the service, fanned out locally into their inboxes (each MESSAGE frame encoded once
+//! per subscription id and version). It reconnects with backoff and subscribes again to
+//! every topic that still has subscribers; while it is down the service is not ready.
+//!
+//! Ordering: SUBSCRIBE and UNSUBSCRIBE frames are queued while the topic table is locked,
+//! so the broker sees them in the order the table changed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bridge_api::CancellationToken;
+use protocol_stomp::{Command, Frame, Version};
+use tokio::sync::watch;
+
+use super::conn::{Conn, Handler, Options, Receipt};
+use super::metrics::Metrics;
+use super::uri::Endpoint;
+use super::{message_from, Flavor};
+use crate::backend::BackendError;
+use crate::inbox::{Delivery, Inbox, SubKey};
+
+/// Frames the shared connection may hold for the socket (SUBSCRIBE/UNSUBSCRIBE only: a
+/// resubscription after a reconnect needs one per topic).
+const QUEUE: usize = 8192;
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+pub struct SharedConn {
+    endpoint: Endpoint,
+    max_frame_size: usize,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    up: AtomicBool,
+    ids: AtomicU64,
+    stop: CancellationToken,
+}
+
+struct State {
+    conn: Option<Conn>,
+    flavor: Flavor,
+    /// Why the broker cannot be reached, while it cannot.
+    outage: String,
+    /// By upstream subscription id (`t-N`).
+    topics: HashMap<String, Topic>,
+    /// Upstream destination → upstream subscription id.
+    by_dest: HashMap<String, String>,
+}
+
+struct Topic {
+    dest: String,
+    subscribers: Vec<Subscriber>,
+    /// The connection the topic's SUBSCRIBE was last queued on.
+    generation: u64,
+    phase: watch::Sender<Phase>,
+}
+
+#[derive(Clone)]
+enum Phase {
+    Pending,
+    Subscribed,
+    Failed(BackendError),
+}
+
+pub struct Subscriber {
+    pub session: u64,
+    pub key: SubKey,
+    pub inbox: Arc<Inbox>,
+    /// The client's subscription id and version, for the shared MESSAGE frame.
+    pub id: Arc<str>,
+    pub version: Version,
+}
+
+fn subscribe_frame(id: &str, dest: &str) -> Frame {
+    Frame::new(Command::Subscribe)
+        .header("id", id)
+        .header("destination", dest)
+        .header("ack", "auto")
+}
+
+fn unsubscribe_frame(id: &str) -> Frame {
+    Frame::new(Command::Unsubscribe).header("id", id)
+}
+
+impl SharedConn {
+    /// Start connecting in the background (needs a tokio runtime).
+    pub fn start(endpoint: Endpoint, max_frame_size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        let shared = Arc::new(SharedConn {
+            endpoint,
+            max_frame_size,
+            metrics,
+            state: Mutex::new(State {
+                conn: None,
+                flavor: Flavor::Other,
+                outage: "the gateway has not reached the STOMP broker yet".into(),
+                topics: HashMap::new(),
+                by_dest: HashMap::new(),
+            }),
+            up: AtomicBool::new(false),
+            ids: AtomicU64::new(1),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(supervise(shared.clone()));
+        shared
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+        if let Some(conn) = self.lock().conn.take() {
+            conn.close();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Why the broker cannot be reached (for ERROR frames while it cannot).
+    pub fn outage(&self) -> BackendError {
+        BackendError::unavailable(format!(
+            "{}; the gateway keeps retrying, connect again later",
+            self.lock().outage
+        ))
+    }
+
+    fn set_gauge(&self, st: &State) {
+        self.metrics
+            .shared_subscriptions
+            .set(st.topics.len() as f64);
+    }
+
+    /// Add a subscriber to topic `key` (as in `/topic/KEY`), subscribing upstream if it is
+    /// the first. Returns the upstream destination, which [`leave`](Self::leave) takes.
+    pub async fn join(&self, key: &str, sub: Subscriber) -> Result<String, BackendError> {
+        let (dest, mut phase, created) = {
+            let mut st = self.lock();
+            let Some(conn) = st.conn.clone() else {
+                drop(st);
+                return Err(self.outage());
+            };
+            let dest = st.flavor.topic(key)?;
+            if let Some(id) = st.by_dest.get(&dest).cloned() {
+                let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
+                topic.subscribers.push(sub);
+                self.metrics.local_subscribers.increment(1.0);
+                (dest, topic.phase.subscribe(), None)
+            } else {
+                let id = format!("t-{}", self.ids.fetch_add(1, Ordering::Relaxed));
+                let receipt = conn.try_request(subscribe_frame(&id, &dest))?;
+                let (tx, rx) = watch::channel(Phase::Pending);
+                st.topics.insert(
+                    id.clone(),
+                    Topic {
+                        dest: dest.clone(),
+                        subscribers: vec![sub],
+                        generation: conn.generation(),
+                        phase: tx,
+                    },
+                );
+                st.by_dest.insert(dest.clone(), id.clone());
+                self.metrics.local_subscribers.increment(1.0);
+                self.set_gauge(&st);
+                (dest, rx, Some((id, conn.generation(), receipt)))
+            }
+        };
+        if let Some((id, generation, receipt)) = created {
+            let result = receipt.wait().await;
+            let mut st = self.lock();
+            let Some(topic) = st.topics.get(&id) else {
+                // Everyone left meanwhile (and `leave` unsubscribed).
+                return result.map(|_| dest);
+            };
+            return match result {
+                Ok(()) => {
+                    topic.phase.send_replace(Phase::Subscribed);
+                    Ok(dest)
+                }
+                // Resubscribed on a newer connection meanwhile: that SUBSCRIBE stands for it.
+                Err(_) if topic.generation != generation => {
+                    topic.phase.send_replace(Phase::Subscribed);
+                    Ok(dest)
+                }
+                Err(e) => {
+                    if let Some(topic) = st.topics.remove(&id) {
+                        st.by_dest.remove(&topic.dest);
+                        self.metrics
+                            .local_subscribers
+                            .decrement(topic.subscribers.len() as f64);
+                        topic.phase.send_replace(Phase::Failed(e.clone()));
+                    }
+                    self.set_gauge(&st);
+                    Err(e)
+                }
+            };
+        }
+        let outcome = phase
+            .wait_for(|p| !matches!(p, Phase::Pending))
+            .await
+            .map(|p| p.clone());
+        match outcome {
+            Ok(Phase::Failed(e)) => Err(e),
+            Ok(_) => Ok(dest),
+            Err(_) => Err(BackendError::unavailable(
+                "the shared broker subscription ended before it was confirmed",
+            )),
+        }
+    }
+
+    /// Remove a subscriber; the last one out unsubscribes upstream.
+    pub fn leave(&self, dest: &str, session: u64, key: SubKey) {
+        let mut st = self.lock();
+        let Some(id) = st.by_dest.get(dest).cloned() else {
+            return;
+        };
+        let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
+        let before = topic.subscribers.len();
+        topic
+            .subscribers
+            .retain(|s| !(s.session == session && s.key == key));
+        self.metrics
+            .local_subscribers
+            .decrement((before - topic.subscribers.len()) as f64);
+        if !topic.subscribers.is_empty() {
+            return;
+        }
+        let generation = topic.generation;
+        st.topics.remove(&id);
+        st.by_dest.remove(dest);
+        self.set_gauge(&st);
+        if let Some(conn) = st.conn.as_ref().filter(|c| c.generation() == generation) {
+            // Nobody waits for this receipt: an ERROR for it (the broker forgot the
+            // subscription) is of no consequence.
+            let _ = conn.try_request(unsubscribe_frame(&id));
+        }
+    }
+
+    /// A connection is up: install it and queue a SUBSCRIBE for every topic.
+    fn install(&self, conn: Conn) -> Vec<(String, Receipt)> {
+        let mut st = self.lock();
+        st.flavor = Flavor::of(conn.server());
+        let generation = conn.generation();
+        let mut receipts = Vec::new();
+        let State { topics, .. } = &mut *st;
+        for (id, topic) in topics.iter_mut() {
+            topic.generation = generation;
+            match conn.try_request(subscribe_frame(id, &topic.dest)) {
+                Ok(r) => receipts.push((topic.dest.clone(), r)),
+                Err(e) => tracing::warn!("resubscribing to {}: {e}", topic.dest),
+            }
+        }
+        st.conn = Some(conn);
+        self.up.store(true, Ordering::Relaxed);
+        receipts
+    }
+
+    fn lost(&self, generation: u64, why: String) {
+        let mut st = self.lock();
+        if st
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.generation() == generation)
+        {
+            st.conn = None;
+        }
+        st.outage = why;
+        self.up.store(false, Ordering::Relaxed);
+    }
+
+    fn fan_out(&self, generation: u64, frame: Frame) {
+        let st = self.lock();
+        let Some(id) = frame.headers.get("subscription") else {
+            return;
+        };
+        let Some(topic) = st.topics.get(id) else {
+            return;
+        };
+        if topic.generation != generation {
+            return;
+        }
+        self.metrics.messages_in.increment(1);
+        let msg = message_from(&frame, &topic.dest);
+        // Encoded frames by (subscription id, version): most clients share a few ids.
+        let mut frames: Vec<(&Arc<str>, Version, bridge_api::Message)> = Vec::new();
+        for sub in &topic.subscribers {
+            let encoded = match frames
+                .iter()
+                .find(|(i, v, _)| *v == sub.version && ***i == *sub.id)
+            {
+                Some((_, _, f)) => f.clone(),
+                None => {
+                    let f = msg.shared_frame(&sub.id, sub.version);
+                    frames.push((&sub.id, sub.version, f.clone()));
+                    f
+                }
+            };
+            sub.inbox.deliver(
+                sub.key,
+                Delivery {
+                    message: msg.clone(),
+                    ack: None,
+                    redelivered: false,
+                    frame: Some(encoded),
+                },
+            );
+        }
+        crate::metrics::published("topic", topic.subscribers.len() as u64);
+    }
+}
+
+/// Deliveries on the shared connection go to the topic table (held weakly: the table owns
+/// the connection, not the other way round).
+struct Fanout(Weak<SharedConn>);
+
+impl Handler for Fanout {
+    fn message(&self, generation: u64, frame: Frame) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.fan_out(generation, frame);
+        }
+    }
+}
+
+/// Connect, resubscribe, wait for the end, back off, again; until stopped.
+async fn supervise(shared: Arc<SharedConn>) {
+    let stop = shared.stop.clone();
+    let addr = shared.endpoint.addr();
+    let mut backoff = BACKOFF_MIN;
+    let mut failures = 0u32;
+    let handler: Arc<dyn Handler> = Arc::new(Fanout(Arc::downgrade(&shared)));
+    loop {
+        let attempt = Conn::connect(
+            &shared.endpoint,
+            shared.endpoint.login.as_ref(),
+            handler.clone(),
+            Options {
+                max_frame_size: shared.max_frame_size,
+                queue: QUEUE,
+                gauge: shared.metrics.connections.clone(),
+            },
+        );
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = attempt => r,
+        };
+        match result {
+            Ok(conn) => {
+                if failures > 0 {
+                    tracing::info!(broker = %addr, "reconnected to the STOMP broker after {failures} failed attempts");
+                } else {
+                    tracing::info!(broker = %addr, server = conn.server(), "connected to the STOMP broker");
+                }
+                failures = 0;
+                backoff = BACKOFF_MIN;
+                let generation = conn.generation();
+                let closed = conn.closed();
+                for (dest, receipt) in shared.install(conn.clone()) {
+                    if let Err(e) = receipt.wait().await {
+                        tracing::warn!(broker = %addr, "resubscribing to {dest} failed: {e}");
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        conn.close();
+                        return;
+                    }
+                    _ = closed => {}
+                }
+                let why = conn.failure();
+                drop(conn);
+                tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; reconnecting");
+                shared.metrics.reconnects.increment(1);
+                shared.lost(generation, why.message);
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(broker = %addr, "cannot connect to the STOMP broker: {e}; retrying with backoff");
+                } else {
+                    tracing::debug!(broker = %addr, "STOMP broker still unreachable: {e}");
+                }
+                failures = failures.saturating_add(1);
+                shared.lost(0, e.message);
+            }
+        }
+        // Jitter, so many gateways do not reconnect in step.
+        let jitter = Duration::from_millis(
+            u64::from(std::process::id() % 97) + u64::from(failures % 7) * 13,
+        );
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff + jitter) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
