@@ -3,6 +3,9 @@
 //! ```text
 //! loadgen idle --url ws://127.0.0.1:8080/echo --connections 19000 --processes 4 --server-pid PID
 //! loadgen echo --url ws://127.0.0.1:8080/echo --connections 100 --duration 10s --size 100
+//! loadgen stomp-fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --processes 2 --ramp
+//! loadgen stomp-idle --url ws://127.0.0.1:8080/ws --connections 19000 --server-pid PID
+//! loadgen stomp-slow --url ws://127.0.0.1:8080/ws --subscribers 1000 --slow-percent 1 --rate 500
 //! ```
 //!
 //! Every scenario runs in worker processes (this binary again, with `--worker K`), because
@@ -15,6 +18,7 @@ mod ramp;
 mod scenario;
 mod spread;
 mod stats;
+mod stomp;
 mod worker;
 mod ws;
 
@@ -22,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scenario::{echo, idle};
+use scenario::{echo, idle, stomp as st};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for the WebSocket gateway")]
@@ -37,6 +41,14 @@ enum Scenario {
     Idle(idle::IdleArgs),
     /// Closed-loop echo round trips; report msgs/s and latency percentiles.
     Echo(echo::EchoArgs),
+    /// STOMP fan-out: N subscribers on one topic, one publisher at a fixed rate (or --ramp);
+    /// deliveries/s, loss and latency. Works against any STOMP-over-WebSocket URL.
+    StompFanout(st::fanout::FanoutArgs),
+    /// N connected and subscribed STOMP sessions held idle; server RSS per session.
+    StompIdle(st::idle::IdleArgs),
+    /// Fan-out with a share of stalled subscribers (never read); healthy latency against a
+    /// baseline, server RSS every second.
+    StompSlow(st::slow::SlowArgs),
 }
 
 impl Scenario {
@@ -44,6 +56,9 @@ impl Scenario {
         match self {
             Scenario::Idle(a) => a.processes.worker,
             Scenario::Echo(a) => a.processes.worker,
+            Scenario::StompFanout(a) => a.stomp.processes.worker,
+            Scenario::StompIdle(a) => a.stomp.processes.worker,
+            Scenario::StompSlow(a) => a.stomp.processes.worker,
         }
     }
 }
@@ -68,6 +83,12 @@ fn main() -> ExitCode {
             (Scenario::Idle(a), None) => idle::parent(a).await,
             (Scenario::Echo(a), Some(k)) => echo::worker(a, k).await,
             (Scenario::Echo(a), None) => echo::parent(a).await,
+            (Scenario::StompFanout(a), Some(k)) => st::run_worker(&a.stomp, a.spec(), k).await,
+            (Scenario::StompFanout(a), None) => st::fanout::parent(a).await,
+            (Scenario::StompIdle(a), Some(k)) => st::run_worker(&a.stomp, a.spec(), k).await,
+            (Scenario::StompIdle(a), None) => st::idle::parent(a).await,
+            (Scenario::StompSlow(a), Some(k)) => st::run_worker(&a.stomp, a.spec(), k).await,
+            (Scenario::StompSlow(a), None) => st::slow::parent(a).await,
         }
     });
     // Connection tasks may still be parked; don't wait for them.

@@ -89,6 +89,11 @@ where
         self.children.len()
     }
 
+    /// Process ids of the workers still running (for their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
     /// The next thing any worker says, or `None` once `deadline` passes.
     pub async fn next(&mut self, deadline: Instant) -> Option<(usize, Heard<R>)> {
         let got = tokio::time::timeout_at(deadline, self.rx.recv())

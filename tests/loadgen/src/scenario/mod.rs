@@ -7,3 +7,4 @@
 
 pub mod echo;
 pub mod idle;
+pub mod stomp;
