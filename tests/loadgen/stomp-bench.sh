@@ -94,6 +94,12 @@ field() {
     tail -1 "$OUT/$1.txt" | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print('' if v is None else v)"
 }
 
+# The gateway's count of slow-consumer policy actions (drop-oldest here).
+slow_consumer_events() {
+    echo "gateway slow-consumer events: $(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        grep '^gateway_stomp_slow_consumer_events_total' || echo none)"
+}
+
 # fanout N START_RATE: ramp, then a fixed-rate run at half the peak (the sustainable one,
 # else the lossless one).
 fanout() {
@@ -124,10 +130,19 @@ for part in $PARTS; do
         fanout1k) fanout 1000 50 1k ;;
         fanout10k) fanout 10000 2 10k ;;
         slow)
-            rate=${SLOW_RATE:-50}
+            # 1,000 subscribers at 50 msgs/s: a stalled socket's backlog (1,500 messages)
+            # fits in the gateway's kernel send buffer, so its queues never fill...
             start_gateway
             run slow "$LG" stomp-slow --url "$URL" --subscribers 1000 --slow-percent 1 \
-                --rate "$rate" --duration 30s --processes 2 --server-pid "$gateway"
+                --rate "${SLOW_RATE:-50}" --duration 30s --processes 2 --server-pid "$gateway"
+            slow_consumer_events
+            stop_gateway
+            # ...so also 200 subscribers at 500 msgs/s (15,000 messages per stalled socket
+            # in 30 s), which fills them and makes drop-oldest work.
+            start_gateway
+            run slow-fill "$LG" stomp-slow --url "$URL" --subscribers 200 --slow-percent 1 \
+                --rate 500 --duration 30s --processes 2 --server-pid "$gateway"
+            slow_consumer_events
             stop_gateway
             ;;
         rabbitmq)

@@ -157,5 +157,52 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.scenario.worker_index(), Some(0));
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "stomp-fanout",
+            "--url",
+            "ws://127.0.0.1:15674/ws",
+            "--subscribers",
+            "10000",
+            "--processes",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "10s",
+            "--size",
+            "100",
+            "--login",
+            "guest",
+            "--passcode",
+            "guest",
+            "--host",
+            "/",
+            "--ramp",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Scenario::StompFanout(a) => {
+                assert_eq!((a.subscribers, a.rate, a.ramp), (10_000, 50.0, true));
+                assert_eq!(a.stomp.login.as_deref(), Some("guest"));
+                assert_eq!(a.stomp.processes.count(a.subscribers), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "stomp-slow",
+            "--subscribers",
+            "1000",
+            "--slow-percent",
+            "1",
+            "--server-pid",
+            "7",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Scenario::StompSlow(a) => assert_eq!(a.spec().stalled, 10),
+            other => panic!("{other:?}"),
+        }
     }
 }

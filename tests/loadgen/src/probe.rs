@@ -120,6 +120,46 @@ pub fn listen_overflows() -> Option<u64> {
     )
 }
 
+/// Bytes waiting in kernel send queues of the established TCP sockets whose local port is
+/// `port` (the server's side of its client connections), from `/proc/net/tcp` text:
+/// (total, largest, sockets).
+pub fn parse_send_queues(text: &str, port: u16) -> (u64, u64, usize) {
+    let mut total = 0u64;
+    let mut largest = 0u64;
+    let mut count = 0usize;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(queues)) = (f.get(1), f.get(3), f.get(4)) else {
+            continue;
+        };
+        let local_port = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        // 01 = ESTABLISHED
+        if local_port != Some(port) || *state != "01" {
+            continue;
+        }
+        let tx = queues
+            .split(':')
+            .next()
+            .and_then(|q| u64::from_str_radix(q, 16).ok())
+            .unwrap_or(0);
+        total += tx;
+        largest = largest.max(tx);
+        count += 1;
+    }
+    (total, largest, count)
+}
+
+/// [`parse_send_queues`] for this machine's IPv4 sockets.
+pub fn send_queues(port: u16) -> Option<(u64, u64, usize)> {
+    Some(parse_send_queues(
+        &std::fs::read_to_string("/proc/net/tcp").ok()?,
+        port,
+    ))
+}
+
 /// Raise this process's open-file soft limit to its hard limit; returns the new soft limit.
 pub fn raise_own_nofile() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|_| {
@@ -186,6 +226,17 @@ mod tests {
         assert_eq!(parse_netstat(text, "ListenOverflows"), Some(7));
         assert_eq!(parse_netstat(text, "InNoRoutes"), Some(3));
         assert_eq!(parse_netstat(text, "Nope"), None);
+    }
+
+    #[test]
+    fn reads_send_queues_of_a_port() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1\n\
+            1: 0100007F:1F90 0200007F:9C40 01 0002D850:00000000 01:00000014 00000000 0 0 2\n\
+            2: 0100007F:1F90 0200007F:9C41 01 00000010:00000000 00:00000000 00000000 0 0 3\n\
+            3: 0200007F:9C40 0100007F:1F90 01 00000000:0002D850 00:00000000 00000000 0 0 4\n";
+        assert_eq!(parse_send_queues(text, 8080), (186_448 + 16, 186_448, 2));
+        assert_eq!(parse_send_queues(text, 1), (0, 0, 0));
     }
 
     #[test]

@@ -824,6 +824,70 @@ mod tests {
         assert_eq!(n, 0);
     }
 
+    /// The client against a tiny STOMP-over-WebSocket server (tokio-tungstenite).
+    #[tokio::test]
+    async fn connects_subscribes_and_reads_messages() {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut frames = Vec::new();
+            while let Some(Ok(m)) = ws.next().await {
+                let text = m.into_text().unwrap().to_string();
+                frames.push(text.clone());
+                if text.starts_with("CONNECT") {
+                    ws.send(Message::text("CONNECTED\nversion:1.2\n\n\0"))
+                        .await
+                        .unwrap();
+                } else if text.starts_with("SUBSCRIBE") {
+                    ws.send(Message::text("RECEIPT\nreceipt-id:r1\n\n\0\n"))
+                        .await
+                        .unwrap();
+                    ws.send(Message::Ping(vec![7].into())).await.unwrap();
+                    for step in [1u32, 2] {
+                        let b = String::from_utf8(body(100, 5, step, 0)).unwrap();
+                        let f = format!("MESSAGE\nsubscription:sub-0\nmessage-id:{step}\ndestination:/topic/t\ncontent-length:100\n\n{b}\0\n");
+                        ws.feed(Message::text(f)).await.unwrap();
+                    }
+                    ws.flush().await.unwrap();
+                } else if text.is_empty() {
+                    break;
+                }
+            }
+            frames
+        });
+        let url = format!("ws://{addr}/ws");
+        let t = StompTarget::resolve(&url, Some("u".into()), Some("p".into()), "/".into(), None)
+            .await
+            .unwrap();
+        let mut c = StompConn::connect(&t, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        c.subscribe("/topic/t", "r1", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut stamps = Vec::new();
+        while stamps.len() < 2 {
+            let end = tokio::time::timeout(
+                Duration::from_secs(5),
+                c.read_batch(|d| stamps.extend(message_stamp(d, 100))),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(end, ReadEnd::Open);
+        }
+        assert_eq!(stamps, [(5, 1), (5, 2)]);
+        // An empty text message ends the server loop; the pong went back before it.
+        c.write_all(&ws_frame(0x1, b"")).await.unwrap();
+        let frames = server.await.unwrap();
+        assert!(frames[0].contains("login:u\npasscode:p\n"), "{frames:?}");
+        assert!(frames[1].starts_with("SUBSCRIBE\nid:sub-0\ndestination:/topic/t\n"));
+    }
+
     #[tokio::test]
     async fn target_parts() {
         let t = StompTarget::resolve("ws://127.0.0.1:15674/ws", None, None, "/".into(), None)

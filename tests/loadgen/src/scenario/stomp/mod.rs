@@ -452,6 +452,9 @@ pub struct StepResult {
     /// Server RSS at the start of publishing and every second after, KiB.
     pub server_rss_kib: Vec<u64>,
     pub publisher_error: Option<String>,
+    /// Bytes in the kernel send queues of the server's side of its connections as the
+    /// step's publishing ended (loopback servers only): (total, largest, sockets).
+    pub server_send_queues: Option<(u64, u64, usize)>,
     /// Runs of this step (more than one when others' CPU use spoiled earlier ones).
     pub attempts: u32,
 }
@@ -694,6 +697,11 @@ impl Run {
         })
         .await;
         let elapsed = started.elapsed();
+        let server_send_queues = if self.target.server.ip().is_loopback() {
+            probe::send_queues(self.target.server.port())
+        } else {
+            None
+        };
         let cpu1 = (
             server_pid.and_then(probe::cpu_time),
             self.loadgen_cpu(),
@@ -769,6 +777,7 @@ impl Run {
             },
             server_rss_kib: rss,
             publisher_error,
+            server_send_queues,
             attempts: 1,
         })
     }

@@ -66,11 +66,20 @@ fn mib(kib: u64) -> String {
 }
 
 fn rss_line(r: &StepResult) -> String {
-    r.server_rss_kib
+    let rss = r
+        .server_rss_kib
         .iter()
         .map(|k| mib(*k))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    match r.server_send_queues {
+        Some((total, largest, n)) => format!(
+            "{rss}\n  server's kernel send queues at the end: {} in all over {n} sockets, largest {}",
+            mib(total / 1024) + " MiB",
+            if largest >= 1 << 20 { mib(largest / 1024) + " MiB" } else { format!("{:.0} KiB", largest as f64 / 1024.0) }
+        ),
+        None => rss,
+    }
 }
 
 pub async fn parent(args: SlowArgs) -> Result<(), String> {
