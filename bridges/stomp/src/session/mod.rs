@@ -139,7 +139,9 @@ impl<'a> StompSession<'a> {
                 msg = incoming.recv() => {
                     let Some(msg) = msg else { break End::Done };
                     self.last_heard = Instant::now();
-                    if let Err(e) = self.on_bytes(msg).await {
+                    // Boxed: frame handling is a deep future that an idle session
+                    // would otherwise carry inline in its state all the time.
+                    if let Err(e) = Box::pin(self.on_bytes(msg)).await {
                         break End::Error(e);
                     }
                     if let Some(period) = self.hb_tick_period.take() {
@@ -149,7 +151,7 @@ impl<'a> StompSession<'a> {
                 }
                 permit = outbox.reserve(), if pending => {
                     let Ok(permit) = permit else { break End::Done };
-                    self.deliver(permit).await;
+                    Box::pin(self.deliver(permit)).await;
                     pending = self.inbox.has_pending();
                 }
                 _ = inbox.notified(), if !pending => {
@@ -162,7 +164,7 @@ impl<'a> StompSession<'a> {
                     pending = self.inbox.has_pending();
                 }
                 _ = hb_tick.tick() => {
-                    if let Err(e) = self.heart_beat().await {
+                    if let Err(e) = Box::pin(self.heart_beat()).await {
                         break End::Error(e);
                     }
                 }
