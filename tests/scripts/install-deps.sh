@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: Debian packages (ngircd, openssl, chromium,
-# rabbitmq-server, activemq, and Node.js if absent), a Python venv at tests/.venv with the test
+# rabbitmq-server, activemq, prosody, and Node.js if absent), a Python venv at tests/.venv with the test
 # clients, and the Node test clients in tests/node/node_modules (npm ci from the committed
 # lock file).
 # Idempotent and non-interactive; each step is skipped when its result already exists.
@@ -27,6 +27,8 @@ command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_missing+=(rabbitmq-server)
 # ActiveMQ Classic (STOMP-broker backend tests; brings a JRE), run by tests/scripts/activemq.sh.
 [ -f /usr/share/activemq/bin/activemq.jar ] || apt_missing+=(activemq)
+# Prosody (XMPP server behind the xmpp bridge), run by tests/scripts/prosody.sh.
+command -v prosodyctl >/dev/null 2>&1 || apt_missing+=(prosody)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
     # The tests start every server themselves: keep apt from starting the packages' system
