@@ -1,8 +1,12 @@
 //! The browser side: RFC 7395, one complete element per WebSocket text message.
 
+use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
+use rxml::error::EndOrError;
+use rxml::Parse;
 
-use crate::{Limits, StreamError};
+use crate::guard::{is_xml_space, new_parser, parse_error, Guard, Step};
+use crate::{Limits, StreamError, StreamErrorCondition as C, NS_CLIENT, NS_FRAMING};
 
 /// The attributes of a framing `<open/>` (RFC 7395 section 3.3.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,5 +34,58 @@ pub enum ClientFrame {
 /// `policy-violation` for exceeded [`Limits`], `invalid-namespace` for a framing element in
 /// the wrong namespace.
 pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientFrame, StreamError> {
-    todo!("{text} {limits:?}")
+    if text.len() > limits.max_element_bytes {
+        return Err(StreamError::new(
+            C::PolicyViolation,
+            format!("message larger than {} bytes", limits.max_element_bytes),
+        ));
+    }
+    let element = parse_element(text.as_bytes(), limits)?;
+    if element.is("open", NS_FRAMING) {
+        Ok(ClientFrame::Open(Open {
+            to: element.attr("to").map(str::to_owned),
+            from: element.attr("from").map(str::to_owned),
+            id: element.attr("id").map(str::to_owned),
+            version: element.attr("version").map(str::to_owned),
+            lang: crate::xml_lang(&element),
+        }))
+    } else if element.is("close", NS_FRAMING) {
+        Ok(ClientFrame::Close)
+    } else if element.has_ns(NS_FRAMING) || matches!(element.name(), "open" | "close") {
+        Err(StreamError::new(
+            C::InvalidNamespace,
+            format!("<{}/> in namespace '{}'", element.name(), element.ns()),
+        ))
+    } else {
+        Ok(ClientFrame::Element(element))
+    }
+}
+
+/// The single element `bytes` hold, unprefixed names defaulting to `jabber:client`.
+fn parse_element(bytes: &[u8], limits: &Limits) -> Result<Element, StreamError> {
+    // XML allows whitespace before the root; rxml does not.
+    let start = bytes
+        .iter()
+        .position(|&b| !is_xml_space(b))
+        .unwrap_or(bytes.len());
+    let mut input = &bytes[start..];
+    let mut parser = new_parser(limits);
+    let tree = TreeBuilder::new().with_prefixes_stack(vec![String::from(NS_CLIENT).into()]);
+    let mut guard = Guard::new(limits, 1, tree);
+    let mut element = None;
+    loop {
+        match parser.parse(&mut input, true) {
+            Ok(Some(event)) => {
+                if let Step::Element(done) = guard.process(event)? {
+                    element = Some(done);
+                }
+            }
+            // rxml refuses anything but whitespace after the root, so a second element or
+            // trailing text fails above.
+            Ok(None) => break,
+            Err(EndOrError::NeedMoreData) => break,
+            Err(err) => return Err(parse_error(err)),
+        }
+    }
+    element.ok_or_else(|| StreamError::new(C::NotWellFormed, "no complete element"))
 }

@@ -2,6 +2,8 @@
 
 use minidom::Element;
 
+use crate::NS_STREAMS;
+
 /// Defined stream error conditions (RFC 6120 section 4.9.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamErrorCondition {
@@ -32,14 +34,82 @@ pub enum StreamErrorCondition {
     UnsupportedVersion,
 }
 
+/// Every condition with its element name, in RFC order.
+const NAMES: [(StreamErrorCondition, &str); 25] = [
+    (StreamErrorCondition::BadFormat, "bad-format"),
+    (
+        StreamErrorCondition::BadNamespacePrefix,
+        "bad-namespace-prefix",
+    ),
+    (StreamErrorCondition::Conflict, "conflict"),
+    (
+        StreamErrorCondition::ConnectionTimeout,
+        "connection-timeout",
+    ),
+    (StreamErrorCondition::HostGone, "host-gone"),
+    (StreamErrorCondition::HostUnknown, "host-unknown"),
+    (
+        StreamErrorCondition::ImproperAddressing,
+        "improper-addressing",
+    ),
+    (
+        StreamErrorCondition::InternalServerError,
+        "internal-server-error",
+    ),
+    (StreamErrorCondition::InvalidFrom, "invalid-from"),
+    (StreamErrorCondition::InvalidNamespace, "invalid-namespace"),
+    (StreamErrorCondition::InvalidXml, "invalid-xml"),
+    (StreamErrorCondition::NotAuthorized, "not-authorized"),
+    (StreamErrorCondition::NotWellFormed, "not-well-formed"),
+    (StreamErrorCondition::PolicyViolation, "policy-violation"),
+    (
+        StreamErrorCondition::RemoteConnectionFailed,
+        "remote-connection-failed",
+    ),
+    (StreamErrorCondition::Reset, "reset"),
+    (
+        StreamErrorCondition::ResourceConstraint,
+        "resource-constraint",
+    ),
+    (StreamErrorCondition::RestrictedXml, "restricted-xml"),
+    (StreamErrorCondition::SeeOtherHost, "see-other-host"),
+    (StreamErrorCondition::SystemShutdown, "system-shutdown"),
+    (
+        StreamErrorCondition::UndefinedCondition,
+        "undefined-condition",
+    ),
+    (
+        StreamErrorCondition::UnsupportedEncoding,
+        "unsupported-encoding",
+    ),
+    (
+        StreamErrorCondition::UnsupportedFeature,
+        "unsupported-feature",
+    ),
+    (
+        StreamErrorCondition::UnsupportedStanzaType,
+        "unsupported-stanza-type",
+    ),
+    (
+        StreamErrorCondition::UnsupportedVersion,
+        "unsupported-version",
+    ),
+];
+
 impl StreamErrorCondition {
     /// The element name, e.g. `policy-violation`.
     pub fn as_str(self) -> &'static str {
-        todo!("{self:?}")
+        NAMES
+            .iter()
+            .find(|(condition, _)| *condition == self)
+            .map_or("undefined-condition", |(_, name)| name)
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        todo!("{name}")
+        NAMES
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(condition, _)| *condition)
     }
 }
 
@@ -68,6 +138,21 @@ impl StreamError {
     /// Reads a received `<stream:error/>` element; unknown conditions become
     /// `undefined-condition`.
     pub fn from_element(element: &Element) -> Self {
-        todo!("{element:?}")
+        let mut condition = None;
+        let mut text = String::new();
+        for child in element.children().filter(|child| child.has_ns(NS_STREAMS)) {
+            if child.name() == "text" {
+                text = child.text();
+            } else if condition.is_none() {
+                condition = Some(
+                    StreamErrorCondition::from_name(child.name())
+                        .unwrap_or(StreamErrorCondition::UndefinedCondition),
+                );
+            }
+        }
+        StreamError {
+            condition: condition.unwrap_or(StreamErrorCondition::UndefinedCondition),
+            text,
+        }
     }
 }

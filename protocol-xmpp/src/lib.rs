@@ -13,7 +13,12 @@
 mod client;
 mod encode;
 mod error;
+mod fuzz;
+mod guard;
 mod limits;
+mod rate;
+mod sasl;
+mod serialize;
 mod server;
 mod stanza;
 
@@ -23,7 +28,15 @@ pub use encode::{
     stream_error_to_server, to_client, to_server,
 };
 pub use error::{StreamError, StreamErrorCondition};
-pub use limits::{Limits, RateLimiter};
+pub use fuzz::{fuzz_client_message, fuzz_stream};
+pub use limits::Limits;
 pub use minidom::Element;
+pub use rate::RateLimiter;
+pub use sasl::{sasl_identity, SaslIdentity};
 pub use server::{ServerEvent, StreamHeader, StreamReader};
-pub use stanza::{sasl_identity, SaslIdentity, StanzaKind, NS_CLIENT, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS};
+pub use stanza::{StanzaKind, NS_CLIENT, NS_FRAMING, NS_SASL, NS_STREAM, NS_STREAMS, NS_TLS};
+
+/// The `xml:lang` attribute, which minidom keeps in the XML namespace.
+fn xml_lang(element: &Element) -> Option<String> {
+    element.attr_ns(rxml::XMLNS_XML, "lang").map(str::to_owned)
+}

@@ -1,4 +1,4 @@
-//! Bounds on what a peer may make the parser hold, and a stanza rate limiter.
+//! Bounds on what a peer may make the parser hold.
 
 /// Limits applied while parsing, before memory grows with the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,26 +18,5 @@ impl Default for Limits {
             max_depth: 32,
             max_attributes: 64,
         }
-    }
-}
-
-/// Token bucket: `burst` stanzas at once, refilled at `per_second`. Time comes from the caller
-/// (milliseconds on any monotonic clock) so the codec stays free of clocks.
-#[derive(Debug, Clone)]
-pub struct RateLimiter {
-    per_second: u32,
-    burst: u32,
-    tokens_milli: u64,
-    last_ms: u64,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        todo!("{per_second} {burst}")
-    }
-
-    /// Takes one token; false when the peer is over its rate.
-    pub fn allow(&mut self, now_ms: u64) -> bool {
-        todo!("{now_ms}")
     }
 }

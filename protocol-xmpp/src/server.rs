@@ -1,8 +1,15 @@
 //! The server side: an RFC 6120 XML stream read incrementally from TCP (or TLS) bytes.
 
+use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
+use rxml::error::EndOrError;
+use rxml::{Parse, RawParser};
 
-use crate::{Limits, StreamError};
+use crate::guard::{is_xml_space, new_parser, parse_error, Guard, Step};
+use crate::{Limits, StreamError, StreamErrorCondition as C, NS_STREAM};
+
+/// Idle readers keep at most this much buffer capacity.
+const IDLE_CAPACITY: usize = 1024;
 
 /// The attributes of the server's `<stream:stream>` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,30 +37,168 @@ pub enum ServerEvent {
 /// Incremental reader for a server stream. Whitespace between top-level elements
 /// (keepalives) yields nothing. Memory is bounded by [`Limits::max_element_bytes`] plus the
 /// parser's own small buffers.
+///
+/// Feed what one socket read returned, then call [`next_event`](Self::next_event) until it
+/// returns `Ok(None)`: [`feed`](Self::feed) refuses input once the bytes not yet parsed plus
+/// the unfinished element would exceed `max_element_bytes`, so reads should be smaller than
+/// that limit. Errors are final: every later call returns the same error.
 pub struct StreamReader {
     limits: Limits,
+    /// Fed bytes; `pending[consumed..]` is not parsed yet.
+    pending: Vec<u8>,
+    consumed: usize,
+    parser: RawParser,
+    guard: Guard,
+    /// Nothing of the current document has been parsed yet (leading whitespace is skipped).
+    at_document_start: bool,
+    ended: bool,
+    failed: Option<StreamError>,
 }
 
 impl StreamReader {
     pub fn new(limits: Limits) -> Self {
-        todo!("{limits:?}")
+        StreamReader {
+            pending: Vec::new(),
+            consumed: 0,
+            parser: new_parser(&limits),
+            guard: Guard::new(&limits, 2, TreeBuilder::new()),
+            at_document_start: true,
+            ended: false,
+            failed: None,
+            limits,
+        }
     }
 
     /// Appends bytes read from the socket. Fails (with `policy-violation`) only when more
     /// than the limits allow would have to be buffered.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        todo!("{} {:?}", bytes.len(), self.limits)
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.ended {
+            // Whatever follows `</stream:stream>` is not part of the stream.
+            return Ok(());
+        }
+        let held = (self.pending.len() - self.consumed)
+            .saturating_add(bytes.len())
+            .saturating_add(self.guard.element_bytes());
+        if held > self.limits.max_element_bytes {
+            return Err(self.fail(StreamError::new(
+                C::PolicyViolation,
+                format!(
+                    "more than {} bytes buffered for one element",
+                    self.limits.max_element_bytes
+                ),
+            )));
+        }
+        if self.consumed > 0 && self.consumed == self.pending.len() {
+            self.pending.clear();
+            self.consumed = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The next complete event, or `Ok(None)` until more bytes are fed.
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, StreamError> {
-        todo!()
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.at_document_start {
+            // XML allows whitespace before the root; rxml does not.
+            let unparsed = &self.pending[self.consumed..];
+            let skip = unparsed
+                .iter()
+                .position(|&b| !is_xml_space(b))
+                .unwrap_or(unparsed.len());
+            self.consumed += skip;
+        }
+        while !self.ended {
+            let mut input = &self.pending[self.consumed..];
+            if input.is_empty() {
+                break;
+            }
+            let before = input.len();
+            let result = self.parser.parse(&mut input, false);
+            self.consumed += before - input.len();
+            self.at_document_start &= before == input.len();
+            let event = match result {
+                Ok(Some(event)) => event,
+                Err(EndOrError::NeedMoreData) => break,
+                Ok(None) => {
+                    return Err(self.fail(StreamError::new(C::NotWellFormed, "stream ended")))
+                }
+                Err(err) => return Err(self.fail(parse_error(err))),
+            };
+            match self.guard.process(event) {
+                Ok(Step::Continue) => {}
+                Ok(Step::RootOpened) => match self.header() {
+                    Ok(header) => return Ok(Some(ServerEvent::Header(header))),
+                    Err(err) => return Err(self.fail(err)),
+                },
+                Ok(Step::Element(element)) => return Ok(Some(ServerEvent::Element(element))),
+                Ok(Step::RootClosed) => {
+                    self.ended = true;
+                    self.release();
+                    return Ok(Some(ServerEvent::End));
+                }
+                Err(err) => return Err(self.fail(err)),
+            }
+        }
+        self.release();
+        Ok(None)
     }
 
     /// Starts a new XML document: call after `<proceed/>` (STARTTLS) and after SASL
     /// `<success/>`, when the server will send a fresh stream header. Buffered bytes are
     /// discarded.
     pub fn restart(&mut self) {
-        todo!()
+        *self = StreamReader::new(self.limits.clone());
+    }
+
+    fn fail(&mut self, err: StreamError) -> StreamError {
+        self.failed = Some(err.clone());
+        self.pending = Vec::new();
+        self.consumed = 0;
+        err
+    }
+
+    /// Gives back memory a large element needed once the reader is waiting between
+    /// elements, so thousands of idle streams stay small.
+    fn release(&mut self) {
+        if self.consumed == self.pending.len() {
+            self.pending.clear();
+            self.consumed = 0;
+            if self.pending.capacity() > IDLE_CAPACITY {
+                self.pending = Vec::new();
+            }
+        }
+        if self.guard.between_elements() {
+            self.parser.release_temporaries();
+        }
+    }
+
+    fn header(&mut self) -> Result<StreamHeader, StreamError> {
+        let root = self
+            .guard
+            .root()
+            .ok_or_else(|| StreamError::new(C::InternalServerError, "stream header lost"))?;
+        if !root.is("stream", NS_STREAM) {
+            return Err(StreamError::new(
+                C::InvalidNamespace,
+                format!(
+                    "stream root <{}/> in namespace '{}'",
+                    root.name(),
+                    root.ns()
+                ),
+            ));
+        }
+        Ok(StreamHeader {
+            from: root.attr("from").map(str::to_owned),
+            to: root.attr("to").map(str::to_owned),
+            id: root.attr("id").map(str::to_owned),
+            version: root.attr("version").map(str::to_owned),
+            lang: crate::xml_lang(root),
+        })
     }
 }

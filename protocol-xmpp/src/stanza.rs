@@ -21,7 +21,15 @@ pub enum StanzaKind {
 
 impl StanzaKind {
     pub fn of(element: &Element) -> Self {
-        todo!("{element:?}")
+        if !element.has_ns(NS_CLIENT) {
+            return StanzaKind::Other;
+        }
+        match element.name() {
+            "message" => StanzaKind::Message,
+            "presence" => StanzaKind::Presence,
+            "iq" => StanzaKind::Iq,
+            _ => StanzaKind::Other,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -32,21 +40,4 @@ impl StanzaKind {
             StanzaKind::Other => "other",
         }
     }
-}
-
-/// Who a SASL `<auth/>` element says is logging in (PLAIN's authzid/authcid, SCRAM's `n=`),
-/// so a gateway can match it against the user it already authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaslIdentity {
-    pub mechanism: String,
-    /// Authorization identity (a JID) when the client gave one.
-    pub authzid: Option<String>,
-    /// Authentication identity: the username (local part).
-    pub authcid: String,
-}
-
-/// `None` when the element is not a SASL `<auth/>`, or its mechanism is one whose initial
-/// response names no user (e.g. EXTERNAL, ANONYMOUS) or the payload is malformed.
-pub fn sasl_identity(auth: &Element) -> Option<SaslIdentity> {
-    todo!("{auth:?}")
 }
