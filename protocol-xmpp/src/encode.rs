@@ -9,13 +9,13 @@ use crate::{Open, StreamError, StreamHeader, NS_CLIENT, NS_FRAMING, NS_STREAM, N
 
 /// A WebSocket message stands alone: nothing is declared around it.
 const CLIENT_SCOPE: Scope<'static> = Scope {
-    default_ns: "",
+    default_ns: None,
     stream_prefix: false,
 };
 
 /// Inside `<stream:stream xmlns='jabber:client' xmlns:stream=…>`.
 const SERVER_SCOPE: Scope<'static> = Scope {
-    default_ns: NS_CLIENT,
+    default_ns: Some(NS_CLIENT),
     stream_prefix: true,
 };
 

@@ -15,8 +15,9 @@ use crate::NS_STREAM;
 /// The namespace declarations the surrounding XML already provides.
 #[derive(Clone, Copy)]
 pub(crate) struct Scope<'a> {
-    /// The default namespace (`""` when none is declared).
-    pub default_ns: &'a str,
+    /// The default namespace; `None` when nothing is declared, which differs from
+    /// `xmlns=""` because the browser side reads an undeclared default as `jabber:client`.
+    pub default_ns: Option<&'a str>,
     /// Whether `xmlns:stream` is declared.
     pub stream_prefix: bool,
 }
@@ -39,16 +40,13 @@ pub(crate) fn write_element(out: &mut String, element: &Element, scope: Scope<'_
         }
     } else {
         out.push_str(element.name());
-        if ns != scope.default_ns {
+        if scope.default_ns != Some(ns.as_str()) {
             push_attribute(out, "xmlns", &ns);
         }
     }
-    let ns_for_children = if is_stream {
-        scope.default_ns.to_owned()
-    } else {
-        ns
-    };
-    inner.default_ns = &ns_for_children;
+    if !is_stream {
+        inner.default_ns = Some(&ns);
+    }
 
     let mut generated = 0;
     for ((attr_ns, name), value) in element.attrs().iter() {

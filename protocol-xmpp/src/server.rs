@@ -55,12 +55,21 @@ pub struct StreamReader {
     failed: Option<StreamError>,
 }
 
+/// Text is handed on as it arrives rather than gathered up to rxml's token size: stray text
+/// between stanzas (or an HTTP reply instead of a stream) fails at once, and keepalive
+/// whitespace is dropped instead of buffered.
+fn stream_parser(limits: &Limits) -> RawParser {
+    let mut parser = new_parser(limits);
+    parser.set_text_buffering(false);
+    parser
+}
+
 impl StreamReader {
     pub fn new(limits: Limits) -> Self {
         StreamReader {
             pending: Vec::new(),
             consumed: 0,
-            parser: new_parser(&limits),
+            parser: stream_parser(&limits),
             guard: Guard::new(&limits, 2, TreeBuilder::new()),
             at_document_start: true,
             ended: false,
@@ -114,10 +123,9 @@ impl StreamReader {
             self.consumed += skip;
         }
         while !self.ended {
+            // Called even with no input left: one token can yield several events (`/>` is
+            // a head close and a foot) and rxml queues the rest.
             let mut input = &self.pending[self.consumed..];
-            if input.is_empty() {
-                break;
-            }
             let before = input.len();
             let result = self.parser.parse(&mut input, false);
             self.consumed += before - input.len();
@@ -202,3 +210,7 @@ impl StreamReader {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
