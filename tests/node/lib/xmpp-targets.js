@@ -36,7 +36,7 @@ function gatewayTarget(opts = {}) {
     async start() {
       this.prosody = await new Prosody({ extraUsers: opts.extraUsers }).start();
       try {
-        this.gw = await new Gateway({ services: [xmppService(this.prosody)] }).start();
+        this.gw = await new Gateway({ services: [xmppService(this.prosody)], sections: opts.sections }).start();
       } catch (e) {
         if (/unknown bridge `xmpp`/.test(e.message)) {
           this.unavailable = 'this gateway build has no xmpp bridge (bridges/xmpp not wired in yet)';
@@ -76,7 +76,10 @@ function prosodyTarget(opts = {}) {
   };
 }
 
-/** Both targets: the gateway first, then Prosody's own WebSocket. */
+/**
+ * Both targets: the gateway first, then Prosody's own WebSocket. opts: extraUsers
+ * ({ name: pass }), sections (more gateway config, e.g. { server: { static_dir } }).
+ */
 function xmppTargets(opts) {
   return [gatewayTarget(opts), prosodyTarget(opts)];
 }
