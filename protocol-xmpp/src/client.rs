@@ -89,3 +89,7 @@ fn parse_element(bytes: &[u8], limits: &Limits) -> Result<Element, StreamError> 
     }
     element.ok_or_else(|| StreamError::new(C::NotWellFormed, "no complete element"))
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -128,3 +128,7 @@ fn stream_error(error: &StreamError, declare_stream: bool) -> String {
     out.push_str("</stream:error>");
     out
 }
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

@@ -156,3 +156,53 @@ impl StreamError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_condition_has_its_rfc_name() {
+        assert_eq!(NAMES.len(), 25);
+        for (condition, name) in NAMES {
+            assert_eq!(condition.as_str(), name);
+            assert_eq!(StreamErrorCondition::from_name(name), Some(condition));
+            assert_eq!(condition.to_string(), name);
+        }
+        assert_eq!(
+            StreamErrorCondition::NotWellFormed.as_str(),
+            "not-well-formed"
+        );
+        assert_eq!(StreamErrorCondition::from_name("text"), None);
+        assert_eq!(StreamErrorCondition::from_name("Conflict"), None);
+    }
+
+    #[test]
+    fn reads_a_received_stream_error() {
+        let element: Element = "<error xmlns='http://etherx.jabber.org/streams'>\
+            <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>Replaced</text>\
+            <conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+            <extra xmlns='urn:example'/></error>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            StreamError::from_element(&element),
+            StreamError::new(StreamErrorCondition::Conflict, "Replaced")
+        );
+        let unknown: Element = "<error xmlns='http://etherx.jabber.org/streams'>\
+            <new-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            StreamError::from_element(&unknown),
+            StreamError::new(StreamErrorCondition::UndefinedCondition, "")
+        );
+        let empty: Element = "<error xmlns='http://etherx.jabber.org/streams'/>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            StreamError::from_element(&empty).condition,
+            StreamErrorCondition::UndefinedCondition
+        );
+    }
+}

@@ -170,11 +170,12 @@ impl Guard {
 
 /// A raw parser configured for XMPP: comments refused, tokens bounded.
 pub(crate) fn new_parser(limits: &Limits) -> RawParser {
-    let mut options = rxml::Options::default();
-    // rxml reserves this much scratch space per parser; 8 KiB (its default) still fits any
-    // JID or attribute value XMPP uses, and long text is split into several events.
-    options.max_token_length = limits.max_element_bytes.clamp(256, 8192);
-    RawParser::with_options(options)
+    RawParser::with_options(rxml::Options {
+        // rxml reserves this much scratch space per parser; 8 KiB (its default) still fits
+        // any JID or attribute value XMPP uses, and long text is split into several events.
+        max_token_length: limits.max_element_bytes.clamp(256, 8192),
+        ..rxml::Options::default()
+    })
 }
 
 pub(crate) fn is_xml_space(b: u8) -> bool {

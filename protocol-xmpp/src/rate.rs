@@ -40,3 +40,48 @@ impl RateLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refill() {
+        let mut limiter = RateLimiter::new(10, 3);
+        let start = 1_000_000;
+        assert!((0..3).all(|_| limiter.allow(start)));
+        assert!(!limiter.allow(start));
+        // One token per 100 ms.
+        assert!(!limiter.allow(start + 99));
+        assert!(limiter.allow(start + 100));
+        assert!(!limiter.allow(start + 100));
+        // A long pause refills only up to the burst.
+        let later = start + 60_000;
+        assert!((0..3).all(|_| limiter.allow(later)));
+        assert!(!limiter.allow(later));
+    }
+
+    #[test]
+    fn sustained_rate_is_per_second() {
+        let mut limiter = RateLimiter::new(50, 1);
+        let allowed = (0..10_000u64).filter(|ms| limiter.allow(*ms)).count();
+        // The first token at 0 ms, then one every 20 ms up to 9980 ms.
+        assert_eq!(allowed, 500);
+    }
+
+    #[test]
+    fn clock_going_backwards_refills_nothing() {
+        let mut limiter = RateLimiter::new(1, 1);
+        assert!(limiter.allow(5_000));
+        assert!(!limiter.allow(1_000));
+        assert!(!limiter.allow(5_999));
+        assert!(limiter.allow(6_000));
+    }
+
+    #[test]
+    fn zero_burst_allows_nothing() {
+        let mut limiter = RateLimiter::new(1000, 0);
+        assert!(!limiter.allow(0));
+        assert!(!limiter.allow(u64::MAX));
+    }
+}

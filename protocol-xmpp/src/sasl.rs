@@ -105,3 +105,133 @@ fn saslname(raw: &str) -> Option<String> {
     out.push_str(rest);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(mechanism: &str, payload: &[u8]) -> Element {
+        Element::builder("auth", NS_SASL)
+            .attr(rxml::NcName::try_from("mechanism").unwrap(), mechanism)
+            .append(base64::engine::general_purpose::STANDARD.encode(payload))
+            .build()
+    }
+
+    fn identity(mechanism: &str, authzid: Option<&str>, authcid: &str) -> Option<SaslIdentity> {
+        Some(SaslIdentity {
+            mechanism: mechanism.into(),
+            authzid: authzid.map(Into::into),
+            authcid: authcid.into(),
+        })
+    }
+
+    #[test]
+    fn plain() {
+        assert_eq!(
+            sasl_identity(&auth("PLAIN", b"\0juliet\0r0m30")),
+            identity("PLAIN", None, "juliet")
+        );
+        assert_eq!(
+            sasl_identity(&auth("PLAIN", b"juliet@example.com\0juliet\0r0m30")),
+            identity("PLAIN", Some("juliet@example.com"), "juliet")
+        );
+        // Strophe.js sends the bare JID as authzid.
+        let strophe: Element = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' \
+            mechanism='PLAIN'>YWxpY2VAbG9jYWxob3N0AGFsaWNlAGFsaWNlLXBhc3M=</auth>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            sasl_identity(&strophe),
+            identity("PLAIN", Some("alice@localhost"), "alice")
+        );
+        for bad in [
+            &b"juliet"[..],
+            b"\0juliet",
+            b"\0\0pass",
+            b"a\0b\0c\0d",
+            b"\0\xff\xfe\0p",
+        ] {
+            assert_eq!(sasl_identity(&auth("PLAIN", bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scram() {
+        assert_eq!(
+            sasl_identity(&auth(
+                "SCRAM-SHA-1",
+                b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"
+            )),
+            identity("SCRAM-SHA-1", None, "user")
+        );
+        assert_eq!(
+            sasl_identity(&auth(
+                "SCRAM-SHA-256-PLUS",
+                b"p=tls-exporter,a=admin=2Cx@example.com,n=we=3Dird=2Cname,r=abc,e=ext"
+            )),
+            identity(
+                "SCRAM-SHA-256-PLUS",
+                Some("admin,x@example.com"),
+                "we=ird,name"
+            )
+        );
+        assert_eq!(
+            sasl_identity(&auth("SCRAM-SHA-1", b"y,,n=u,r=n")),
+            identity("SCRAM-SHA-1", None, "u")
+        );
+        for bad in [
+            &b"n,,m=ext,n=user,r=x"[..],
+            b"n,,n=user",
+            b"n,,n=,r=x",
+            b"n,,n=us=41er,r=x",
+            b"x,,n=user,r=x",
+            b"n,b=x,n=user,r=x",
+            b"n,,n=user=,r=x",
+        ] {
+            assert_eq!(sasl_identity(&auth("SCRAM-SHA-1", bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_read() {
+        let empty: Element =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&empty), None);
+        let none: Element =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'/>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&none), None);
+        assert_eq!(
+            sasl_identity(&auth("EXTERNAL", b"juliet@example.com")),
+            None
+        );
+        assert_eq!(sasl_identity(&auth("ANONYMOUS", b"trace")), None);
+        let garbage: Element =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&garbage), None);
+        let no_mechanism: Element =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>AGEAYg==</auth>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&no_mechanism), None);
+        let response: Element =
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>AGEAYg==</response>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&response), None);
+        let wrong_ns: Element = "<auth xmlns='jabber:client' mechanism='PLAIN'>AGEAYg==</auth>"
+            .parse()
+            .unwrap();
+        assert_eq!(sasl_identity(&wrong_ns), None);
+        let unpadded: Element =
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg</auth>"
+                .parse()
+                .unwrap();
+        assert_eq!(sasl_identity(&unpadded), identity("PLAIN", None, "a"));
+    }
+}

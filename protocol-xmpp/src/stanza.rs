@@ -41,3 +41,29 @@ impl StanzaKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let kind = |xml: &str| StanzaKind::of(&xml.parse::<Element>().unwrap());
+        assert_eq!(
+            kind("<message xmlns='jabber:client'/>"),
+            StanzaKind::Message
+        );
+        assert_eq!(
+            kind("<presence xmlns='jabber:client'/>"),
+            StanzaKind::Presence
+        );
+        assert_eq!(kind("<iq xmlns='jabber:client'/>"), StanzaKind::Iq);
+        assert_eq!(kind("<message xmlns='urn:other'/>"), StanzaKind::Other);
+        assert_eq!(
+            kind("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
+            StanzaKind::Other
+        );
+        assert_eq!(kind("<r xmlns='urn:xmpp:sm:3'/>"), StanzaKind::Other);
+        assert_eq!(StanzaKind::Iq.as_str(), "iq");
+    }
+}
