@@ -138,7 +138,8 @@
   function showChat() {
     loginForm.hidden = true;
     chatEl.hidden = false;
-    $('me-jid').textContent = client.jid;
+    $('me-jid').textContent = client.jid.split('/')[0];
+    $('me-jid').title = client.jid;
     $('me-dot').parentElement.dataset.presence = 'online';
     input.disabled = sendButton.disabled = !selected;
     renderRoster();

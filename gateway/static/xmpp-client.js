@@ -106,6 +106,11 @@
     if (this.opts.onWire) this.opts.onWire(dir, text);
   };
 
+  // RFC 7395 §3.3.3: each message stands alone, so stanzas carry jabber:client themselves.
+  function stanza(name, attrs, ...children) {
+    return el(name, Object.assign({ xmlns: NS.client }, attrs), ...children);
+  }
+
   XmppClient.prototype.send = function (raw) {
     const xml = raw instanceof Raw ? raw.xml : String(raw);
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
@@ -121,6 +126,8 @@
   XmppClient.prototype.connect = function () {
     this.failed = null;
     this.closing = false;
+    this.closeSent = false;
+    this.opened = false;
     this.phase = 'auth';
     this._setState('connecting', this.opts.url);
     let ws;
@@ -158,10 +165,16 @@
     };
   };
 
+  XmppClient.prototype._close = function () {
+    if (this.closeSent) return;
+    this.closeSent = true;
+    this.send(el('close', { xmlns: NS.framing }));
+  };
+
   /** Ends the session with a reason shown as the error state. */
   XmppClient.prototype._fail = function (reason) {
     if (!this.failed) this.failed = reason;
-    this.send(el('close', { xmlns: NS.framing }));
+    this._close();
     const ws = this.ws;
     // Give <close/> a moment to leave; a server that does not answer gets closed anyway.
     if (ws) setTimeout(() => { if (ws.readyState < 2) ws.close(); }, 1000);
@@ -170,8 +183,8 @@
   XmppClient.prototype.logout = function () {
     if (!this.ws) { this._setState('closed', 'logged out'); return; }
     this.closing = true;
-    if (this.state === 'online') this.send(el('presence', { type: 'unavailable' }));
-    this.send(el('close', { xmlns: NS.framing }));
+    if (this.state === 'online') this.send(stanza('presence', { type: 'unavailable' }));
+    this._close();
     const ws = this.ws;
     // RFC 7395: the server answers <close/>, then closes the WebSocket; do it ourselves if not.
     setTimeout(() => { if (ws.readyState < 2) ws.close(1000); }, 2000);
@@ -180,7 +193,7 @@
   XmppClient.prototype._iq = function (type, payload, cb, to) {
     const id = 'q' + (++this.seq);
     if (cb) this.pending.set(id, cb);
-    this.send(el('iq', { type, id, to }, payload));
+    this.send(stanza('iq', { type, id, to }, payload));
     return id;
   };
 
@@ -205,7 +218,7 @@
     const uri = e.getAttribute('see-other-uri');
     if (uri && !this.failed) this.failed = 'server redirects to ' + uri;
     if (!this.closing && !this.failed) this.failed = 'server closed the stream';
-    if (!this.closing) this.send(el('close', { xmlns: NS.framing }));
+    this._close();
     if (this.ws) this.ws.close(1000);
   };
 
@@ -254,7 +267,7 @@
       this.roster = q ? this._items(q) : [];
       if (this.opts.onRoster) this.opts.onRoster(this.roster.slice());
       // Initial presence after the roster: the server then sends our contacts' presence.
-      this.send(el('presence', {}));
+      this.send(stanza('presence', {}));
       this._setState('online', this.jid);
     });
   };
@@ -285,16 +298,16 @@
         this.roster = this.roster.filter((r) => r.jid !== item.jid);
         if (item.subscription !== 'remove') this.roster.push(item);
       }
-      this.send(el('iq', { type: 'result', id }));
+      this.send(stanza('iq', { type: 'result', id }));
       if (this.opts.onRoster) this.opts.onRoster(this.roster.slice());
       return;
     }
     if (type === 'get' && payload && payload.namespaceURI === NS.ping) {
-      this.send(el('iq', { type: 'result', id, to: from }));
+      this.send(stanza('iq', { type: 'result', id, to: from }));
       return;
     }
     // Every other request gets an error reply, as RFC 6120 §8.2.3 asks.
-    this.send(el('iq', { type: 'error', id, to: from },
+    this.send(stanza('iq', { type: 'error', id, to: from },
       el('error', { type: 'cancel' }, el('service-unavailable', { xmlns: NS.stanzas }))));
   };
 
@@ -328,11 +341,11 @@
 
   XmppClient.prototype.sendMessage = function (to, body) {
     const id = 'm' + (++this.seq);
-    return this.send(el('message', { to, type: 'chat', id }, el('body', {}, body))) ? id : null;
+    return this.send(stanza('message', { to, type: 'chat', id }, el('body', {}, body))) ? id : null;
   };
 
   XmppClient.prototype.setPresence = function (show) {
-    return this.send(el('presence', {}, show ? el('show', {}, show) : undefined));
+    return this.send(stanza('presence', {}, show ? el('show', {}, show) : undefined));
   };
 
   global.XmppClient = XmppClient;

@@ -82,9 +82,10 @@ class XmppUser {
     await this.send(xml('message', { to, type: 'chat' }, xml('body', {}, body)));
   }
 
-  async presence(attrs = {}) {
+  /** Presence with `attrs`; `show` (away, xa, dnd, chat) adds a <show/>. */
+  async presence(attrs = {}, show) {
     const { xml } = await xmppLib();
-    await this.send(xml('presence', attrs));
+    await this.send(xml('presence', attrs, show ? xml('show', {}, show) : null));
   }
 
   /** Unavailable presence, then <close/>; resolves when the transport is gone. */
