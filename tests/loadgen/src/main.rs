@@ -6,6 +6,7 @@
 //! loadgen stomp-fanout --url ws://127.0.0.1:8080/ws --subscribers 10000 --processes 2 --ramp
 //! loadgen stomp-idle --url ws://127.0.0.1:8080/ws --connections 19000 --server-pid PID
 //! loadgen stomp-slow --url ws://127.0.0.1:8080/ws --subscribers 1000 --slow-percent 1 --rate 500
+//! loadgen xmpp --url ws://127.0.0.1:8080/ws --sessions 5000 --server-pid PID --label gateway
 //! ```
 //!
 //! Every scenario runs in worker processes (this binary again, with `--worker K`), because
@@ -26,7 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scenario::{echo, idle, stomp as st};
+use scenario::{echo, idle, stomp as st, xmpp};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for the WebSocket gateway")]
@@ -49,6 +50,9 @@ enum Scenario {
     /// Fan-out with a share of stalled subscribers (never read); healthy latency against a
     /// baseline, server RSS every second.
     StompSlow(st::slow::SlowArgs),
+    /// XMPP over WebSocket: N sessions log in, pairs exchange timed messages; login time,
+    /// round trip and server RSS per session.
+    Xmpp(xmpp::XmppArgs),
 }
 
 impl Scenario {
@@ -59,6 +63,7 @@ impl Scenario {
             Scenario::StompFanout(a) => a.stomp.processes.worker,
             Scenario::StompIdle(a) => a.stomp.processes.worker,
             Scenario::StompSlow(a) => a.stomp.processes.worker,
+            Scenario::Xmpp(_) => None,
         }
     }
 }
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             (Scenario::StompIdle(a), None) => st::idle::parent(a).await,
             (Scenario::StompSlow(a), Some(k)) => st::run_worker(&a.stomp, a.spec(), k).await,
             (Scenario::StompSlow(a), None) => st::slow::parent(a).await,
+            (Scenario::Xmpp(a), _) => xmpp::run(a).await,
         }
     });
     // Connection tasks may still be parked; don't wait for them.

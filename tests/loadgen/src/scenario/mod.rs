@@ -8,3 +8,4 @@
 pub mod echo;
 pub mod idle;
 pub mod stomp;
+pub mod xmpp;
