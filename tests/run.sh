@@ -91,7 +91,8 @@ if [ -z "${SKIP_NODE:-}" ]; then
     if [ -n "$rabbit_start_pid" ]; then
         if wait "$rabbit_start_pid"; then
             RABBITMQ_WS_URL="$(sed -n 's/^RABBITMQ_WS_URL=//p' "$ART/rabbitmq-start.env")"
-            export RABBITMQ_WS_URL
+            RABBITMQ_AMQP_URL="$(sed -n 's/^RABBITMQ_AMQP_URL=//p' "$ART/rabbitmq-start.env")"
+            export RABBITMQ_WS_URL RABBITMQ_AMQP_URL
             rabbit_note=" (with RabbitMQ Web-STOMP at $RABBITMQ_WS_URL)"
             cat "$ART/rabbitmq-start.log"
         else
