@@ -120,10 +120,17 @@ describe('chat page in Chromium', { skip: browserMissing() }, () => {
         await page.waitForSelector('#roster li[data-jid="bob@localhost"][data-presence=away]', { timeout: 10000 });
         await bob.logout();
         await page.waitForSelector('#roster li[data-jid="bob@localhost"][data-presence=offline]', { timeout: 10000 });
+        const bob2 = await login(target.url(), 'bob', 'bob-pass', { resource: 'second' });
+        users.push(bob2);
+        await bob2.presence();
+        await page.waitForSelector('#roster li[data-jid="bob@localhost"][data-presence=online]', { timeout: 10000 });
+        await bob2.waitPresence('alice@localhost', 'available');
 
-        // Logging out closes the session cleanly.
+        // Logging out sends unavailable presence and closes the session cleanly.
+        const mark = bob2.stanzas.length;
         await page.click('#logout');
         await page.waitForSelector('#conn-state[data-state=closed]', { timeout: 10000 });
+        await bob2.waitPresence('alice@localhost', 'unavailable', 10000, mark);
         assert.match(await page.textContent('#conn-state'), /closed/);
         assert.equal(await page.isVisible('#login'), true, 'back to the login form');
         assert.deepEqual(page.problems, []);
