@@ -64,7 +64,13 @@ server_pid() {
     return 1
 }
 
-running() { server_pid >/dev/null && [ -f "$D/ports.env" ] && listening "$C2S_PORT"; }
+# The port saved at start: status and stop need no environment of their own.
+saved_c2s_port() { sed -n 's/^PROSODY_C2S_PORT=//p' "$D/ports.env" 2>/dev/null; }
+running() {
+    local port
+    port="$(saved_c2s_port)"
+    server_pid >/dev/null && [ -n "$port" ] && listening "$port"
+}
 
 print_ports() { cat "$D/ports.env"; }
 
