@@ -8,5 +8,6 @@ pub fn builtin_bridges() -> Vec<Box<dyn BridgeFactory>> {
         Box::new(bridge_echo::EchoFactory),
         Box::new(bridge_tcp::TcpFactory),
         Box::new(bridge_stomp::StompFactory),
+        Box::new(bridge_xmpp::XmppFactory),
     ]
 }

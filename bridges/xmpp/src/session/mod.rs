@@ -1,0 +1,289 @@
+//! One client session: wait for `<open/>`, open the secure server stream, then relay
+//! elements both ways in one `select!` loop until either side closes.
+
+mod client;
+mod failure;
+mod server;
+
+use std::time::Duration;
+
+use bridge_api::{
+    close_code, BridgeError, CancellationToken, Incoming, Message, Outbox, Session, SessionInfo,
+};
+use protocol_xmpp::{
+    ClientFrame, Open, RateLimiter, ServerEvent, StanzaKind, StreamError,
+    StreamErrorCondition as C, NS_SASL, NS_STREAM,
+};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use crate::metrics::{self, ActiveSession, Login};
+use crate::XmppBridge;
+use failure::{send, Failure};
+use server::{Server, READ_CHUNK};
+
+/// How long a closing side waits for the other's `</stream:stream>`.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How a relay step ends the session when it does.
+enum End {
+    /// Both streams closed cleanly (or the client left).
+    Closed,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+pub(crate) struct Relay<'a> {
+    bridge: &'a XmppBridge,
+    info: &'a SessionInfo,
+    outbox: &'a Outbox,
+    shutdown: &'a CancellationToken,
+    server: Server,
+    domain: String,
+    /// After SASL success: the client's next `<open/>` restarts the server stream.
+    awaiting_restart: bool,
+    rate: RateLimiter,
+    started: Instant,
+}
+
+pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), BridgeError> {
+    let Session {
+        info,
+        mut incoming,
+        outbox,
+        shutdown,
+    } = session;
+    let open = match wait_for_open(bridge, &mut incoming, &outbox, &shutdown).await {
+        Ok(Some(open)) => open,
+        Ok(None) => return Ok(()),
+        Err(f) => return Err(f.report(&info, &outbox, false, None).await),
+    };
+    let domain = match checked_domain(bridge, &open) {
+        Ok(domain) => domain,
+        Err(f) => return Err(f.report(&info, &outbox, false, None).await),
+    };
+    let opened = tokio::select! {
+        opened = bridge.open_server(&open, &domain) => opened,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(f) => return Err(f.report(&info, &outbox, false, Some(&domain)).await),
+    };
+    let _active = ActiveSession::new(
+        bridge
+            .settings
+            .server
+            .clone()
+            .unwrap_or_else(|| opened.server.target.to_string()),
+    );
+    send(&outbox, protocol_xmpp::client_open(&opened.header)).await;
+    send(&outbox, protocol_xmpp::to_client(&opened.features)).await;
+    let mut relay = Relay {
+        bridge,
+        info: &info,
+        outbox: &outbox,
+        shutdown: &shutdown,
+        server: opened.server,
+        domain,
+        awaiting_restart: false,
+        rate: RateLimiter::new(bridge.settings.stanza_rate, bridge.settings.stanza_burst),
+        started: Instant::now(),
+    };
+    match relay.run(&mut incoming).await {
+        Ok(End::Closed) => Ok(()),
+        Ok(End::Shutdown) => {
+            let error = StreamError::new(C::SystemShutdown, "the gateway is shutting down");
+            metrics::stream_error(error.condition, metrics::Side::Gateway);
+            let text = protocol_xmpp::stream_error_to_client(&error);
+            if outbox.try_send(Message::text(text)).is_ok() {
+                let _ = outbox.try_send(Message::text(protocol_xmpp::client_close()));
+            }
+            relay.close_server().await;
+            Ok(())
+        }
+        Err(f) => {
+            if f.fault == bridge_api::ErrorSource::Client {
+                relay.close_server().await;
+            }
+            Err(f.report(&info, &outbox, true, Some(&relay.domain)).await)
+        }
+    }
+}
+
+/// The client's first message must be `<open/>`. `Ok(None)`: the client left first.
+async fn wait_for_open(
+    bridge: &XmppBridge,
+    incoming: &mut Incoming,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> Result<Option<Open>, Failure> {
+    let first = tokio::select! {
+        first = tokio::time::timeout(bridge.settings.open_timeout, incoming.recv()) => first,
+        _ = shutdown.cancelled() => return Ok(None),
+    };
+    let text = match first {
+        Err(_) => {
+            return Err(Failure::client(StreamError::new(
+                C::ConnectionTimeout,
+                format!("no <open/> within {:?}", bridge.settings.open_timeout),
+            )))
+        }
+        Ok(None) => return Ok(None),
+        Ok(Some(Message::Binary(_))) => return Err(binary_message()),
+        Ok(Some(Message::Text(text))) => text,
+    };
+    match protocol_xmpp::parse_client_message(&text, &bridge.limits) {
+        Ok(ClientFrame::Open(open)) => Ok(Some(open)),
+        Ok(ClientFrame::Close) => {
+            send(outbox, protocol_xmpp::client_close().to_owned()).await;
+            Ok(None)
+        }
+        Ok(ClientFrame::Element(e)) => Err(Failure::client(StreamError::new(
+            C::NotWellFormed,
+            format!("expected <open/>, got <{}/>", e.name()),
+        ))),
+        Err(e) => Err(Failure::client(e)),
+    }
+}
+
+fn checked_domain(bridge: &XmppBridge, open: &Open) -> Result<String, Failure> {
+    match open.to.as_deref() {
+        Some(to) if bridge.settings.allows_domain(to) => {
+            Ok(to.trim_end_matches('.').to_ascii_lowercase())
+        }
+        Some(to) => Err(Failure::client(StreamError::new(
+            C::HostUnknown,
+            format!("this gateway does not serve {to}"),
+        ))),
+        None => Err(Failure::client(StreamError::new(
+            C::HostUnknown,
+            "<open/> names no domain (to)",
+        ))),
+    }
+}
+
+/// RFC 7395 3.2: XMPP over WebSocket is text only.
+fn binary_message() -> Failure {
+    Failure::client(StreamError::new(
+        C::UnsupportedEncoding,
+        "binary WebSocket messages are not allowed (RFC 7395)",
+    ))
+    .with_close_code(close_code::UNSUPPORTED_DATA)
+}
+
+impl Relay<'_> {
+    async fn run(&mut self, incoming: &mut Incoming) -> Result<End, Failure> {
+        let keepalive_every = self.bridge.settings.server_keepalive;
+        let keepalive = tokio::time::sleep(keepalive_every);
+        tokio::pin!(keepalive);
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            // Events already parsed go out before anything else is read.
+            while let Some(event) = self.server.reader.next_event().map_err(|e| {
+                Failure::backend(C::UndefinedCondition, format!("server sent bad XML: {e}"))
+            })? {
+                if let Some(end) = self.server_event(event).await? {
+                    return Ok(end);
+                }
+            }
+            let wrote = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
+                read = self.server.io.read(&mut buf) => {
+                    server::feed(&mut self.server.reader, read, &buf)
+                        .map_err(|e| e.into_failure(C::RemoteConnectionFailed))?;
+                    false
+                }
+                msg = incoming.recv() => match msg {
+                    None => {
+                        self.close_server().await;
+                        return Ok(End::Closed);
+                    }
+                    Some(msg) => match self.client_message(msg).await? {
+                        Some(end) => return Ok(end),
+                        None => true,
+                    },
+                },
+                () = &mut keepalive => {
+                    // Whitespace between elements: keeps NATs and the server's idle timer
+                    // from dropping a quiet stream.
+                    self.write(b" ").await?;
+                    true
+                }
+            };
+            if wrote {
+                keepalive.as_mut().reset(Instant::now() + keepalive_every);
+            }
+        }
+    }
+
+    async fn server_event(&mut self, event: ServerEvent) -> Result<Option<End>, Failure> {
+        let outbox = self.outbox;
+        match event {
+            ServerEvent::Header(header) => {
+                send(outbox, protocol_xmpp::client_open(&header)).await;
+            }
+            ServerEvent::End => {
+                send(outbox, protocol_xmpp::client_close().to_owned()).await;
+                let _ = tokio::time::timeout(
+                    CLOSE_GRACE,
+                    self.write(protocol_xmpp::server_close().as_bytes()),
+                )
+                .await;
+                return Ok(Some(End::Closed));
+            }
+            ServerEvent::Element(element) => {
+                if element.is("error", NS_STREAM) {
+                    return Err(Failure::from_server(element));
+                }
+                if element.is("success", NS_SASL) {
+                    metrics::login(Login::Success);
+                    // The server's next bytes are a new stream header, sent once the
+                    // client restarts the stream.
+                    self.server.reader.restart();
+                    self.awaiting_restart = true;
+                } else if element.is("failure", NS_SASL) {
+                    metrics::login(Login::SaslFailure);
+                }
+                self.bridge.metrics.stanza_out(StanzaKind::of(&element));
+                let text = protocol_xmpp::to_client(&element);
+                if outbox.send(Message::text(text)).await.is_err() {
+                    // The client is gone; the session's incoming ends next.
+                    return Ok(Some(End::Closed));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), Failure> {
+        server::write(&mut self.server.io, data).await.map_err(|e| {
+            Failure::backend(C::RemoteConnectionFailed, format!("write to server: {e}"))
+        })
+    }
+
+    /// Ends the server stream and gives the server a moment to end its own.
+    async fn close_server(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            self.write(protocol_xmpp::server_close().as_bytes()).await?;
+            let mut buf = [0u8; 512];
+            loop {
+                let read = self.server.io.read(&mut buf).await;
+                if server::feed(&mut self.server.reader, read, &buf).is_err() {
+                    return Ok::<_, Failure>(());
+                }
+                while let Ok(Some(event)) = self.server.reader.next_event() {
+                    if event == ServerEvent::End {
+                        return Ok(());
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
