@@ -2,6 +2,7 @@
 //! `v10.stomp`, `stomp`), with the broker behind it as a pluggable [`backend::Backend`]:
 //! the embedded in-process broker by default.
 
+mod acl;
 mod amqp;
 pub mod backend;
 mod demo;
@@ -33,6 +34,7 @@ pub struct StompBridge {
     settings: StompSettings,
     backend: Arc<dyn backend::Backend>,
     credentials: Arc<dyn CredentialCheck>,
+    acl: acl::Acl,
 }
 
 impl StompBridge {
@@ -78,7 +80,10 @@ impl BridgeFactory for StompFactory {
         settings
             .validate()
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
+        let acl = acl::Acl::compile(&settings.acl)
+            .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         metrics::describe();
+        acl::describe();
         let mut credentials = ctx.credentials;
         let backend: Arc<dyn backend::Backend> = if settings.backend == "embedded" {
             let broker = Arc::new(EmbeddedBroker::new(settings.max_queue_depth));
@@ -107,6 +112,7 @@ impl BridgeFactory for StompFactory {
             settings,
             backend,
             credentials,
+            acl,
         }))
     }
 

@@ -87,6 +87,10 @@ pub struct StompSettings {
     /// The built-in demo price feed.
     #[serde(default)]
     pub demo: Option<DemoSettings>,
+    /// Destination ACL: which roles may SEND and SUBSCRIBE where. None configured: all
+    /// allowed; otherwise a frame needs a rule for one of the client's roles.
+    #[serde(default)]
+    pub acl: Vec<crate::acl::AclRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use protocol_stomp::{Frame, Version};
 
 use super::{FrameResult, PendingAck, StompError, StompSession, SubState, TxOp};
+use crate::acl::Verb;
 use crate::backend::{AckMode, BackendError, BackendErrorKind, Subscription};
 use crate::destination::Destination;
 
@@ -33,6 +34,18 @@ fn bad_destination(e: String) -> StompError {
 }
 
 impl StompSession<'_> {
+    /// Refuses a SEND or SUBSCRIBE the service's ACL does not grant this client.
+    fn authorize(&self, verb: Verb, dest: &str) -> FrameResult {
+        if self.bridge.acl.allows(&self.acl, verb, dest) {
+            return Ok(());
+        }
+        Err(StompError::policy(
+            "access_denied",
+            "access denied",
+            crate::acl::denied(verb, dest, self.principal.as_ref()),
+        ))
+    }
+
     fn backend(&mut self) -> &mut dyn crate::backend::BackendSession {
         self.backend
             .as_deref_mut()
@@ -77,6 +90,8 @@ impl StompSession<'_> {
             .ok_or_else(|| missing("destination", "SEND"))?
             .to_string();
         let destination = Destination::parse(&dest, false).map_err(bad_destination)?;
+        // Before a transaction holds it, so the refusal answers this frame's receipt.
+        self.authorize(Verb::Send, &dest)?;
         if self.hold_in_transaction(&frame, TxOp::Send)? {
             return Ok(());
         }
@@ -175,6 +190,7 @@ impl StompSession<'_> {
             .get("destination")
             .ok_or_else(|| missing("destination", "SUBSCRIBE"))?;
         let destination = Destination::parse(dest, true).map_err(bad_destination)?;
+        self.authorize(Verb::Subscribe, dest)?;
         let id = match frame.headers.get("id") {
             Some(id) => id.to_string(),
             // STOMP 1.0 made the id optional; the destination then names the subscription.

@@ -131,6 +131,7 @@ impl StompSession<'_> {
                 BackendErrorKind::Unavailable => StompError::backend(e.message),
             })?;
         self.backend = Some(backend);
+        self.acl = self.bridge.acl.grant(principal.as_ref());
         crate::metrics::session_opened(version);
 
         let mut connected = Frame::new(Command::Connected)
@@ -143,6 +144,7 @@ impl StompSession<'_> {
         if let Some(p) = &principal {
             connected = connected.header("user-name", p.name.as_str());
         }
+        self.principal = principal;
         self.send_frame(connected).await;
         Ok(())
     }

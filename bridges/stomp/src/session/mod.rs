@@ -49,6 +49,10 @@ pub struct StompSession<'a> {
     outbox: Outbox,
     inbox: Arc<Inbox>,
     backend: Option<Box<dyn BackendSession>>,
+    /// The client's identity once CONNECT settled it (handshake or STOMP login).
+    principal: Option<bridge_api::Principal>,
+    /// What the destination ACL lets this client do, resolved at CONNECT.
+    acl: crate::acl::Grant,
     decoder: Decoder,
     buf: BytesMut,
     version: Version,
@@ -93,6 +97,8 @@ impl<'a> StompSession<'a> {
             outbox,
             inbox: Inbox::new(),
             backend: None,
+            principal: None,
+            acl: crate::acl::Grant::default(),
             decoder: Decoder::new(limits),
             buf: BytesMut::new(),
             version: Version::V1_0,
