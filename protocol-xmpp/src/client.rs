@@ -1,6 +1,5 @@
 //! The browser side: RFC 7395, one complete element per WebSocket text message.
 
-use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
 use rxml::error::EndOrError;
 use rxml::Parse;
@@ -70,8 +69,7 @@ fn parse_element(bytes: &[u8], limits: &Limits) -> Result<Element, StreamError> 
         .unwrap_or(bytes.len());
     let mut input = &bytes[start..];
     let mut parser = new_parser(limits);
-    let tree = TreeBuilder::new().with_prefixes_stack(vec![String::from(NS_CLIENT).into()]);
-    let mut guard = Guard::new(limits, 1, tree);
+    let mut guard = Guard::message(limits, NS_CLIENT);
     let mut element = None;
     loop {
         match parser.parse(&mut input, true) {

@@ -3,7 +3,7 @@
 
 use crate::{
     client_open, parse_client_message, server_header, to_client, to_server, ClientFrame, Element,
-    Limits, ServerEvent, StanzaKind, StreamError, StreamReader, NS_FRAMING,
+    Limits, ServerEvent, StanzaKind, StreamError, StreamErrorCondition, StreamReader, NS_FRAMING,
 };
 
 /// Small limits so short inputs reach every limit check.
@@ -63,10 +63,18 @@ pub fn fuzz_stream(data: &[u8]) {
         );
     } else {
         assert_eq!(chunked.events, reference.events, "chunking changed events");
-        assert_eq!(
-            chunked.error.as_ref().map(|e| e.condition),
-            reference.error.as_ref().map(|e| e.condition),
-            "chunking changed the outcome"
+        let outcome = |run: &Run| run.error.as_ref().map(|e| e.condition);
+        let (chunked, reference) = (outcome(&chunked), outcome(&reference));
+        // Text that is both misplaced and badly encoded is reported as whichever rxml sees
+        // first, which depends on how much of it one read holds.
+        let either_way = [
+            Some(StreamErrorCondition::NotWellFormed),
+            Some(StreamErrorCondition::UnsupportedEncoding),
+        ];
+        assert!(
+            chunked == reference
+                || (either_way.contains(&chunked) && either_way.contains(&reference)),
+            "chunking changed the outcome: {chunked:?} instead of {reference:?}"
         );
     }
     for event in &reference.events {

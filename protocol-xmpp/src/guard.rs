@@ -1,33 +1,62 @@
 //! rxml events into minidom elements, with [`Limits`] checked on each event before the tree
 //! grows. Both sides share it: the browser's messages (the element is the document root) and
 //! the server's stream (elements are children of `<stream:stream>`).
+//!
+//! Each top-level element gets its own short-lived `TreeBuilder`, seeded with the namespace
+//! declarations it inherits; the stream root is never built as an element. Between stanzas
+//! an idle stream thus holds its declarations and nothing of minidom's.
+
+use std::collections::BTreeMap;
 
 use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
 use rxml::error::EndOrError;
-use rxml::{RawEvent, RawParser, RawQName, WithOptions};
+use rxml::{NcName, RawEvent, RawParser, RawQName};
 
 use crate::{Limits, StreamError, StreamErrorCondition as C};
 
 /// What one event completed.
 pub(crate) enum Step {
     Continue,
-    /// The root's start tag is complete (server side: the stream header).
-    RootOpened,
+    /// The stream root's start tag is complete (server side only).
+    RootOpened(Root),
     /// A top-level element closed.
     Element(Element),
-    /// The root closed (server side: `</stream:stream>`).
+    /// The stream root closed (server side only).
     RootClosed,
 }
 
+/// Attributes other than namespace declarations: (prefix, name, value).
+pub(crate) type Attributes = Vec<(Option<NcName>, NcName, String)>;
+
+/// The stream root's start tag, namespace resolved.
+pub(crate) struct Root {
+    pub name: NcName,
+    pub ns: String,
+    pub attributes: Attributes,
+}
+
+/// The stream root's start tag while it is being read.
+struct RootTag {
+    prefix: Option<NcName>,
+    name: NcName,
+    attributes: Attributes,
+}
+
 pub(crate) struct Guard {
-    tree: TreeBuilder,
     limits: Limits,
     /// Document depth of the elements handed out: 1 when the element is the root, 2 when
     /// it is a child of the stream.
     element_depth: usize,
     /// Open elements, counting one whose start tag is still being read.
     depth: usize,
+    /// Declarations in scope for every top-level element: the stream root's, or the
+    /// `jabber:client` default a browser's message implies.
+    inherited: Vec<(Option<String>, String)>,
+    /// The stream root's start tag while it is being read.
+    root: Option<RootTag>,
+    /// Builds the current top-level element; `None` between elements.
+    tree: Option<TreeBuilder>,
     /// Attribute names of the start tag being read: rxml's raw parser leaves duplicate
     /// detection to its consumer.
     attributes: Vec<RawQName>,
@@ -36,12 +65,28 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(limits: &Limits, element_depth: usize, tree: TreeBuilder) -> Self {
+    /// For one browser message: its root is the element.
+    pub(crate) fn message(limits: &Limits, default_ns: &str) -> Self {
+        Guard::new(limits, 1, vec![(None, default_ns.to_owned())])
+    }
+
+    /// For a server stream: elements are the root's children.
+    pub(crate) fn stream(limits: &Limits) -> Self {
+        Guard::new(limits, 2, Vec::new())
+    }
+
+    fn new(
+        limits: &Limits,
+        element_depth: usize,
+        inherited: Vec<(Option<String>, String)>,
+    ) -> Self {
         Guard {
-            tree,
             limits: limits.clone(),
             element_depth,
             depth: 0,
+            inherited,
+            root: None,
+            tree: None,
             attributes: Vec::new(),
             element_bytes: 0,
         }
@@ -57,9 +102,11 @@ impl Guard {
         self.depth < self.element_depth
     }
 
-    /// The root element while it is open (server side: the stream header's attributes).
-    pub(crate) fn root(&mut self) -> Option<&Element> {
-        self.tree.top()
+    /// Drops scratch capacity a large start tag left behind.
+    pub(crate) fn shrink(&mut self) {
+        if self.between_elements() {
+            self.attributes = Vec::new();
+        }
     }
 
     pub(crate) fn process(&mut self, event: RawEvent) -> Result<Step, StreamError> {
@@ -79,9 +126,10 @@ impl Guard {
                 ));
             }
         }
+        let in_root = self.depth < self.element_depth && !opens_element;
         match event {
             RawEvent::XmlDeclaration(..) => Ok(Step::Continue),
-            RawEvent::ElementHeadOpen(..) => {
+            RawEvent::ElementHeadOpen(_, (ref prefix, ref name)) => {
                 self.depth += 1;
                 let nesting = (self.depth + 1).saturating_sub(self.element_depth);
                 if nesting > self.limits.max_depth {
@@ -91,10 +139,24 @@ impl Guard {
                     ));
                 }
                 self.attributes.clear();
+                if self.depth < self.element_depth {
+                    self.root = Some(RootTag {
+                        prefix: prefix.clone(),
+                        name: name.clone(),
+                        attributes: Vec::new(),
+                    });
+                    return Ok(Step::Continue);
+                }
+                if self.depth == self.element_depth {
+                    let inherited: BTreeMap<Option<String>, String> =
+                        self.inherited.iter().cloned().collect();
+                    self.tree =
+                        Some(TreeBuilder::new().with_prefixes_stack(vec![inherited.into()]));
+                }
                 self.build(event)?;
                 Ok(Step::Continue)
             }
-            RawEvent::Attribute(_, ref name, _) => {
+            RawEvent::Attribute(_, ref qname, ref value) => {
                 if self.attributes.len() >= self.limits.max_attributes {
                     return Err(StreamError::new(
                         C::PolicyViolation,
@@ -104,49 +166,81 @@ impl Guard {
                         ),
                     ));
                 }
-                if self.attributes.contains(name) {
+                if self.attributes.contains(qname) {
                     return Err(StreamError::new(C::NotWellFormed, "duplicate attribute"));
                 }
-                self.attributes.push(name.clone());
-                self.build(event)?;
+                self.attributes.push(qname.clone());
+                if !in_root {
+                    self.build(event)?;
+                    return Ok(Step::Continue);
+                }
+                let (prefix, name) = qname;
+                match (prefix.as_ref().map(NcName::as_str), name.as_str()) {
+                    (None, "xmlns") => self.inherited.push((None, value.clone())),
+                    (Some("xmlns"), declared) => {
+                        self.inherited
+                            .push((Some(declared.to_owned()), value.clone()));
+                    }
+                    _ => {
+                        if let Some(root) = self.root.as_mut() {
+                            root.attributes
+                                .push((prefix.clone(), name.clone(), value.clone()));
+                        }
+                    }
+                }
                 Ok(Step::Continue)
             }
             RawEvent::ElementHeadClose(..) => {
-                self.build(event)?;
-                if self.depth == 1 && self.element_depth > 1 {
-                    Ok(Step::RootOpened)
-                } else {
-                    Ok(Step::Continue)
+                if !in_root {
+                    self.build(event)?;
+                    return Ok(Step::Continue);
                 }
+                let Some(RootTag {
+                    prefix,
+                    name,
+                    attributes,
+                }) = self.root.take()
+                else {
+                    return Err(internal("stream root lost"));
+                };
+                let ns = self.resolve(prefix.as_ref())?.to_owned();
+                for (prefix, _, _) in &attributes {
+                    if prefix.as_ref().is_some_and(|p| p.as_str() != "xml") {
+                        self.resolve(prefix.as_ref())?;
+                    }
+                }
+                Ok(Step::RootOpened(Root {
+                    name,
+                    ns,
+                    attributes,
+                }))
             }
             RawEvent::ElementFoot(..) => {
-                self.build(event)?;
-                self.depth -= 1;
-                if self.depth + 1 == self.element_depth {
-                    self.element_bytes = 0;
-                    let element = if self.depth == 0 {
-                        self.tree.root.take()
-                    } else {
-                        self.tree.unshift_child()
-                    };
-                    let element = element.ok_or_else(|| {
-                        StreamError::new(C::InternalServerError, "tree builder lost an element")
-                    })?;
-                    Ok(Step::Element(element))
-                } else if self.depth == 0 {
-                    self.tree.root = None;
-                    Ok(Step::RootClosed)
-                } else {
-                    Ok(Step::Continue)
+                self.depth = self
+                    .depth
+                    .checked_sub(1)
+                    .ok_or_else(|| internal("unbalanced element"))?;
+                if self.depth + 1 < self.element_depth {
+                    return Ok(Step::RootClosed);
                 }
+                self.build(event)?;
+                if self.depth + 1 > self.element_depth {
+                    return Ok(Step::Continue);
+                }
+                self.element_bytes = 0;
+                let element = self
+                    .tree
+                    .take()
+                    .and_then(|mut tree| tree.root.take())
+                    .ok_or_else(|| internal("tree builder lost an element"))?;
+                Ok(Step::Element(element))
             }
             RawEvent::Text(_, ref text) => {
                 if self.depth >= self.element_depth {
                     self.build(event)?;
                     Ok(Step::Continue)
                 } else if text.bytes().all(is_xml_space) {
-                    // Whitespace keepalives between stanzas: dropped here so they never
-                    // accumulate as text children of the stream element.
+                    // Keepalives between stanzas: nothing to build.
                     Ok(Step::Continue)
                 } else {
                     Err(StreamError::new(
@@ -158,8 +252,23 @@ impl Guard {
         }
     }
 
+    /// The namespace a prefix (or the default, for `None`) is bound to on the stream root.
+    fn resolve(&self, prefix: Option<&NcName>) -> Result<&str, StreamError> {
+        let wanted = prefix.map(NcName::as_str);
+        self.inherited
+            .iter()
+            .rev()
+            .find(|(declared, _)| declared.as_deref() == wanted)
+            .map(|(_, ns)| ns.as_str())
+            .ok_or_else(|| StreamError::new(C::NotWellFormed, "undeclared namespace prefix"))
+    }
+
     fn build(&mut self, event: RawEvent) -> Result<(), StreamError> {
-        self.tree.process_event(event).map_err(|err| match err {
+        let tree = self
+            .tree
+            .as_mut()
+            .ok_or_else(|| internal("no element is open"))?;
+        tree.process_event(event).map_err(|err| match err {
             minidom::Error::MissingNamespace => {
                 StreamError::new(C::NotWellFormed, "undeclared namespace prefix")
             }
@@ -168,8 +277,13 @@ impl Guard {
     }
 }
 
+fn internal(what: &str) -> StreamError {
+    StreamError::new(C::InternalServerError, what)
+}
+
 /// A raw parser configured for XMPP: comments refused, tokens bounded.
 pub(crate) fn new_parser(limits: &Limits) -> RawParser {
+    use rxml::WithOptions;
     RawParser::with_options(rxml::Options {
         // rxml reserves this much scratch space per parser; 8 KiB (its default) still fits
         // any JID or attribute value XMPP uses, and long text is split into several events.
@@ -196,7 +310,7 @@ pub(crate) fn parse_error(err: EndOrError) -> StreamError {
         }
         rxml::Error::RestrictedXml("only utf-8 encoding is allowed") => C::UnsupportedEncoding,
         rxml::Error::RestrictedXml(_) | rxml::Error::UndeclaredEntity => C::RestrictedXml,
-        // A DTD (`<!DOCTYPE`) is reported as a malformed `<!` section.
+        // `<!` followed by anything but `--` or `[CDATA[` is a markup declaration: a DTD.
         rxml::Error::InvalidSyntax("malformed cdata or comment section start") => C::RestrictedXml,
         rxml::Error::InvalidUtf8Byte(_) => C::UnsupportedEncoding,
         _ => C::NotWellFormed,

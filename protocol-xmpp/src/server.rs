@@ -1,11 +1,10 @@
 //! The server side: an RFC 6120 XML stream read incrementally from TCP (or TLS) bytes.
 
-use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
 use rxml::error::EndOrError;
 use rxml::{Parse, RawParser};
 
-use crate::guard::{is_xml_space, new_parser, parse_error, Guard, Step};
+use crate::guard::{is_xml_space, new_parser, parse_error, Guard, Root, Step};
 use crate::{Limits, StreamError, StreamErrorCondition as C, NS_STREAM};
 
 /// Idle readers keep at most this much buffer capacity.
@@ -70,7 +69,7 @@ impl StreamReader {
             pending: Vec::new(),
             consumed: 0,
             parser: stream_parser(&limits),
-            guard: Guard::new(&limits, 2, TreeBuilder::new()),
+            guard: Guard::stream(&limits),
             at_document_start: true,
             ended: false,
             failed: None,
@@ -121,6 +120,20 @@ impl StreamReader {
                 .position(|&b| !is_xml_space(b))
                 .unwrap_or(unparsed.len());
             self.consumed += skip;
+            // rxml reports junk before the root only once it has read enough of it, and
+            // how much that is depends on the chunking; a stream that is not XML at all
+            // (an HTTP reply, a TLS record) is refused at its first byte instead.
+            match self.pending.get(self.consumed) {
+                None | Some(b'<') => {}
+                Some(&byte) => {
+                    let err = if byte.is_ascii() {
+                        StreamError::new(C::NotWellFormed, "the stream does not start with '<'")
+                    } else {
+                        StreamError::new(C::UnsupportedEncoding, "the stream is not UTF-8 XML")
+                    };
+                    return Err(self.fail(err));
+                }
+            }
         }
         while !self.ended {
             // Called even with no input left: one token can yield several events (`/>` is
@@ -140,7 +153,7 @@ impl StreamReader {
             };
             match self.guard.process(event) {
                 Ok(Step::Continue) => {}
-                Ok(Step::RootOpened) => match self.header() {
+                Ok(Step::RootOpened(root)) => match header(root) {
                     Ok(header) => return Ok(Some(ServerEvent::Header(header))),
                     Err(err) => return Err(self.fail(err)),
                 },
@@ -183,32 +196,32 @@ impl StreamReader {
         }
         if self.guard.between_elements() {
             self.parser.release_temporaries();
+            self.guard.shrink();
         }
     }
+}
 
-    fn header(&mut self) -> Result<StreamHeader, StreamError> {
-        let root = self
-            .guard
-            .root()
-            .ok_or_else(|| StreamError::new(C::InternalServerError, "stream header lost"))?;
-        if !root.is("stream", NS_STREAM) {
-            return Err(StreamError::new(
-                C::InvalidNamespace,
-                format!(
-                    "stream root <{}/> in namespace '{}'",
-                    root.name(),
-                    root.ns()
-                ),
-            ));
-        }
-        Ok(StreamHeader {
-            from: root.attr("from").map(str::to_owned),
-            to: root.attr("to").map(str::to_owned),
-            id: root.attr("id").map(str::to_owned),
-            version: root.attr("version").map(str::to_owned),
-            lang: crate::xml_lang(root),
-        })
+/// The stream header's attributes; the root must be `stream` in the streams namespace.
+fn header(root: Root) -> Result<StreamHeader, StreamError> {
+    if root.name.as_str() != "stream" || root.ns != NS_STREAM {
+        return Err(StreamError::new(
+            C::InvalidNamespace,
+            format!("stream root <{}/> in namespace '{}'", root.name, root.ns),
+        ));
     }
+    let mut header = StreamHeader::default();
+    for (prefix, name, value) in root.attributes {
+        let field = match (prefix.as_ref().map(|p| p.as_str()), name.as_str()) {
+            (None, "from") => &mut header.from,
+            (None, "to") => &mut header.to,
+            (None, "id") => &mut header.id,
+            (None, "version") => &mut header.version,
+            (Some("xml"), "lang") => &mut header.lang,
+            _ => continue,
+        };
+        *field = Some(value);
+    }
+    Ok(header)
 }
 
 #[cfg(test)]
