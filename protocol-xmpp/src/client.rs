@@ -68,7 +68,7 @@ fn parse_element(bytes: &[u8], limits: &Limits) -> Result<Element, StreamError> 
         .position(|&b| !is_xml_space(b))
         .unwrap_or(bytes.len());
     let mut input = &bytes[start..];
-    let mut parser = new_parser(limits);
+    let mut parser = new_parser(limits, Some(input.len()));
     let mut guard = Guard::message(limits, NS_CLIENT);
     let mut element = None;
     loop {

@@ -190,18 +190,25 @@ fn check_element(element: &Element) {
     );
 }
 
+/// The elements of a stream that must read without error, fed in small reads as the
+/// bridge does so the buffering bound does not apply.
 fn stream_elements(stream: &[u8], limits: &Limits) -> Vec<Element> {
     let mut reader = StreamReader::new(limits.clone());
-    reader.feed(stream).unwrap();
     let mut elements = Vec::new();
-    loop {
-        match reader.next_event() {
-            Ok(Some(ServerEvent::Element(element))) => elements.push(element),
-            Ok(Some(_)) => {}
-            Ok(None) => return elements,
-            Err(err) => panic!("{err} reading {:?}", String::from_utf8_lossy(stream)),
+    let fail =
+        |err: StreamError| -> ! { panic!("{err} reading {:?}", String::from_utf8_lossy(stream)) };
+    for piece in stream.chunks(64) {
+        reader.feed(piece).unwrap_or_else(|err| fail(err));
+        loop {
+            match reader.next_event() {
+                Ok(Some(ServerEvent::Element(element))) => elements.push(element),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(err) => fail(err),
+            }
         }
     }
+    elements
 }
 
 #[cfg(test)]

@@ -97,9 +97,10 @@ impl Guard {
         self.element_bytes
     }
 
-    /// True between top-level elements, where nothing stanza-sized is held.
+    /// True between top-level elements, where nothing stanza-sized is held (not while the
+    /// stream root's start tag is still being read: its attributes are being checked).
     pub(crate) fn between_elements(&self) -> bool {
-        self.depth < self.element_depth
+        self.depth < self.element_depth && self.root.is_none()
     }
 
     /// Drops scratch capacity a large start tag left behind.
@@ -281,13 +282,15 @@ fn internal(what: &str) -> StreamError {
     StreamError::new(C::InternalServerError, what)
 }
 
-/// A raw parser configured for XMPP: comments refused, tokens bounded.
-pub(crate) fn new_parser(limits: &Limits) -> RawParser {
+/// A raw parser configured for XMPP: comments refused, tokens bounded. `input_len` is the
+/// whole input when it is known (a browser's message), as no token can be longer.
+pub(crate) fn new_parser(limits: &Limits, input_len: Option<usize>) -> RawParser {
     use rxml::WithOptions;
+    // rxml reserves this much scratch space up front; 8 KiB (its default) still fits any
+    // JID or attribute value XMPP uses, and long text is split into several events.
+    let stream_tokens = limits.max_element_bytes.clamp(256, 8192);
     RawParser::with_options(rxml::Options {
-        // rxml reserves this much scratch space per parser; 8 KiB (its default) still fits
-        // any JID or attribute value XMPP uses, and long text is split into several events.
-        max_token_length: limits.max_element_bytes.clamp(256, 8192),
+        max_token_length: input_len.map_or(stream_tokens, |len| len.clamp(16, stream_tokens)),
         ..rxml::Options::default()
     })
 }

@@ -39,8 +39,9 @@ pub enum ServerEvent {
 ///
 /// Feed what one socket read returned, then call [`next_event`](Self::next_event) until it
 /// returns `Ok(None)`: [`feed`](Self::feed) refuses input once the bytes not yet parsed plus
-/// the unfinished element would exceed `max_element_bytes`, so reads should be smaller than
-/// that limit. Errors are final: every later call returns the same error.
+/// the unfinished element would exceed `max_element_bytes`. Reads should therefore be much
+/// smaller than that limit: a stanza always passes when it is at most `max_element_bytes`
+/// minus one read. Errors are final: every later call returns the same error.
 pub struct StreamReader {
     limits: Limits,
     /// Fed bytes; `pending[consumed..]` is not parsed yet.
@@ -58,7 +59,7 @@ pub struct StreamReader {
 /// between stanzas (or an HTTP reply instead of a stream) fails at once, and keepalive
 /// whitespace is dropped instead of buffered.
 fn stream_parser(limits: &Limits) -> RawParser {
-    let mut parser = new_parser(limits);
+    let mut parser = new_parser(limits, None);
     parser.set_text_buffering(false);
     parser
 }

@@ -521,3 +521,31 @@ fn memory_is_given_back_after_a_big_stanza() {
     assert_eq!(reader.pending.capacity(), 0);
     assert!(reader.guard.between_elements());
 }
+
+#[test]
+fn root_attributes_are_checked_whatever_the_chunking() {
+    let twice = "<stream:stream xmlns='jabber:client' xmlns:stream='urn:a' \
+        xmlns:stream='http://etherx.jabber.org/streams'>";
+    let many = format!(
+        "{}<presence/>",
+        HEADER.replace("id='s1'", "id='s1' a='1' b='2'")
+    );
+    let limits = Limits {
+        max_attributes: 6,
+        ..Limits::default()
+    };
+    for chunk in [1, 2, 7, 1000] {
+        let (err, _) = feed_until_error(Limits::default(), twice.as_bytes(), chunk);
+        assert_eq!(
+            err.condition,
+            StreamErrorCondition::NotWellFormed,
+            "chunk {chunk}"
+        );
+        let (err, _) = feed_until_error(limits.clone(), many.as_bytes(), chunk);
+        assert_eq!(
+            err.condition,
+            StreamErrorCondition::PolicyViolation,
+            "chunk {chunk}"
+        );
+    }
+}
