@@ -31,7 +31,8 @@ pub enum ClientFrame {
 /// `not-well-formed` for broken XML (including several elements or trailing text in one
 /// message), `restricted-xml` for DTDs/entities/comments/processing instructions,
 /// `policy-violation` for exceeded [`Limits`], `invalid-namespace` for a framing element in
-/// the wrong namespace.
+/// the wrong namespace (or an `open`/`close` in any other), `unsupported-encoding` for an XML
+/// declaration naming an encoding other than UTF-8.
 pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientFrame, StreamError> {
     if text.len() > limits.max_element_bytes {
         return Err(StreamError::new(

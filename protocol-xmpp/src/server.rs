@@ -108,7 +108,11 @@ impl StreamReader {
         Ok(())
     }
 
-    /// The next complete event, or `Ok(None)` until more bytes are fed.
+    /// The next complete event, or `Ok(None)` until more bytes are fed. Errors carry the
+    /// condition to report: `not-well-formed`, `restricted-xml` (DTD, entity, comment,
+    /// processing instruction), `policy-violation` ([`Limits`]), `unsupported-encoding`
+    /// (not UTF-8), `invalid-namespace` (a root other than `stream:stream`) or `bad-format`
+    /// (text between stanzas).
     pub fn next_event(&mut self) -> Result<Option<ServerEvent>, StreamError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
