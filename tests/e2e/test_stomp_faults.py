@@ -1,0 +1,229 @@
+"""Faults under the STOMP bridge's RabbitMQ backend, on a private node of this module's own
+(tests/scripts/rabbitmq.sh; stopping and restarting it on the same dir keeps durable
+queues and persistent messages, and leaves other modules' nodes alone):
+
+- RabbitMQ restarted while a publisher sends persistent messages with receipts and
+  client-individual consumers ACK: every receipted message is delivered at least once;
+  consumers holding unacknowledged messages get an ERROR naming the outage and reconnect.
+- RabbitMQ stopped for a while: clients get prompt ERRORs, the gateway stays up with
+  bounded memory and not ready, and recovers: new sessions work, a topic subscriber that
+  stayed connected gets messages again, the gap shows in the metrics.
+- The gateway SIGKILLed mid-stream: another gateway on the same broker redelivers what a
+  client-ack subscriber had not acknowledged.
+
+The clients are the reconnecting apps of stomp_apps.py: what matters is counted end to end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rabbit_util import (ids, messages, no_frame, private_rabbit, rabbit_gateway, stomp,
+                         subscribe, wait_ready)
+from stomp_apps import Consumer, Publisher, wait_for
+from stomp_util import RawStomp
+
+
+@pytest.fixture(scope="module")
+def rabbit(tmp_path_factory):
+    yield from private_rabbit(tmp_path_factory)
+
+
+def queue_depth(rabbit, queue: str) -> tuple[int, int]:
+    """(ready, unacknowledged) messages of `queue` at the broker."""
+    for name, ready, unacked in rabbit.rows("list_queues", "name", "messages_ready",
+                                            "messages_unacknowledged"):
+        if name == queue:
+            return int(ready), int(unacked)
+    raise AssertionError(f"no queue {queue}")
+
+
+def test_restart_loses_no_receipted_message(rabbit, gateway_factory):
+    gw = rabbit_gateway(rabbit, gateway_factory)
+    queue = f"/queue/restart-{next(ids)}"
+    consumers = [Consumer(lambda: gw, queue, name=f"consumer{i}", prefetch=10) for i in range(2)]
+    for c in consumers:
+        c.start()
+    for c in consumers:
+        assert c.subscribed.wait(15), "consumer did not subscribe"
+    publisher = Publisher(lambda: gw, queue)
+    publisher.start()
+    apps = [publisher, *consumers]
+    received = lambda: set().union(*(c.received for c in consumers))  # noqa: E731
+    try:
+        wait_for(lambda: len(publisher.receipted) >= 40 and len(received()) >= 30, 30,
+                 "traffic before the restart")
+        before = len(publisher.receipted)
+
+        rabbit.script("stop")
+        rabbit.script("start")
+        wait_ready(gw, 30)
+        wait_for(lambda: len(publisher.receipted) >= before + 40, 40, "receipts after the restart")
+        publisher.finish()
+        receipted = publisher.receipted
+        wait_for(lambda: receipted <= received(), 40,
+                 "every receipted message to be delivered after the restart")
+    finally:
+        for a in apps:
+            a.stop.set()
+    for a in apps:
+        a.finish()
+    lost = receipted - received()
+    assert not lost, f"receipted but never delivered: {sorted(lost)[:20]}"
+    # The consumers held unacknowledged messages when the broker went: they were told why
+    # (and resubscribed, as above).
+    for c in consumers:
+        assert c.sessions >= 2, (c.name, c.errors, c.drops)
+        assert c.errors, f"{c.name} reconnected without an ERROR (drops: {c.drops})"
+        assert any("RabbitMQ" in e and "redelivered" in e for e in c.errors), c.errors
+    assert publisher.sessions >= 2
+    # A SEND in flight when the broker went got an ERROR (or its connection dropped), never
+    # a RECEIPT: that is what the subset check above relies on.
+    assert publisher.errors or publisher.drops
+    print(f"receipted {len(receipted)}, delivered {sum(c.deliveries for c in consumers)} "
+          f"(redelivered {sum(len(c.redelivered) for c in consumers)}); publisher errors: "
+          f"{publisher.errors[:3]}; slowest answer {publisher.slowest_answer:.2f}s")
+    assert gw.metric("gateway_stomp_backend_reconnects_total") >= 1
+
+
+def _burst_into_dead_broker(gw, clients: list[RawStomp], frames: int, size: int) -> None:
+    """Every client pipelines `frames` SENDs of `size` bytes; each must end with a prompt
+    ERROR (the rest is discarded, not buffered)."""
+    body = "x" * size
+
+    def send_all(c: RawStomp) -> None:
+        try:
+            for n in range(frames):
+                c.send("SEND", {"destination": f"/queue/dead-{n % 7}", "receipt": f"d{n}"}, body)
+        except Exception:  # the gateway closed the session after its ERROR
+            pass
+
+    senders = [threading.Thread(target=send_all, args=(c,), daemon=True) for c in clients]
+    t0 = time.monotonic()
+    for t in senders:
+        t.start()
+    for c in clients:
+        err = c.expect_error(timeout=10)
+        assert "unavailable" in err.headers["message"], err
+    assert time.monotonic() - t0 < 10
+    for t in senders:
+        t.join(10)
+
+
+def test_broker_outage_and_recovery(rabbit, gateway_factory):
+    gw = rabbit_gateway(rabbit, gateway_factory)
+    watcher = stomp(gw)
+    subscribe(watcher, "/topic/status.*")
+    # A queue subscriber with nothing to acknowledge keeps its session and consumes again.
+    idle = stomp(gw)
+    idle_queue = f"idle-{next(ids)}"
+    subscribe(idle, f"/queue/{idle_queue}")
+    queue = f"pending-{next(ids)}"
+    worker = stomp(gw)
+    subscribe(worker, f"/queue/{queue}", ack="client")
+    # Persistent, so it outlives the broker's restart.
+    stomp(gw).receipt("SEND", {"destination": f"/queue/{queue}", "persistent": "true"}, "unacked",
+                      rid="u")
+    (m,) = messages(worker, 1)
+    assert m.body == b"unacked"
+    publisher = stomp(gw)
+    bursters = [stomp(gw) for _ in range(20)]
+    late = RawStomp(gw)  # upgraded, not yet CONNECTed
+
+    rabbit.script("stop")
+    # The queue client holding an unacknowledged message is told, naming the outage.
+    f = worker.recv(10)
+    assert f.command == "ERROR", f
+    assert "RabbitMQ" in f.headers["message"] and "redelivered" in f.headers["message"]
+    # Not ready, new handshakes refused; the gateway itself is fine.
+    assert gw.wait_metric("gateway_stomp_backend_connections", lambda v: v == 0, timeout=10) == 0
+    assert gw.http_get("/readyz")[0] == 503
+    assert gw.refused("/ws", subprotocols=["v12.stomp"]).status_code == 503
+    assert gw.http_get("/healthz")[0] == 200
+    # Publishing into the dead broker fails fast with an ERROR.
+    t0 = time.monotonic()
+    publisher.send("SEND", {"destination": "/topic/status.x", "receipt": "dead"}, "lost")
+    err = publisher.expect_error(timeout=5)
+    assert "unavailable" in err.headers["message"], err
+    assert time.monotonic() - t0 < 3
+    # A burst (20 clients x 500 x 16 KiB offered) leaves no trace in memory.
+    rss = gw.rss_kb()
+    _burst_into_dead_broker(gw, bursters, frames=500, size=16 * 1024)
+    grown = gw.rss_kb() - rss
+    assert grown < 32 * 1024, f"RSS grew by {grown} KiB during the burst"
+    # A client that CONNECTs meanwhile gets a clear ERROR.
+    late.send("CONNECT", {"accept-version": "1.2", "host": "/"})
+    err = late.expect_error()
+    assert "RabbitMQ" in err.headers["message"] and "unavailable" in err.headers["message"], err
+    assert late.close_code == 1014, (late.close_code, late.close_reason)
+    # Subscribers with nothing outstanding keep their WebSockets through the outage.
+    no_frame(watcher, 0.2)
+    no_frame(idle, 0.2)
+
+    rabbit.script("start")
+    wait_ready(gw, 30)
+    # The shared subscription is re-established; the same session gets new messages.
+    assert gw.wait_metric("gateway_stomp_upstream_gaps_total", lambda v: (v or 0) >= 1) >= 1
+    fresh = stomp(gw)
+    deadline = time.monotonic() + 15
+    while True:
+        fresh.receipt("SEND", {"destination": "/topic/status.up"}, "back", rid=f"b{next(ids)}")
+        try:
+            f = watcher.recv(0.5)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "the topic subscription did not recover"
+    assert f.command == "MESSAGE" and f.body == b"back"
+    assert gw.metric("gateway_stomp_upstream_gap_seconds_count") >= 1
+    assert gw.metric("gateway_stomp_backend_reconnects_total") >= 1
+    assert gw.metric("gateway_stomp_publish_failures_total") >= 1
+    # The idle queue subscription was consumed again.
+    fresh.receipt("SEND", {"destination": f"/queue/{idle_queue}"}, "again", rid="i")
+    (m,) = messages(idle, 1, timeout=15)
+    assert m.body == b"again"
+    # The message the worker held was returned to its queue, for the next consumer.
+    again = stomp(gw)
+    subscribe(again, f"/queue/{queue}", ack="client-individual")
+    (m,) = messages(again, 1, timeout=10)
+    assert m.body == b"unacked" and m.headers.get("redelivered") == "true"
+
+
+def test_gateway_killed_mid_stream_redelivers_unacked(rabbit, gateway_factory):
+    first = rabbit_gateway(rabbit, gateway_factory, name="doomed")
+    current = {"gw": first}
+    queue = f"/queue/kill-{next(ids)}"
+    holder = Consumer(lambda: current["gw"], queue, name="holder", prefetch=25, ack=False)
+    holder.start()
+    assert holder.subscribed.wait(15)
+    publisher = Publisher(lambda: current["gw"], queue, pause=0.005)
+    publisher.start()
+    apps = [holder, publisher]
+    try:
+        wait_for(lambda: len(holder.received) >= 25, 30, "the holder to fill its prefetch")
+        held = set(holder.received)
+        first.proc.kill()
+        # Stopped only now, so its session lasts until the kill (and, while `current` is
+        # the dead gateway, it cannot reconnect to the next one).
+        holder.stop.set()
+        first.proc.wait(10)
+        current["gw"] = rabbit_gateway(rabbit, gateway_factory, name="after")
+        wait_for(lambda: publisher.sessions >= 2 and len(publisher.receipted) >= 60, 30,
+                 "the publisher to carry on through the new gateway")
+        taker = Consumer(lambda: current["gw"], queue, name="taker", prefetch=50)
+        taker.start()
+        apps.append(taker)
+        publisher.finish()
+        wait_for(lambda: publisher.receipted <= taker.received | held, 30,
+                 "every receipted message to be delivered")
+        wait_for(lambda: held <= taker.received, 30, "the unacknowledged messages to be redelivered")
+    finally:
+        for a in apps:
+            a.stop.set()
+    for a in apps:
+        a.finish()
+    # Redelivered, and flagged as such.
+    assert held <= taker.redelivered, sorted(held - taker.redelivered)[:10]
+    assert not publisher.errors, publisher.errors
