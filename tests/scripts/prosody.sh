@@ -7,7 +7,7 @@
 #   tests/scripts/prosody.sh stop   DIR   # SIGTERM (KILL if it hangs)
 #
 # `start` prints KEY=VALUE lines on stdout (also kept in DIR/ports.env):
-#   PROSODY_C2S_PORT PROSODY_DOMAIN=localhost PROSODY_CA=<self-signed cert PEM> PROSODY_PID
+#   PROSODY_C2S_PORT PROSODY_DOMAIN=localhost PROSODY_CA=<the PEM of the CA that signed its cert> PROSODY_PID
 #   PROSODY_WS_URL=ws://127.0.0.1:PORT/xmpp-websocket   (only with PROSODY_WEBSOCKET=1)
 # so a caller can `eval "$(tests/scripts/prosody.sh start DIR)"`; progress goes to stderr.
 # start and stop are idempotent. Nothing is installed here (tests/scripts/install-deps.sh does).
@@ -80,7 +80,7 @@ write_ports() {
         kv PROSODY_DIR "$D"
         kv PROSODY_C2S_PORT "$C2S_PORT"
         kv PROSODY_DOMAIN "$DOMAIN"
-        kv PROSODY_CA "$P/certs/$DOMAIN.crt"
+        kv PROSODY_CA "$P/certs/ca.crt"
         if websocket; then
             kv PROSODY_HTTP_PORT "$HTTP_PORT"
             kv PROSODY_WS_URL "ws://$HOST:$HTTP_PORT/xmpp-websocket"
@@ -100,17 +100,29 @@ make_reachable() {
     done
 }
 
+# A private CA and a leaf for the domain signed by it (PROSODY_CA is the CA): strict
+# verifiers such as rustls/webpki refuse a self-signed CA certificate as a server's own.
+# EC keys: RSA key generation takes seconds on a busy machine.
 make_cert() {
-    [ -s "$P/certs/$DOMAIN.crt" ] && [ -s "$P/certs/$DOMAIN.key" ] && return 0
-    # An EC key: RSA key generation takes seconds on a busy machine.
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj "/CN=$DOMAIN" \
-        -addext "subjectAltName=DNS:$DOMAIN" \
-        -keyout "$P/certs/$DOMAIN.key" -out "$P/certs/$DOMAIN.crt" >/dev/null 2>&1 || {
-        log "openssl could not make a certificate"
+    local c="$P/certs"
+    [ -s "$c/ca.crt" ] && [ -s "$c/$DOMAIN.crt" ] && [ -s "$c/$DOMAIN.key" ] && return 0
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    {
+        openssl req -x509 "${ec[@]}" -days 3650 -subj "/CN=Prosody test CA for $DOMAIN" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+            -keyout "$c/ca.key" -out "$c/ca.crt" &&
+            openssl req "${ec[@]}" -subj "/CN=$DOMAIN" -keyout "$c/$DOMAIN.key" -out "$c/$DOMAIN.csr" &&
+            printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+                "extendedKeyUsage=serverAuth" "subjectAltName=DNS:$DOMAIN" >"$c/leaf.ext" &&
+            openssl x509 -req -in "$c/$DOMAIN.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+                -days 3650 -extfile "$c/leaf.ext" -out "$c/$DOMAIN.crt"
+    } >"$c/openssl.log" 2>&1 || {
+        log "openssl could not make the certificates:"
+        tail -n 5 "$c/openssl.log" | sed 's/^/    /' >&2
         return 1
     }
-    chmod 600 "$P/certs/$DOMAIN.key"
-    chmod 644 "$P/certs/$DOMAIN.crt"
+    chmod 600 "$c/$DOMAIN.key" "$c/ca.key"
+    chmod 644 "$c/$DOMAIN.crt" "$c/ca.crt"
 }
 
 write_config() {
