@@ -47,6 +47,13 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
 
 /// `--check-config`: the effective configuration as TOML, or the first error.
 pub fn check(path: &Path) -> Result<String, String> {
+    // Building a bridge may spawn its backend's tasks (broker connections). They need a
+    // runtime to be spawned on; this one is never driven, so nothing connects.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let _entered = runtime.enter();
     let prepared = prepare(Some(path))?;
     toml::to_string_pretty(&prepared.config).map_err(|e| format!("cannot print configuration: {e}"))
 }
