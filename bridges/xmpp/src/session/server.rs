@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 use super::failure::Failure;
 use crate::connect::{self, Target};
-use crate::metrics::{self, Login};
+use crate::metrics::{self, Login, Side};
 use crate::settings::TlsMode;
 use crate::XmppBridge;
 
@@ -218,6 +218,14 @@ impl XmppBridge {
             reader.restart();
             let (header, features) = open_stream(&mut io, &mut reader, open).await?;
             Ok::<_, Failure>((io, header, features))
+        };
+        // Whatever stops the secure stream from opening, short of the server refusing with
+        // a stream error of its own, is a failed TLS login for the metrics.
+        let secure = async {
+            secure.await.map_err(|f| match (f.login, f.side) {
+                (None, Side::Gateway) => f.with_login(Login::TlsFailure),
+                _ => f,
+            })
         };
         let (io, header, features) = tokio::time::timeout(settings.tls_timeout, secure)
             .await
