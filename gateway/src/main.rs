@@ -67,7 +67,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(log_spec(std::env::var("RUST_LOG").ok()))
+                .unwrap_or_else(|_| log_spec(None).into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -88,5 +89,34 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The log filter: `RUST_LOG` (default `info`) with lapin's own logging off unless
+/// `RUST_LOG` names it. lapin logs every lost broker connection and every refused declare
+/// at ERROR level; the STOMP bridge logs those itself, with their context, at the level an
+/// expected outage deserves (and a refusal is the client's ERROR frame, not ours).
+fn log_spec(rust_log: Option<String>) -> String {
+    let spec = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if spec.contains("lapin") {
+        spec
+    } else {
+        format!("{spec},lapin=off")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_spec;
+
+    #[test]
+    fn lapin_is_quiet_unless_asked_for() {
+        assert_eq!(log_spec(None), "info,lapin=off");
+        assert_eq!(log_spec(Some(" ".into())), "info,lapin=off");
+        assert_eq!(log_spec(Some("debug".into())), "debug,lapin=off");
+        assert_eq!(log_spec(Some("info,lapin=debug".into())), "info,lapin=debug");
+        assert!(tracing_subscriber::EnvFilter::try_new(log_spec(Some("warn".into()))).is_ok());
     }
 }

@@ -179,3 +179,9 @@ def no_frame(c: RawStomp, wait: float = 0.3) -> None:
     except AssertionError:
         return
     raise AssertionError(f"unexpected frame {f}")
+
+
+def no_error_logs(gw) -> None:
+    """Expected outages and refusals are not the gateway's own errors: no ERROR lines."""
+    errors = [ln for ln in gw.log().splitlines() if " ERROR " in ln]
+    assert not errors, "\n".join(errors[:5])

@@ -19,8 +19,8 @@ import time
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from rabbit_util import (free_fixed_port, ids, messages, no_frame, pika, private_rabbit,
-                         rabbit_gateway, stomp, subscribe)
+from rabbit_util import (free_fixed_port, ids, messages, no_error_logs, no_frame, pika,
+                         private_rabbit, rabbit_gateway, stomp, subscribe)
 from stomp_util import RawStomp, encode, parse, stomp_service
 
 
@@ -251,6 +251,8 @@ def test_broker_refusals_are_errors(rabbit, rgw):
     d.receipt("SEND", {"destination": "/exchange/amq.direct/k1"}, "direct", rid="e")
     (m,) = messages(d, 1)
     assert (m.body, m.headers["destination"]) == (b"direct", "/exchange/amq.direct/k1")
+    # The client's mistakes are its ERROR frames, not errors in the gateway's log.
+    no_error_logs(gw)
 
 
 def test_pass_through_credentials(rabbit, rgw):
