@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(log_spec(None), "info,lapin=off");
         assert_eq!(log_spec(Some(" ".into())), "info,lapin=off");
         assert_eq!(log_spec(Some("debug".into())), "debug,lapin=off");
-        assert_eq!(log_spec(Some("info,lapin=debug".into())), "info,lapin=debug");
+        assert_eq!(
+            log_spec(Some("info,lapin=debug".into())),
+            "info,lapin=debug"
+        );
         assert!(tracing_subscriber::EnvFilter::try_new(log_spec(Some("warn".into()))).is_ok());
     }
 }
