@@ -149,6 +149,25 @@ describe('chat page in Chromium', { skip: browserMissing() }, () => {
         assert.deepEqual(page.problems, []);
         await page.close();
       });
+
+      it('the XMPP server shutting down shows as a stream error on the page', T, async (t) => {
+        if (target.unavailable) { t.skip(target.unavailable); return; }
+        const page = await openChat();
+        await logInAs(page, 'carol@localhost', 'carol-pass');
+        await page.waitForSelector('#conn-state[data-state=online]', { timeout: 15000 });
+        await target.prosody.stop();
+        try {
+          // Prosody ends every stream with <system-shutdown/>; the page names it.
+          await page.waitForSelector('#conn-state[data-state=error]', { timeout: 10000 });
+          assert.match(await page.textContent('#conn-state'), /stream error: system-shutdown/);
+          assert.match(await page.textContent('#login-error'), /system-shutdown/);
+          assert.equal(await page.isVisible('#login'), true, 'back to the login form');
+        } finally {
+          await target.prosody.start();
+        }
+        assert.deepEqual(page.problems, []);
+        await page.close();
+      });
     });
   }
 });
