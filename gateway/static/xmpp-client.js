@@ -159,7 +159,8 @@
       this.pending.clear();
       if (this.failed) this._setState('error', this.failed);
       else if (this.closing) this._setState('closed', 'logged out');
-      else if (this.state === 'connecting' && !this.opened) this._setState('error', 'cannot connect (WebSocket close ' + ev.code + ')');
+      // Browsers hide why a handshake failed (always 1006): name the likely causes.
+      else if (this.state === 'connecting' && !this.opened) this._setState('error', 'cannot connect (WebSocket close ' + ev.code + '): is there an XMPP service (subprotocol xmpp) at ' + this.opts.url + '?');
       else this._setState('closed', 'connection closed' + (ev.code ? ' (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')' : ''));
       this.opened = false;
     };

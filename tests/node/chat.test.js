@@ -33,6 +33,20 @@ describe('chat page in Chromium', { skip: browserMissing() }, () => {
     if (pageGw) await pageGw.stop();
   });
 
+  it('a WebSocket URL with no XMPP service behind it says so', T, async () => {
+    // This gateway runs its defaults: /ws is STOMP only, so the xmpp handshake is refused.
+    const page = await browser.page();
+    await page.goto(pageGw.httpUrl('/chat.html'));
+    await page.fill('#jid', 'alice@localhost');
+    await page.fill('#password', 'alice-pass');
+    await page.click('#login-button');
+    await page.waitForSelector('#conn-state[data-state=error]', { timeout: 10000 });
+    assert.match(await page.textContent('#login-error'), /cannot connect .*XMPP service \(subprotocol xmpp\)/);
+    // The browser itself logs the refused handshake; nothing else may go wrong.
+    assert.deepEqual(page.problems.filter((p) => !/WebSocket connection to .* failed/.test(p)), []);
+    await page.close();
+  });
+
   for (const target of targets) {
     describe(target.name, () => {
       const users = [];
