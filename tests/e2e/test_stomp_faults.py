@@ -1,30 +1,38 @@
-"""Faults under the STOMP bridge's RabbitMQ backend, on a private node of this module's own
-(tests/scripts/rabbitmq.sh; stopping and restarting it on the same dir keeps durable
-queues and persistent messages, and leaves other modules' nodes alone):
+"""Faults under the STOMP bridge's broker backends, each broker private to this module
+(RabbitMQ by tests/scripts/rabbitmq.sh, ActiveMQ by tests/scripts/activemq.sh with
+persistence on; stopping and starting one on the same dir keeps durable queues and
+persistent messages, and leaves other modules' brokers alone):
 
-- RabbitMQ restarted while a publisher sends persistent messages with receipts and
+- The broker restarted while a publisher sends persistent messages with receipts and
   client-individual consumers ACK: every receipted message is delivered at least once;
   consumers holding unacknowledged messages get an ERROR naming the outage and reconnect.
-- RabbitMQ stopped for a while: clients get prompt ERRORs, the gateway stays up with
-  bounded memory and not ready, and recovers: new sessions work, a topic subscriber that
-  stayed connected gets messages again, the gap shows in the metrics.
+  (RabbitMQ and ActiveMQ.)
 - The gateway SIGKILLed mid-stream: another gateway on the same broker redelivers what a
-  client-ack subscriber had not acknowledged.
+  client-ack subscriber had not acknowledged. (RabbitMQ and ActiveMQ.)
+- RabbitMQ stopped for a while: clients get prompt ERRORs, the gateway stays up with
+  bounded memory and not ready, and recovers: new sessions work, subscribers that stayed
+  connected get messages again, the gap shows in the metrics.
 
 The clients are the reconnecting apps of stomp_apps.py: what matters is counted end to end.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from rabbit_util import (ids, messages, no_error_logs, no_frame, private_rabbit, rabbit_gateway,
-                         stomp, subscribe, wait_ready)
+from rabbit_util import (ids, listening, messages, need, no_error_logs, no_frame, private_rabbit,
+                         rabbit_gateway, stomp, subscribe, wait_ready)
 from stomp_apps import Consumer, Publisher, wait_for
-from stomp_util import RawStomp
+from stomp_util import RawStomp, stomp_service
 
 
 @pytest.fixture(scope="module")
@@ -242,4 +250,75 @@ def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
     subscribe(again, f"/queue/{queue}", ack="client-individual")
     (m,) = messages(again, 1, timeout=10)
     assert m.body == b"unacked" and m.headers.get("redelivered") == "true"
+    no_error_logs(gw)
+
+
+# --- ActiveMQ ---------------------------------------------------------------------------
+
+AMQ_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "scripts" / "activemq.sh"
+
+
+@dataclass
+class ActiveMq:
+    dir: Path
+    env: dict
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"stomp://admin:admin@127.0.0.1:{self.port}"
+
+    def script(self, cmd: str) -> None:
+        r = subprocess.run(["bash", str(AMQ_SCRIPT), cmd, str(self.dir)], env=self.env,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"activemq.sh {cmd} failed ({r.returncode}):\n{r.stderr}")
+
+
+@pytest.fixture(scope="module")
+def activemq(tmp_path_factory):
+    need(Path("/usr/share/activemq/bin/activemq.jar").exists() and shutil.which("java") is not None,
+         "ActiveMQ is not installed (apt-get install activemq)")
+    # Persistent (KahaDB in its dir), so a restart keeps what it confirmed; a port of its
+    # own, claimed with a lock file, so the restart finds it free.
+    for port in range(61630, 61700):
+        lock = open(f"/tmp/gateway-e2e-activemq-{port}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if listening(port):
+            lock.close()
+            continue
+        break
+    else:
+        raise RuntimeError("no free port for a private ActiveMQ in 61630..61699")
+    env = dict(os.environ, ACTIVEMQ_STOMP_PORT=str(port), ACTIVEMQ_PERSISTENT="true")
+    amq = ActiveMq(tmp_path_factory.mktemp("activemq"), env, port)
+    try:
+        amq.script("start")
+        yield amq
+    finally:
+        amq.script("stop")
+        lock.close()
+
+
+def amq_gateway(activemq, gateway_factory, name=None):
+    gw = gateway_factory(services=[stomp_service(backend=activemq.url, heart_beat=[0, 0])], name=name)
+    wait_ready(gw, 15)
+    return gw
+
+
+def test_activemq_restart_loses_no_receipted_message(activemq, gateway_factory):
+    def restart():
+        activemq.script("stop")
+        activemq.script("start")
+    gw = restart_under_load(lambda: amq_gateway(activemq, gateway_factory), restart,
+                            outage="STOMP broker")
+    no_error_logs(gw)
+
+
+def test_activemq_gateway_killed_mid_stream_redelivers(activemq, gateway_factory):
+    gw = gateway_killed_mid_stream(lambda name: amq_gateway(activemq, gateway_factory, name))
     no_error_logs(gw)

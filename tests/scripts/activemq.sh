@@ -11,7 +11,7 @@
 # so a caller can `eval "$(tests/scripts/activemq.sh start DIR)"`; progress goes to stderr.
 # start and stop are idempotent. Nothing is installed here (tests/scripts/install-deps.sh does).
 #
-# The broker: STOMP only (no OpenWire), non-persistent, JMX off, password logins required
+# The broker: STOMP only (no OpenWire), non-persistent by default, JMX off, password logins required
 # (simpleAuthenticationPlugin; no anonymous access), and NACKed messages come back to their
 # queue after ACTIVEMQ_REDELIVERY_DELAY ms (redeliveryPlugin; ActiveMQ's own default is to
 # dead-letter them).
@@ -23,6 +23,8 @@
 #   ACTIVEMQ_MAX_FRAME_SIZE []           STOMP wireFormat.maxFrameSize in bytes (broker default if empty)
 #   ACTIVEMQ_REDELIVERY_DELAY [1000]     ms before a NACKed message is redelivered (>= 1000)
 #   ACTIVEMQ_HEAP [256m]                 -Xmx
+#   ACTIVEMQ_PERSISTENT [false]          true: KahaDB under DIR/data, so persistent messages
+#                                        survive a stop and start on the same DIR
 #   ACTIVEMQ_START_TIMEOUT [60]          seconds until `start` gives up (and stops what it started)
 set -uo pipefail
 
@@ -44,6 +46,7 @@ PASS2="${ACTIVEMQ_PASS2:-user}"
 MAX_FRAME="${ACTIVEMQ_MAX_FRAME_SIZE:-}"
 REDELIVERY_DELAY="${ACTIVEMQ_REDELIVERY_DELAY:-1000}"
 HEAP="${ACTIVEMQ_HEAP:-256m}"
+PERSISTENT="${ACTIVEMQ_PERSISTENT:-false}"
 START_TIMEOUT="${ACTIVEMQ_START_TIMEOUT:-60}"
 
 log() { echo "activemq.sh: $*" >&2; }
@@ -84,7 +87,7 @@ EOF
        xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
        http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="test" useJmx="false"
-          persistent="false" schedulerSupport="true" dataDirectory="$D/data">
+          persistent="$PERSISTENT" schedulerSupport="true" dataDirectory="$D/data">
     <plugins>
       <simpleAuthenticationPlugin anonymousAccessAllowed="false">
         <users>
