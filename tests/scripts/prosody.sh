@@ -265,6 +265,8 @@ do_start() {
     local deadline=$((SECONDS + START_TIMEOUT)) ok=0
     while [ $SECONDS -lt $deadline ]; do
         alive "$launcher" || { fail "it exited"; return 1; }
+        # Prosody keeps running without a listener it could not bind: fail now, not at the timeout.
+        if grep -q "Failed to open server port" "$LOG" 2>/dev/null; then fail "a port is already in use"; return 1; fi
         if listening "$C2S_PORT" && { ! websocket || listening "$HTTP_PORT"; }; then ok=1; break; fi
         sleep 0.1
     done
