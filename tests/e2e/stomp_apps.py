@@ -81,11 +81,12 @@ class App(threading.Thread):
 
 
 class Publisher(App):
-    def __init__(self, gw, destination: str, name: str = "publisher", pause: float = 0.01, **kw):
+    def __init__(self, gw, destination: str, name: str = "publisher", pause: float = 0.01,
+                 first: int = 0, **kw):
         super().__init__(gw, name, **kw)
         self.destination = destination
         self.pause = pause
-        self.next_seq = 0
+        self.next_seq = first  # publishers sharing a queue count from far apart
         self.receipted: set[int] = set()
         self.slowest_answer = 0.0  # seconds from SEND to its RECEIPT or ERROR
 

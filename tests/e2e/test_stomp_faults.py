@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -52,19 +53,24 @@ def restart_under_load(make_gw, restart, outage: str):
         c.start()
     for c in consumers:
         assert c.subscribed.wait(15), "consumer did not subscribe"
-    publisher = Publisher(lambda: gw, queue)
-    publisher.start()
-    apps = [publisher, *consumers]
+    # Three, so SENDs are likely in flight (published, not yet confirmed) at the cut.
+    publishers = [Publisher(lambda: gw, queue, name=f"publisher{i}", first=i * 1_000_000)
+                  for i in range(3)]
+    for p in publishers:
+        p.start()
+    apps = [*publishers, *consumers]
+    receipts = lambda: set().union(*(p.receipted for p in publishers))  # noqa: E731
     received = lambda: set().union(*(c.received for c in consumers))  # noqa: E731
     try:
-        wait_for(lambda: len(publisher.receipted) >= 40 and len(received()) >= 30, 30,
+        wait_for(lambda: len(receipts()) >= 60 and len(received()) >= 30, 30,
                  "traffic before the restart")
-        before = len(publisher.receipted)
+        before = len(receipts())
         restart()
         wait_ready(gw, 30)
-        wait_for(lambda: len(publisher.receipted) >= before + 40, 40, "receipts after the restart")
-        publisher.finish()
-        receipted = publisher.receipted
+        wait_for(lambda: len(receipts()) >= before + 60, 40, "receipts after the restart")
+        for p in publishers:
+            p.finish()
+        receipted = receipts()
         wait_for(lambda: receipted <= received(), 40,
                  "every receipted message to be delivered after the restart")
     finally:
@@ -80,13 +86,14 @@ def restart_under_load(make_gw, restart, outage: str):
         assert c.sessions >= 2, (c.name, c.errors, c.drops)
         assert c.errors, f"{c.name} reconnected without an ERROR (drops: {c.drops})"
         assert any(outage in e for e in c.errors), c.errors
-    # The publisher's session was interrupted too: a SEND in flight then got an ERROR (or
+    # The publishers' sessions were interrupted too: a SEND in flight then got an ERROR (or
     # its connection dropped), never a RECEIPT, or the subset check above would have failed.
-    assert publisher.sessions >= 2 and (publisher.errors or publisher.drops)
+    for p in publishers:
+        assert p.sessions >= 2 and (p.errors or p.drops), (p.name, p.sessions)
     print(f"receipted {len(receipted)}, delivered {sum(c.deliveries for c in consumers)} "
           f"(redelivered {sum(len(c.redelivered) for c in consumers)}); publisher errors: "
-          f"{publisher.errors[:3]}; consumer errors: {consumers[0].errors[:2]}; "
-          f"slowest answer {publisher.slowest_answer:.2f}s")
+          f"{[p.errors[:1] for p in publishers]}; consumer errors: {consumers[0].errors[:2]}; "
+          f"slowest answer {max(p.slowest_answer for p in publishers):.2f}s")
     assert gw.metric("gateway_stomp_backend_reconnects_total") >= 1
     return gw
 
@@ -250,6 +257,42 @@ def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
     subscribe(again, f"/queue/{queue}", ack="client-individual")
     (m,) = messages(again, 1, timeout=10)
     assert m.body == b"unacked" and m.headers.get("redelivered") == "true"
+    no_error_logs(gw)
+
+
+def test_rabbitmq_frozen_is_noticed(rabbit, gateway_factory):
+    """A broker that stops answering without closing its sockets (SIGSTOP: a hung VM, a
+    partition) is noticed by missed heart-beats: SENDs fail within the confirm timeout,
+    the service turns not ready, and everything resumes when the broker does."""
+    gw = rabbit_gateway(rabbit, gateway_factory, backend=f"{rabbit.url}?heartbeat=2")
+    watcher = stomp(gw)
+    subscribe(watcher, "/topic/frozen.*")
+    publisher = stomp(gw)
+    pid = int((rabbit.dir / "rabbit.pid").read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        publisher.send("SEND", {"destination": "/topic/frozen.a", "receipt": "r"}, "into the void")
+        err = publisher.expect_error(timeout=20)
+        assert "RabbitMQ" in err.headers["message"], err
+        took = time.monotonic() - t0
+        wait_ready(gw, 20, status=503)
+        noticed = time.monotonic() - t0
+        assert gw.http_get("/healthz")[0] == 200
+        print(f"SEND failed after {took:.1f}s; not ready after {noticed:.1f}s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_ready(gw, 30)
+    fresh = stomp(gw)
+    deadline = time.monotonic() + 15
+    while True:
+        fresh.receipt("SEND", {"destination": "/topic/frozen.b"}, "thawed", rid=f"t{next(ids)}")
+        try:
+            f = watcher.recv(0.5)
+            break
+        except AssertionError:
+            assert time.monotonic() - deadline < 0, "the topic subscription did not recover"
+    assert f.command == "MESSAGE" and f.body == b"thawed"
     no_error_logs(gw)
 
 
