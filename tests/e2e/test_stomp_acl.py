@@ -210,3 +210,19 @@ def test_bad_pattern_is_a_config_error_naming_the_key(tmp_path, gateway_binary):
                        text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert p.returncode != 0, p.stdout
     assert "acl[0].send[1]" in p.stderr + p.stdout, p.stderr
+
+
+def test_pass_through_logins_match_only_star_rules(rabbit, gateway_factory):
+    """With pass-through credentials the broker checks the login; the gateway knows no
+    roles for it, so only `"*"` rules apply (and anonymous ones do not)."""
+    g = gateway_factory(services=[stomp_service(
+        backend=rabbit.url, credentials="pass-through", heart_beat=[0, 0],
+        acl=[{"roles": ["*"], "subscribe": ["/topic/events.#"]},
+             {"roles": ["anonymous"], "subscribe": ["/topic/other"]}])])
+    wait_ready(g, 15)
+    with connect(g, login="guest", passcode="guest") as c:
+        subscribe(c, "/topic/events.eu")
+        c.send("SUBSCRIBE", {"destination": "/topic/other", "id": "s2"})
+        err = c.expect_error(timeout=10)
+        assert err.headers.get("message") == "access denied", err
+        assert '"guest" (no roles)' in err.text, err.text
