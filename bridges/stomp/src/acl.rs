@@ -204,9 +204,11 @@ pub struct Acl {
 pub enum Grant {
     /// No ACL configured.
     All,
-    /// Indices of the rules whose roles the principal has (none: nothing but temp queues).
+    /// No rule is for this client: only its own temp queues. Also the state before
+    /// CONNECT, so a session that never resolved its grant is denied, not let through.
     #[default]
     Nothing,
+    /// Indices of the rules whose roles the client has.
     Rules(Box<[u32]>),
 }
 
