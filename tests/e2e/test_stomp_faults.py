@@ -181,7 +181,14 @@ def _burst_into_dead_broker(gw, clients: list[RawStomp], frames: int, size: int)
 
 
 def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
-    gw = rabbit_gateway(rabbit, gateway_factory)
+    # A second service logs in to RabbitMQ as each client, on a connection of its own.
+    own = {**stomp_service(backend=rabbit.url, heart_beat=[0, 0], credentials="pass-through"),
+           "name": "own", "path": "/own"}
+    gw = gateway_factory(services=[stomp_service(backend=rabbit.url, heart_beat=[0, 0]), own])
+    wait_ready(gw, 10)
+    as_client = RawStomp(gw, path="/own")
+    as_client.connect(login="guest", passcode="guest")
+    subscribe(as_client, "/topic/own.*")
     watcher = stomp(gw)
     subscribe(watcher, "/topic/status.*")
     # A queue subscriber with nothing to acknowledge keeps its session and consumes again.
@@ -205,6 +212,9 @@ def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
     f = worker.recv(10)
     assert f.command == "ERROR", f
     assert "RabbitMQ" in f.headers["message"] and "redelivered" in f.headers["message"]
+    # A client's own connection is not re-established for it: it is told to reconnect.
+    f = as_client.recv(10)
+    assert f.command == "ERROR" and "RabbitMQ connection lost" in f.headers["message"], f
     # Not ready, new handshakes refused; the gateway itself is fine.
     assert gw.wait_metric("gateway_stomp_backend_connections", lambda v: v == 0, timeout=10) == 0
     assert gw.http_get("/readyz")[0] == 503
@@ -246,6 +256,8 @@ def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
             assert time.monotonic() < deadline, "the topic subscription did not recover"
     assert f.command == "MESSAGE" and f.body == b"back"
     assert gw.metric("gateway_stomp_upstream_gap_seconds_count") >= 1
+    # A client's own connection is not bridged over: its subscriptions end with it.
+    assert not gw.metric("gateway_stomp_upstream_gaps_total", service="own")
     assert gw.metric("gateway_stomp_backend_reconnects_total") >= 1
     assert gw.metric("gateway_stomp_publish_failures_total") >= 1
     # The idle queue subscription was consumed again.
@@ -257,6 +269,13 @@ def test_rabbitmq_outage_and_recovery(rabbit, gateway_factory):
     subscribe(again, f"/queue/{queue}", ack="client-individual")
     (m,) = messages(again, 1, timeout=10)
     assert m.body == b"unacked" and m.headers.get("redelivered") == "true"
+    # Clients logging in as themselves are back too.
+    as_client = RawStomp(gw, path="/own")
+    as_client.connect(login="guest", passcode="guest")
+    subscribe(as_client, "/topic/own.*")
+    as_client.receipt("SEND", {"destination": "/topic/own.x"}, "mine", rid="o")
+    (m,) = messages(as_client, 1)
+    assert m.body == b"mine"
     no_error_logs(gw)
 
 

@@ -84,6 +84,8 @@ pub struct Pool {
     generation: AtomicU64,
     last_error: Mutex<String>,
     shutdown: CancellationToken,
+    /// False for a pass-through client's own connection: once lost it stays lost.
+    reconnects: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -103,7 +105,13 @@ pub async fn connect(uri: &AMQPUri, name: &str) -> Result<Connection, lapin::Err
 }
 
 impl Pool {
-    fn new(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Pool {
+    fn new(
+        uri: AMQPUri,
+        name: String,
+        size: usize,
+        reconnects: bool,
+        metrics: Arc<Metrics>,
+    ) -> Pool {
         Pool {
             endpoint: endpoint(&uri),
             uri,
@@ -118,13 +126,14 @@ impl Pool {
             generation: AtomicU64::new(0),
             last_error: Mutex::new("not connected yet".into()),
             shutdown: CancellationToken::new(),
+            reconnects,
             metrics,
         }
     }
 
     /// `size` supervised connections, connecting in the background from now on.
     pub fn start(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(uri, name, size, metrics));
+        let pool = Arc::new(Pool::new(uri, name, size, true, metrics));
         for i in 0..size {
             tokio::spawn(pool.clone().supervise(i));
         }
@@ -141,7 +150,7 @@ impl Pool {
         metrics: Arc<Metrics>,
         on_lost: impl FnOnce(String) + Send + 'static,
     ) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(uri, name, 1, metrics));
+        let pool = Arc::new(Pool::new(uri, name, 1, false, metrics));
         let conn = Arc::new(conn);
         pool.attach(0, conn.clone());
         let p = pool.clone();
@@ -189,6 +198,11 @@ impl Pool {
 
     fn set_error(&self, e: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Whether a lost connection comes back (what is built on it may wait for that).
+    pub fn reconnects(&self) -> bool {
+        self.reconnects
     }
 
     pub fn is_up(&self) -> bool {

@@ -318,6 +318,12 @@ impl TopicHub {
             if up.stop.is_cancelled() {
                 return;
             }
+            if !self.pool.reconnects() {
+                // A pass-through client's own connection: its session fails with the
+                // outage (and its client reconnects as itself); there is no gap to bridge.
+                tracing::debug!(binding = ?up.binding, "subscription ended with its client's connection");
+                return;
+            }
             // The broker went away (or deleted the queue): subscribers keep their sessions
             // and get messages again once the binding is back.
             self.metrics.upstream_gaps.increment(1);
