@@ -79,3 +79,71 @@ impl BridgeFactory for XmppFactory {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_api::{Incoming, Outbox, SessionInfo};
+
+    struct NoRealm;
+
+    #[async_trait]
+    impl bridge_api::CredentialCheck for NoRealm {
+        async fn check_password(&self, _: &str, _: &str) -> Option<bridge_api::Principal> {
+            None
+        }
+    }
+
+    fn build(settings: serde_json::Value) -> Result<Arc<dyn Bridge>, SettingsError> {
+        let ctx = BuildContext {
+            service: "xmpp".into(),
+            credentials: Arc::new(NoRealm),
+        };
+        XmppFactory.build(ctx, settings)
+    }
+
+    #[test]
+    fn factory_builds_and_names_bad_keys() {
+        let bridge =
+            build(serde_json::json!({"domains": ["localhost"], "insecure": true})).unwrap();
+        assert_eq!(bridge.subprotocols(), ["xmpp"]);
+        assert!(XmppFactory.default_service().is_none());
+        let err = build(serde_json::json!({"domains": ["x"], "ca_file": "/nonexistent.pem"}))
+            .err()
+            .unwrap();
+        assert_eq!(err.path, "ca_file");
+    }
+
+    /// Every idle session holds this future: opening and endings are boxed so that only
+    /// the relay's state (TLS stream, XML reader, a small read buffer) stays in it.
+    #[test]
+    fn the_session_future_stays_small() {
+        let settings: XmppSettings =
+            parse_settings(serde_json::json!({"domains": ["x"], "insecure": true})).unwrap();
+        let bridge = XmppBridge {
+            service: "x".into(),
+            limits: settings.limits(),
+            tls: tls::client_config(&settings).unwrap(),
+            settings,
+            server: None,
+            metrics: metrics::Metrics::new(),
+        };
+        let (outbox, _rx) = Outbox::channel(4);
+        let session = Session {
+            info: Arc::new(SessionInfo {
+                id: 1,
+                service: "x".into(),
+                peer: "127.0.0.1:1".parse().unwrap(),
+                origin: None,
+                principal: None,
+                subprotocol: Some("xmpp".into()),
+                transport: "test",
+            }),
+            incoming: Incoming::new(futures::stream::empty()),
+            outbox,
+            shutdown: Default::default(),
+        };
+        let size = std::mem::size_of_val(&session::run(&bridge, session));
+        assert!(size <= 6 * 1024, "session future is {size} bytes");
+    }
+}

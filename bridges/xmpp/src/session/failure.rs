@@ -89,6 +89,17 @@ impl Failure {
         opened: bool,
         domain: Option<&str>,
     ) -> BridgeError {
+        // Boxed: the ending's state would otherwise be part of every session's future.
+        Box::pin(self.report_inner(info, outbox, opened, domain)).await
+    }
+
+    async fn report_inner(
+        self,
+        info: &SessionInfo,
+        outbox: &Outbox,
+        opened: bool,
+        domain: Option<&str>,
+    ) -> BridgeError {
         let failed = match self.fault {
             ErrorSource::Client => "client",
             ErrorSource::Backend => "server",

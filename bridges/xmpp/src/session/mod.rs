@@ -53,43 +53,31 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
         outbox,
         shutdown,
     } = session;
-    let open = match wait_for_open(bridge, &mut incoming, &outbox, &shutdown).await {
-        Ok(Some(open)) => open,
+    // Boxed: opening needs far more state than relaying, and only once; inline it would
+    // enlarge every idle session's future. The server goes straight into the relay: a named
+    // local would keep its own slot in this future after being moved out.
+    let mut relay = match Box::pin(open(bridge, &info, &mut incoming, &outbox, &shutdown)).await {
+        Ok(Some((server, domain))) => Relay {
+            bridge,
+            info: &info,
+            outbox: &outbox,
+            shutdown: &shutdown,
+            server,
+            domain,
+            awaiting_restart: false,
+            rate: RateLimiter::new(bridge.settings.stanza_rate, bridge.settings.stanza_burst),
+            started: Instant::now(),
+        },
         Ok(None) => return Ok(()),
-        Err(f) => return Err(f.report(&info, &outbox, false, None).await),
-    };
-    let domain = match checked_domain(bridge, &open) {
-        Ok(domain) => domain,
-        Err(f) => return Err(f.report(&info, &outbox, false, None).await),
-    };
-    let opened = tokio::select! {
-        opened = bridge.open_server(&open, &domain) => opened,
-        _ = shutdown.cancelled() => return Ok(()),
-    };
-    let opened = match opened {
-        Ok(opened) => opened,
-        Err(f) => return Err(f.report(&info, &outbox, false, Some(&domain)).await),
+        Err(e) => return Err(e),
     };
     let _active = ActiveSession::new(
         bridge
             .settings
             .server
             .clone()
-            .unwrap_or_else(|| opened.server.target.to_string()),
+            .unwrap_or_else(|| relay.server.target.to_string()),
     );
-    send(&outbox, protocol_xmpp::client_open(&opened.header)).await;
-    send(&outbox, protocol_xmpp::to_client(&opened.features)).await;
-    let mut relay = Relay {
-        bridge,
-        info: &info,
-        outbox: &outbox,
-        shutdown: &shutdown,
-        server: opened.server,
-        domain,
-        awaiting_restart: false,
-        rate: RateLimiter::new(bridge.settings.stanza_rate, bridge.settings.stanza_burst),
-        started: Instant::now(),
-    };
     match relay.run(&mut incoming).await {
         Ok(End::Closed) => Ok(()),
         Ok(End::Shutdown) => {
@@ -109,6 +97,38 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
             Err(f.report(&info, &outbox, true, Some(&relay.domain)).await)
         }
     }
+}
+
+/// Waits for the client's `<open/>`, opens the secure server stream and answers the client
+/// with the server's header and features. `Ok(None)`: the client left or the gateway is
+/// shutting down first.
+async fn open(
+    bridge: &XmppBridge,
+    info: &SessionInfo,
+    incoming: &mut Incoming,
+    outbox: &Outbox,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Server, String)>, BridgeError> {
+    let open = match wait_for_open(bridge, incoming, outbox, shutdown).await {
+        Ok(Some(open)) => open,
+        Ok(None) => return Ok(None),
+        Err(f) => return Err(f.report(info, outbox, false, None).await),
+    };
+    let domain = match checked_domain(bridge, &open) {
+        Ok(domain) => domain,
+        Err(f) => return Err(f.report(info, outbox, false, None).await),
+    };
+    let opened = tokio::select! {
+        opened = bridge.open_server(&open, &domain) => opened,
+        _ = shutdown.cancelled() => return Ok(None),
+    };
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(f) => return Err(f.report(info, outbox, false, Some(&domain)).await),
+    };
+    send(outbox, protocol_xmpp::client_open(&opened.header)).await;
+    send(outbox, protocol_xmpp::to_client(&opened.features)).await;
+    Ok(Some((opened.server, domain)))
 }
 
 /// The client's first message must be `<open/>`. `Ok(None)`: the client left first.
@@ -183,7 +203,9 @@ impl Relay<'_> {
             while let Some(event) = self.server.reader.next_event().map_err(|e| {
                 Failure::backend(C::UndefinedCondition, format!("server sent bad XML: {e}"))
             })? {
-                if let Some(end) = self.server_event(event).await? {
+                // Boxed, like the client side below: each element allocates anyway, and
+                // the idle session's future stays small.
+                if let Some(end) = Box::pin(self.server_event(event)).await? {
                     return Ok(end);
                 }
             }
@@ -200,7 +222,7 @@ impl Relay<'_> {
                         self.close_server().await;
                         return Ok(End::Closed);
                     }
-                    Some(msg) => match self.client_message(msg).await? {
+                    Some(msg) => match Box::pin(self.client_message(msg)).await? {
                         Some(end) => return Ok(end),
                         None => true,
                     },
@@ -263,9 +285,10 @@ impl Relay<'_> {
         })
     }
 
-    /// Ends the server stream and gives the server a moment to end its own.
+    /// Ends the server stream and gives the server a moment to end its own. Boxed: a cold
+    /// path whose state would otherwise enlarge every idle session's future.
     async fn close_server(&mut self) {
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let closing = tokio::time::timeout(CLOSE_GRACE, async {
             self.write(protocol_xmpp::server_close().as_bytes()).await?;
             let mut buf = [0u8; 512];
             loop {
@@ -279,8 +302,8 @@ impl Relay<'_> {
                     }
                 }
             }
-        })
-        .await;
+        });
+        let _ = Box::pin(closing).await;
     }
 
     fn now_ms(&self) -> u64 {
