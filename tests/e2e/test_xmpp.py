@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import jwt
@@ -20,7 +21,7 @@ import pytest
 from gwproc import echo_service, free_port, metric_sum
 from xmpp_util import (
     CLOSE, NS_CLIENT, NS_ROSTER, NS_SASL, NS_STREAM, FakeServer, XmppWs,
-    garbage_server, open_el, q, start_prosody, tls_stall_server,
+    TlsObserver, garbage_server, open_el, q, start_prosody, tls_stall_server,
 )
 
 CI = bool(os.environ.get("CI"))
@@ -267,6 +268,35 @@ def test_untrusted_server_certificate_fails_tls(gateway_factory, prosody):
     assert gw.metric("xmpp_logins_total", result="tls-failure") == 1
 
 
+def test_stanza_rate_limit(gateway_factory, prosody):
+    gw = gateway_factory(services=[prosody_service(prosody, stanza_rate=1, stanza_burst=5)])
+    with login(gw, "alice") as c:  # <auth/> and the bind <iq/> take two of the five
+        for i in range(10):
+            c.send(f'<message xmlns="{NS_CLIENT}" to="bob@localhost"><body>{i}</body></message>')
+        ended = c.expect_end()
+    assert (ended.condition, ended.close_code) == ("policy-violation", 1008), ended
+    assert gw.metric("xmpp_stanzas_total", direction="in", kind="message") == 3
+    assert_still_serves(gw)
+
+
+def test_whitespace_keepalive_to_a_quiet_server(gateway_factory, prosody):
+    certs = Path(prosody.ca).parent
+    observer = TlsObserver(str(certs / "localhost.crt"), str(certs / "localhost.key"))
+    try:
+        gw = gateway_factory(services=[xmpp_service(
+            server=f"127.0.0.1:{observer.port}", ca_file=prosody.ca, server_keepalive="1s")])
+        with XmppWs(gw) as c:
+            features = c.open()
+            assert features.find(q(NS_SASL, "mechanisms")) is not None
+            deadline = time.monotonic() + 15
+            while observer.received.count(b" ") < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert observer.received.count(b" ") >= 2, observer.received
+            assert observer.received.strip() == b"", observer.received
+    finally:
+        observer.close()
+
+
 def test_prosody_stopped_mid_session(gateway_factory, tmp_path_factory):
     _need_prosody()
     own = start_prosody(tmp_path_factory.mktemp("prosody-stop"), free_port())
@@ -278,8 +308,11 @@ def test_prosody_stopped_mid_session(gateway_factory, tmp_path_factory):
         ended = c.expect_end(timeout=30)
         c.__exit__()
         assert time.monotonic() - t0 < 15
-        # Prosody says system-shutdown and closes the stream; either way the client hears.
-        assert ended.condition is not None or ended.close_code == 1000, ended
+        # Prosody's own stream error reaches the client, then <close/> and 1014.
+        assert (ended.condition, ended.close_code) == ("system-shutdown", 1014), ended
+        assert ET.fromstring(ended.messages[-1]).tag.endswith("}close")
+        assert gw.metric("xmpp_stream_errors_total", condition="system-shutdown",
+                         side="server") == 1
         assert gw.alive()
     finally:
         try:

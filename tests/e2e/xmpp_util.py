@@ -287,3 +287,41 @@ def tls_stall_server(conn: socket.socket) -> None:
     conn.settimeout(60)
     while conn.recv(4096):
         pass
+
+
+class TlsObserver:
+    """A STARTTLS "server" with the given certificate that opens the secure stream, offers
+    PLAIN, then only records what the gateway sends: what a real server's idle timer sees."""
+
+    HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+              b"xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='%s' "
+              b"version='1.0'>")
+
+    def __init__(self, cert: str, key: str):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.received = b""
+        self.server = FakeServer(self._serve)
+        self.port = self.server.port
+
+    def _serve(self, conn: socket.socket) -> None:
+        read_some(conn, b">")
+        conn.sendall(self.HEADER % b"pre" + b"<stream:features><starttls "
+                     b"xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+        read_some(conn, b"starttls")
+        conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        tls = self.ctx.wrap_socket(conn, server_side=True)
+        read_some(tls, b">")
+        tls.sendall(self.HEADER % b"post" + b"<stream:features><mechanisms "
+                    b"xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
+                    b"</mechanisms></stream:features>")
+        tls.settimeout(60)
+        while True:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            self.received += chunk
+
+    def close(self):
+        self.server.close()
