@@ -53,15 +53,15 @@ pub(crate) fn write_element(out: &mut String, element: &Element, scope: Scope<'_
         if attr_ns.is_none() {
             push_attribute(out, name.as_str(), value);
         } else if attr_ns.as_str() == XMLNS_XML {
-            push_attribute(out, &format!("xml:{}", name.as_str()), value);
+            push_prefixed_attribute(out, "xml", name.as_str(), value);
         } else if attr_ns.as_str() == NS_STREAM && inner.stream_prefix {
-            push_attribute(out, &format!("stream:{}", name.as_str()), value);
+            push_prefixed_attribute(out, "stream", name.as_str(), value);
         } else {
             // Rare in XMPP; a fresh prefix per attribute keeps this stateless.
             let prefix = format!("a{generated}");
             generated += 1;
-            push_attribute(out, &format!("xmlns:{prefix}"), attr_ns.as_str());
-            push_attribute(out, &format!("{prefix}:{}", name.as_str()), value);
+            push_prefixed_attribute(out, "xmlns", &prefix, attr_ns.as_str());
+            push_prefixed_attribute(out, &prefix, name.as_str(), value);
         }
     }
 
@@ -87,6 +87,18 @@ pub(crate) fn write_element(out: &mut String, element: &Element, scope: Scope<'_
 /// ` name="value"`, escaped for a double-quoted value.
 pub(crate) fn push_attribute(out: &mut String, name: &str, value: &str) {
     out.push(' ');
+    push_attribute_tail(out, name, value);
+}
+
+/// ` prefix:name="value"`.
+fn push_prefixed_attribute(out: &mut String, prefix: &str, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(prefix);
+    out.push(':');
+    push_attribute_tail(out, name, value);
+}
+
+fn push_attribute_tail(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str("=\"");
     push_escaped(out, value, true);

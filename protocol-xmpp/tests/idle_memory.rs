@@ -45,7 +45,7 @@ fn idle_reader() -> StreamReader {
 
 #[test]
 fn idle_readers_hold_a_few_kib_each() {
-    const READERS: usize = 20_000;
+    const READERS: usize = 10_000;
     // Warm the allocator so its own start-up does not count.
     drop((0..100).map(|_| idle_reader()).collect::<Vec<_>>());
     let before = resident_bytes();
