@@ -40,14 +40,15 @@ def _need_prosody():
 @pytest.fixture(scope="module")
 def prosody(tmp_path_factory):
     _need_prosody()
-    p = start_prosody(tmp_path_factory.mktemp("prosody"), free_port())
+    p = start_prosody(tmp_path_factory.mktemp("prosody"), free_port)
     yield p
     p.stop()
 
 
 def xmpp_service(name="xmpp", path="/xmpp", **settings) -> dict:
     s = echo_service(name=name, path=path, bridge="xmpp", allow_no_subprotocol=False)
-    s["settings"] = {"domains": ["localhost"], "tls_timeout": "3s", "connect_timeout": "3s",
+    # Generous: a loaded CI machine may take seconds for a TLS handshake.
+    s["settings"] = {"domains": ["localhost"], "tls_timeout": "15s", "connect_timeout": "10s",
                      **settings}
     return s
 
@@ -297,9 +298,18 @@ def test_whitespace_keepalive_to_a_quiet_server(gateway_factory, prosody):
         observer.close()
 
 
+def test_gateway_shutdown_tells_the_client(xgw):
+    c = login(xgw, "alice")
+    xgw.terminate()
+    ended = c.expect_end()
+    c.__exit__()
+    assert (ended.condition, ended.close_code) == ("system-shutdown", 1001), ended
+    assert xgw.wait_exit(20) == 0
+
+
 def test_prosody_stopped_mid_session(gateway_factory, tmp_path_factory):
     _need_prosody()
-    own = start_prosody(tmp_path_factory.mktemp("prosody-stop"), free_port())
+    own = start_prosody(tmp_path_factory.mktemp("prosody-stop"), free_port)
     try:
         gw = gateway_factory(services=[prosody_service(own)])
         c = login(gw, "alice")

@@ -200,11 +200,20 @@ class Prosody:
         self.script("stop")
 
 
-def start_prosody(workdir: Path, port: int) -> Prosody:
-    env = {**os.environ, "PROSODY_C2S_PORT": str(port)}
-    p = Prosody(dir=workdir, env=env, port=port, domain="localhost", ca="")
-    p.start()
-    return p
+def start_prosody(workdir: Path, pick_port) -> Prosody:
+    """Starts Prosody on a port from `pick_port()`; a port found free can be taken before
+    Prosody binds it, so a refused start is retried on another one."""
+    for attempt in range(3):
+        port = pick_port()
+        env = {**os.environ, "PROSODY_C2S_PORT": str(port)}
+        p = Prosody(dir=workdir, env=env, port=port, domain="localhost", ca="")
+        try:
+            p.start()
+            return p
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 # --- bad servers ----------------------------------------------------------------------
