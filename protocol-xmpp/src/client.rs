@@ -73,7 +73,10 @@ fn parse_element(bytes: &[u8], limits: &Limits) -> Result<Element, StreamError> 
     let mut guard = Guard::message(limits, NS_CLIENT);
     let mut element = None;
     loop {
-        match parser.parse(&mut input, true) {
+        let before = input.len();
+        let result = parser.parse(&mut input, true);
+        guard.account(before - input.len())?;
+        match result {
             Ok(Some(event)) => {
                 if let Step::Element(done) = guard.process(event)? {
                     element = Some(done);

@@ -110,22 +110,39 @@ impl Guard {
         }
     }
 
+    /// Counts `consumed` bytes (what one parser call took from the input) against the
+    /// element being read, or the stream root's start tag. The parser's own per-event
+    /// lengths are not used for this: a multi-byte character split across reads is
+    /// credited as one byte there, which would let a slow sender exceed the limit.
+    pub(crate) fn account(&mut self, consumed: usize) -> Result<(), StreamError> {
+        if self.depth >= self.element_depth || self.root.is_some() {
+            self.add_element_bytes(consumed)?;
+        }
+        Ok(())
+    }
+
+    fn add_element_bytes(&mut self, bytes: usize) -> Result<(), StreamError> {
+        self.element_bytes = self.element_bytes.saturating_add(bytes);
+        if self.element_bytes > self.limits.max_element_bytes {
+            return Err(StreamError::new(
+                C::PolicyViolation,
+                format!(
+                    "element larger than {} bytes",
+                    self.limits.max_element_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles one event; the bytes that produced it were counted by `account` first.
     pub(crate) fn process(&mut self, event: RawEvent) -> Result<Step, StreamError> {
-        let len = event.metrics().len();
         let opens_element = matches!(event, RawEvent::ElementHeadOpen(..));
-        if self.depth >= self.element_depth
-            || (opens_element && self.depth + 1 == self.element_depth)
-        {
-            self.element_bytes = self.element_bytes.saturating_add(len);
-            if self.element_bytes > self.limits.max_element_bytes {
-                return Err(StreamError::new(
-                    C::PolicyViolation,
-                    format!(
-                        "element larger than {} bytes",
-                        self.limits.max_element_bytes
-                    ),
-                ));
-            }
+        if opens_element && self.depth < self.element_depth {
+            // A top-level element's (or the root's) name was read before anything was
+            // open, so `account` did not see it; rxml's length for this one token (at most
+            // its token limit) stands in.
+            self.add_element_bytes(event.metrics().len())?;
         }
         let in_root = self.depth < self.element_depth && !opens_element;
         match event {
@@ -210,6 +227,7 @@ impl Guard {
                         self.resolve(prefix.as_ref())?;
                     }
                 }
+                self.element_bytes = 0;
                 Ok(Step::RootOpened(Root {
                     name,
                     ns,

@@ -146,8 +146,12 @@ impl StreamReader {
             let mut input = &self.pending[self.consumed..];
             let before = input.len();
             let result = self.parser.parse(&mut input, false);
-            self.consumed += before - input.len();
-            self.at_document_start &= before == input.len();
+            let consumed = before - input.len();
+            self.consumed += consumed;
+            self.at_document_start &= consumed == 0;
+            if let Err(err) = self.guard.account(consumed) {
+                return Err(self.fail(err));
+            }
             let event = match result {
                 Ok(Some(event)) => event,
                 Err(EndOrError::NeedMoreData) => break,

@@ -275,19 +275,45 @@ fn ten_megabytes_in_one_feed_are_refused_without_buffering() {
 
 #[test]
 fn element_limit_counts_xml_bytes() {
+    // The stream header counts too while it is read, so it must fit.
     let limits = Limits {
-        max_element_bytes: 100,
+        max_element_bytes: 200,
         ..Limits::default()
     };
-    let fits = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(60));
-    let mut reader = StreamReader::new(limits.clone());
-    for piece in fits.as_bytes().chunks(50) {
-        reader.feed(piece).unwrap();
-        while reader.next_event().unwrap().is_some() {}
-    }
-    let too_big = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(90));
+    let fits = format!(
+        "{HEADER}<message><body>{}</body></message>",
+        "x".repeat(110)
+    );
+    let events = read_session(&[fits.as_bytes()], 50, &limits);
+    assert_eq!(events.len(), 2);
+    let too_big = format!(
+        "{HEADER}<message><body>{}</body></message>",
+        "x".repeat(190)
+    );
     let (err, _) = feed_until_error(limits, too_big.as_bytes(), 50);
     assert_eq!(err.condition, StreamErrorCondition::PolicyViolation);
+}
+
+#[test]
+fn split_multibyte_characters_count_all_their_bytes() {
+    // 4-byte characters fed a byte at a time: rxml's own event lengths would credit one
+    // byte per character.
+    let limits = Limits {
+        max_element_bytes: 1000,
+        ..Limits::default()
+    };
+    let emoji = format!(
+        "{HEADER}<message><body>{}</body></message>",
+        "😀".repeat(300)
+    );
+    let (err, fed) = feed_until_error(limits.clone(), emoji.as_bytes(), 1);
+    assert_eq!(err.condition, StreamErrorCondition::PolicyViolation);
+    assert!(fed <= HEADER.len() + 1001, "read {fed} bytes");
+    let fits = format!(
+        "{HEADER}<message><body>{}</body></message>",
+        "😀".repeat(200)
+    );
+    assert_eq!(read_session(&[fits.as_bytes()], 1, &limits).len(), 2);
 }
 
 #[test]
