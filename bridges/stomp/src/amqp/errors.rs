@@ -17,7 +17,14 @@ pub fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
             "{what}: RabbitMQ closed the connection ({})",
             amqp.get_message()
         )),
-        _ => BackendError::unavailable(format!("{what}: {e}")),
+        // Said in so many words: lapin's own text alone ("IO error: Connection reset by
+        // peer") does not tell a client what failed.
+        ErrorKind::IOError(_)
+        | ErrorKind::InvalidConnectionState(_)
+        | ErrorKind::MissingHeartbeatError => {
+            BackendError::unavailable(format!("{what}: lost the connection to RabbitMQ ({e})"))
+        }
+        _ => BackendError::unavailable(format!("{what}: RabbitMQ failed ({e})")),
     }
 }
 
@@ -51,5 +58,36 @@ pub async fn timed<T>(
             "{}: no answer from RabbitMQ within {RPC_TIMEOUT:?}",
             what()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendErrorKind;
+
+    #[test]
+    fn a_lost_connection_names_rabbitmq() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer",
+        );
+        let e = from_lapin(
+            &lapin::Error::from(io),
+            "acknowledging a message of /queue/a",
+        );
+        assert_eq!(e.kind, BackendErrorKind::Unavailable);
+        assert!(
+            e.message.starts_with(
+                "acknowledging a message of /queue/a: lost the connection to RabbitMQ ("
+            ),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("Connection reset by peer"),
+            "{}",
+            e.message
+        );
     }
 }
