@@ -12,6 +12,8 @@ persistent messages, and leaves other modules' brokers alone):
 - RabbitMQ stopped for a while: clients get prompt ERRORs, the gateway stays up with
   bounded memory and not ready, and recovers: new sessions work, subscribers that stayed
   connected get messages again, the gap shows in the metrics.
+- RabbitMQ frozen (SIGSTOP) or blocking publishers (memory alarm): SENDs fail promptly
+  with the reason, and everything works again afterwards.
 
 The clients are the reconnecting apps of stomp_apps.py: what matters is counted end to end.
 """
@@ -313,6 +315,39 @@ def test_rabbitmq_frozen_is_noticed(rabbit, gateway_factory):
         except AssertionError:
             assert time.monotonic() - deadline < 0, "the topic subscription did not recover"
     assert f.command == "MESSAGE" and f.body == b"thawed"
+    no_error_logs(gw)
+
+
+def test_rabbitmq_memory_alarm_fails_sends_promptly(rabbit, gateway_factory):
+    """A resource alarm blocks publishers: RabbitMQ stops reading their connections and
+    says so only after they publish. A SEND then gets an ERROR naming the alarm at once,
+    not after the confirm timeout, on every pooled connection; sending works again when
+    the alarm clears."""
+    gw = rabbit_gateway(rabbit, gateway_factory)
+    stomp(gw).receipt("SEND", {"destination": "/topic/alarm.before"}, "ok", rid="before")
+    rabbit.ctl("set_vm_memory_high_watermark", "absolute", "1")
+    try:
+        # Two sessions at least, so both pooled connections publish during the alarm.
+        for n in range(3):
+            c = stomp(gw)
+            t0 = time.monotonic()
+            c.send("SEND", {"destination": "/topic/alarm.during", "receipt": f"d{n}"}, "held")
+            err = c.expect_error(timeout=15)
+            took = time.monotonic() - t0
+            assert "memory or disk alarm" in err.headers["message"], err
+            assert took < 5, f"SEND {n} answered after {took:.1f}s"
+    finally:
+        rabbit.ctl("set_vm_memory_high_watermark", "0.4")
+    deadline = time.monotonic() + 20
+    while True:
+        c = stomp(gw)
+        c.send("SEND", {"destination": "/topic/alarm.after", "receipt": "a"}, "ok")
+        f = c.recv(15)
+        if f.command == "RECEIPT":
+            break
+        assert time.monotonic() < deadline, f"still refused after the alarm cleared: {f}"
+        time.sleep(0.5)
+    assert gw.metric("gateway_stomp_publish_failures_total", reason="blocked") >= 3
     no_error_logs(gw)
 
 

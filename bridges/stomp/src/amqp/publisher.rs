@@ -18,6 +18,10 @@ use crate::backend::BackendError;
 /// A confirm that takes longer than this fails the SEND rather than holding the client
 /// (and its memory) indefinitely; the broker may still have taken the message.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a SEND waiting for its confirm looks whether the broker blocked the connection.
+/// RabbitMQ says so (`connection.blocked`) only once the connection publishes during an alarm,
+/// and then holds the message unconfirmed until the alarm clears.
+const BLOCKED_POLL: Duration = Duration::from_millis(50);
 
 pub struct Publisher {
     pool: Arc<Pool>,
@@ -138,7 +142,21 @@ impl Publisher {
         })
         .await
         .map_err(|e| fail("channel", e))?;
-        let confirmation = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+        let confirmed = tokio::select! {
+            r = tokio::time::timeout(CONFIRM_TIMEOUT, confirm) => r,
+            _ = until_blocked(&chan) => {
+                return Err(fail(
+                    "blocked",
+                    BackendError::unavailable(format!(
+                        "RabbitMQ at {} is blocking publishers (a memory or disk alarm): the \
+                         message to {} is not confirmed, though it may be delivered once the \
+                         alarm clears",
+                        self.pool.endpoint, p.destination
+                    )),
+                ))
+            }
+        };
+        let confirmation = match confirmed {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 return Err(fail(
@@ -176,5 +194,11 @@ impl Publisher {
                 )),
             )),
         }
+    }
+}
+
+async fn until_blocked(chan: &Chan) {
+    while !chan.blocked() {
+        tokio::time::sleep(BLOCKED_POLL).await;
     }
 }
