@@ -11,13 +11,19 @@ import base64
 import itertools
 import os
 import shlex
+import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from gwproc import echo_service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "scripts" / "prosody.sh"
@@ -299,15 +305,16 @@ def tls_stall_server(conn: socket.socket) -> None:
 
 
 class TlsObserver:
-    """A STARTTLS "server" with the given certificate that opens the secure stream, offers
-    PLAIN, then only records what the gateway sends: what a real server's idle timer sees."""
+    """A "server" with the given certificate that opens the secure stream (STARTTLS, or
+    XEP-0368 direct TLS), offers PLAIN, then only records what the gateway sends: what a real
+    server's idle timer sees."""
 
     HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
               b"xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='%s' "
               b"version='1.0'>")
 
-    def __init__(self, cert: str, key: str):
-        import ssl
+    def __init__(self, cert: str, key: str, direct: bool = False):
+        self.direct = direct
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.received = b""
@@ -315,11 +322,12 @@ class TlsObserver:
         self.port = self.server.port
 
     def _serve(self, conn: socket.socket) -> None:
-        read_some(conn, b">")
-        conn.sendall(self.HEADER % b"pre" + b"<stream:features><starttls "
-                     b"xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
-        read_some(conn, b"starttls")
-        conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        if not self.direct:
+            read_some(conn, b">")
+            conn.sendall(self.HEADER % b"pre" + b"<stream:features><starttls "
+                         b"xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+            read_some(conn, b"starttls")
+            conn.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         tls = self.ctx.wrap_socket(conn, server_side=True)
         read_some(tls, b">")
         tls.sendall(self.HEADER % b"post" + b"<stream:features><mechanisms "
@@ -334,3 +342,58 @@ class TlsObserver:
 
     def close(self):
         self.server.close()
+
+
+# --- fixtures and helpers shared by the test_xmpp* modules ------------------------------
+
+CI = bool(os.environ.get("CI"))
+BIG = 16 * 1024 * 1024
+
+
+def need_prosody():
+    if shutil.which("prosody") and shutil.which("prosodyctl"):
+        return
+    if CI:
+        pytest.fail("prosody missing (tests/scripts/install-deps.sh must install it)", pytrace=False)
+    pytest.skip("prosody is not installed")
+
+
+@pytest.fixture(scope="module")
+def prosody(tmp_path_factory):
+    need_prosody()
+    p = start_prosody(tmp_path_factory.mktemp("prosody"), free_port)
+    yield p
+    p.stop()
+
+
+def xmpp_service(name="xmpp", path="/xmpp", **settings) -> dict:
+    s = echo_service(name=name, path=path, bridge="xmpp", allow_no_subprotocol=False)
+    # Generous: a loaded CI machine may take seconds for a TLS handshake.
+    s["settings"] = {"domains": ["localhost"], "tls_timeout": "15s", "connect_timeout": "10s",
+                     **settings}
+    return s
+
+
+def prosody_service(prosody, **over) -> dict:
+    return xmpp_service(server=f"127.0.0.1:{prosody.port}", ca_file=prosody.ca, **over)
+
+
+@pytest.fixture
+def xgw(gateway_factory, prosody):
+    """A gateway with the Prosody service at /xmpp; messages up to 16 MiB reach the bridge."""
+    return gateway_factory(
+        limits={"max_message_size": BIG, "max_frame_size": BIG},
+        services=[prosody_service(prosody)],
+    )
+
+
+def login(gw, user, path="/xmpp", **kw) -> XmppWs:
+    c = XmppWs(gw, path, **kw)
+    c.login(user, f"{user}-pass", resource=f"r{time.monotonic_ns()}")
+    return c
+
+
+def assert_still_serves(gw, path="/xmpp"):
+    """A fresh session through the same gateway logs in and round-trips an iq."""
+    with login(gw, "carol", path) as c:
+        c.iq("get", f'<query xmlns="{NS_ROSTER}"/>')

@@ -91,10 +91,13 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
             Ok(())
         }
         Err(f) => {
-            if f.fault == bridge_api::ErrorSource::Client {
+            let client_fault = f.fault == bridge_api::ErrorSource::Client;
+            // The client hears first; the server's goodbye only delays the WebSocket close.
+            let error = f.report(&info, &outbox, true, Some(&relay.domain)).await;
+            if client_fault {
                 relay.close_server().await;
             }
-            Err(f.report(&info, &outbox, true, Some(&relay.domain)).await)
+            Err(error)
         }
     }
 }
