@@ -18,8 +18,9 @@
 //!   a large stanza needed are given back as soon as the reader waits between stanzas
 //!   (`tests/idle_memory.rs` measures about 2 KiB resident per idle reader).
 //! - While a stanza is read, the reader holds at most `max_element_bytes` of input (fed but
-//!   not parsed, plus parsed bytes of the unfinished stanza: [`StreamReader::feed`] refuses
-//!   more), rxml's token scratch (at most 8 KiB) and the stanza's minidom tree.
+//!   not parsed, plus bytes the parser has taken of the unfinished stanza, counted as it
+//!   takes them: [`StreamReader::feed`] refuses more), rxml's token scratch (at most 8 KiB)
+//!   and the stanza's minidom tree. The stream header is bounded the same way.
 //! - [`parse_client_message`] refuses a message longer than `max_element_bytes` before
 //!   parsing it, and holds only the message's tree.
 //! - A minidom tree is much larger than its XML when the XML is mostly markup: for 250 KB
