@@ -7,9 +7,6 @@ use rxml::{Parse, RawParser};
 use crate::guard::{is_xml_space, new_parser, parse_error, Guard, Root, Step};
 use crate::{Limits, StreamError, StreamErrorCondition as C, NS_STREAM};
 
-/// Idle readers keep at most this much buffer capacity.
-const IDLE_CAPACITY: usize = 1024;
-
 /// The attributes of the server's `<stream:stream>` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamHeader {
@@ -197,11 +194,10 @@ impl StreamReader {
     /// elements, so thousands of idle streams stay small.
     fn release(&mut self) {
         if self.consumed == self.pending.len() {
-            self.pending.clear();
+            // Freed rather than kept for the next read: most streams are idle most of the
+            // time, and the next element allocates anyway.
+            self.pending = Vec::new();
             self.consumed = 0;
-            if self.pending.capacity() > IDLE_CAPACITY {
-                self.pending = Vec::new();
-            }
         }
         if self.guard.between_elements() {
             self.parser.release_temporaries();

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::metrics::{self, ActiveSession, Login};
 use crate::XmppBridge;
 use failure::{send, Failure};
-use server::{Server, READ_CHUNK};
+use server::Server;
 
 /// How long a closing side waits for the other's `</stream:stream>`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -200,7 +200,6 @@ impl Relay<'_> {
         let keepalive_every = self.bridge.settings.server_keepalive;
         let keepalive = tokio::time::sleep(keepalive_every);
         tokio::pin!(keepalive);
-        let mut buf = [0u8; READ_CHUNK];
         loop {
             // Events already parsed go out before anything else is read.
             while let Some(event) = self.server.reader.next_event().map_err(|e| {
@@ -215,9 +214,10 @@ impl Relay<'_> {
             let wrote = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
-                read = self.server.io.read(&mut buf) => {
-                    server::feed(&mut self.server.reader, read, &buf)
-                        .map_err(|e| e.into_failure(C::RemoteConnectionFailed))?;
+                // The read buffer lives on the stack only while polled, not in this future:
+                // idle sessions spend their life parked here.
+                read = std::future::poll_fn(|cx| server::poll_feed(&mut self.server, cx)) => {
+                    read.map_err(|e| e.into_failure(C::RemoteConnectionFailed))?;
                     false
                 }
                 msg = incoming.recv() => match msg {

@@ -1,13 +1,15 @@
 //! The server stream: TCP (or SRV) connect, STARTTLS or direct TLS, and the post-TLS stream
 //! header and features the client finally sees. The client never sees the pre-TLS stream.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use protocol_xmpp::{
     Element, Open, ServerEvent, StreamErrorCondition as C, StreamHeader, StreamReader, NS_STREAM,
     NS_TLS,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -18,8 +20,8 @@ use crate::metrics::{self, Login, Side};
 use crate::settings::TlsMode;
 use crate::XmppBridge;
 
-/// Bytes read from the server per read call. Small, as every idle session holds it: rustls
-/// already buffers the decrypted record, so a read is only a copy out of it.
+/// Bytes read from the server per read call. Small: rustls already buffers the decrypted
+/// record, so a read is only a copy out of it.
 pub const READ_CHUNK: usize = 1024;
 
 const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
@@ -66,6 +68,21 @@ pub fn feed(
         Ok(0) => Err(ReadError::Eof),
         Ok(n) => reader.feed(&buf[..n]).map_err(ReadError::Xml),
         Err(e) => Err(ReadError::Io(e)),
+    }
+}
+
+/// Reads what the server stream has ready into the reader. The buffer is a local of this
+/// call, so a pending read holds no memory in the caller's future.
+pub fn poll_feed(server: &mut Server, cx: &mut Context<'_>) -> Poll<Result<(), ReadError>> {
+    let mut buf = [0u8; READ_CHUNK];
+    let mut read = ReadBuf::new(&mut buf);
+    match Pin::new(&mut server.io).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Err(ReadError::Io(e))),
+        Poll::Ready(Ok(())) => {
+            let n = read.filled().len();
+            Poll::Ready(feed(&mut server.reader, Ok(n), &buf))
+        }
     }
 }
 
