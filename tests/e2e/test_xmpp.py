@@ -42,7 +42,7 @@ def test_login_roster_message_presence_and_metrics(xgw):
         assert msg.get("from") == alice.jid
         assert msg.findtext(q(NS_CLIENT, "body")) == "hello bob & co"
 
-        assert xgw.metric("xmpp_sessions_active") == 2
+        assert xgw.metric("gateway_xmpp_sessions_active") == 2
         # A clean close: <close/> answered with <close/>, then a normal WebSocket close.
         alice.send(CLOSE)
         ended = alice.expect_end()
@@ -51,13 +51,13 @@ def test_login_roster_message_presence_and_metrics(xgw):
         assert ET.fromstring(ended.messages[-1]).tag.endswith("}close")
 
     text = xgw.metrics_text()
-    assert metric_sum(text, "xmpp_logins_total", result="success") == 2
-    assert metric_sum(text, "xmpp_stanzas_total", direction="in", kind="message") == 1
-    assert metric_sum(text, "xmpp_stanzas_total", direction="out", kind="message") >= 1
-    assert metric_sum(text, "xmpp_stanzas_total", direction="in", kind="iq") >= 3
-    assert metric_sum(text, "xmpp_stanzas_total", direction="out", kind="presence") >= 1
-    assert metric_sum(text, "xmpp_server_connect_seconds_count") == 2
-    assert xgw.wait_metric("xmpp_sessions_active", lambda v: v == 0) == 0
+    assert metric_sum(text, "gateway_xmpp_logins_total", result="success") == 2
+    assert metric_sum(text, "gateway_xmpp_stanzas_total", direction="in", kind="message") == 1
+    assert metric_sum(text, "gateway_xmpp_stanzas_total", direction="out", kind="message") >= 1
+    assert metric_sum(text, "gateway_xmpp_stanzas_total", direction="in", kind="iq") >= 3
+    assert metric_sum(text, "gateway_xmpp_stanzas_total", direction="out", kind="presence") >= 1
+    assert metric_sum(text, "gateway_xmpp_server_connect_seconds_count") == 2
+    assert xgw.wait_metric("gateway_xmpp_sessions_active", lambda v: v == 0) == 0
 
 
 def test_wrong_password_is_not_authorized(xgw):
@@ -68,7 +68,7 @@ def test_wrong_password_is_not_authorized(xgw):
         assert answer.find(q(NS_SASL, "not-authorized")) is not None
         # The stream stays usable: the right password now works.
         assert c.auth("alice", "alice-pass").tag == q(NS_SASL, "success")
-    assert xgw.metric("xmpp_logins_total", result="sasl-failure") == 1
+    assert xgw.metric("gateway_xmpp_logins_total", result="sasl-failure") == 1
 
 
 def test_domain_not_on_the_allow_list_is_host_unknown(xgw):
@@ -77,7 +77,7 @@ def test_domain_not_on_the_allow_list_is_host_unknown(xgw):
         ended = c.expect_end()
     assert ended.condition == "host-unknown"
     assert ended.close_code == 1008
-    assert xgw.metric("xmpp_stream_errors_total", condition="host-unknown", side="gateway") == 1
+    assert xgw.metric("gateway_xmpp_stream_errors_total", condition="host-unknown", side="gateway") == 1
     assert_still_serves(xgw)
 
 
@@ -102,8 +102,8 @@ def test_identity_must_match_the_authenticated_user(gateway_factory, prosody, tm
         # The principal's own account logs in.
         assert c.auth("alice", "alice-pass").tag == q(NS_SASL, "success")
     text = gw.metrics_text()
-    assert metric_sum(text, "xmpp_logins_total", result="sasl-failure") == 2
-    assert metric_sum(text, "xmpp_logins_total", result="success") == 1
+    assert metric_sum(text, "gateway_xmpp_logins_total", result="sasl-failure") == 2
+    assert metric_sum(text, "gateway_xmpp_logins_total", result="success") == 1
 
 
 def test_unreachable_server(gateway_factory, prosody):
@@ -113,7 +113,7 @@ def test_unreachable_server(gateway_factory, prosody):
         c.send(open_el())
         ended = c.expect_end()
     assert (ended.condition, ended.close_code) == ("remote-connection-failed", 1014), ended
-    assert gw.metric("xmpp_logins_total", result="server-unreachable") == 1
+    assert gw.metric("gateway_xmpp_logins_total", result="server-unreachable") == 1
 
 
 def test_untrusted_server_certificate_fails_tls(gateway_factory, prosody):
@@ -124,7 +124,7 @@ def test_untrusted_server_certificate_fails_tls(gateway_factory, prosody):
         ended = c.expect_end()
     assert (ended.condition, ended.close_code) == ("remote-connection-failed", 1014), ended
     assert "TLS" in ended.text
-    assert gw.metric("xmpp_logins_total", result="tls-failure") == 1
+    assert gw.metric("gateway_xmpp_logins_total", result="tls-failure") == 1
 
 
 @pytest.mark.parametrize("tls", ["starttls", "direct"])
@@ -173,7 +173,7 @@ def test_prosody_stopped_mid_session(gateway_factory, tmp_path_factory):
         # Prosody's own stream error reaches the client, then <close/> and 1014.
         assert (ended.condition, ended.close_code) == ("system-shutdown", 1014), ended
         assert ET.fromstring(ended.messages[-1]).tag.endswith("}close")
-        assert gw.metric("xmpp_stream_errors_total", condition="system-shutdown",
+        assert gw.metric("gateway_xmpp_stream_errors_total", condition="system-shutdown",
                          side="server") == 1
         assert gw.alive()
     finally:

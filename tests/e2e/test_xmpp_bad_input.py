@@ -62,7 +62,7 @@ def test_bad_first_message(xgw, first, condition, code):
         c.send(first)
         ended = c.expect_end()
     assert (ended.condition, ended.close_code) == (condition, code), ended
-    assert xgw.metric("xmpp_sessions_active") in (None, 0)
+    assert xgw.metric("gateway_xmpp_sessions_active") in (None, 0)
     assert_still_serves(xgw)
 
 
@@ -96,7 +96,7 @@ def test_bad_server_ends_only_that_session(gateway_factory, prosody, handler, la
             assert fake.accepted == 1
             bystander.iq("get", f'<query xmlns="{NS_ROSTER}"/>')
         assert_still_serves(gw)
-        assert gw.metric("xmpp_logins_total", result="tls-failure") == 1
+        assert gw.metric("gateway_xmpp_logins_total", result="tls-failure") == 1
     finally:
         fake.close()
 
@@ -108,5 +108,5 @@ def test_stanza_rate_limit(gateway_factory, prosody):
             c.send(f'<message xmlns="{NS_CLIENT}" to="bob@localhost"><body>{i}</body></message>')
         ended = c.expect_end()
     assert (ended.condition, ended.close_code) == ("policy-violation", 1008), ended
-    assert gw.metric("xmpp_stanzas_total", direction="in", kind="message") == 3
+    assert gw.metric("gateway_xmpp_stanzas_total", direction="in", kind="message") == 3
     assert_still_serves(gw)

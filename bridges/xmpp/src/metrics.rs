@@ -1,5 +1,6 @@
-//! The XMPP bridge's metrics. Names start with `xmpp_`. Stanza counters are resolved once
-//! per service so the per-stanza cost is an atomic add.
+//! The XMPP bridge's metrics. Names start with `gateway_xmpp_`, like the rest of the
+//! gateway's. Stanza counters are resolved once per service so the per-stanza cost is an
+//! atomic add.
 
 use metrics::{Counter, Gauge};
 use protocol_xmpp::{StanzaKind, StreamErrorCondition};
@@ -68,7 +69,7 @@ impl Metrics {
         describe();
         let counters = |direction: &'static str| {
             KINDS.map(|kind| {
-                metrics::counter!("xmpp_stanzas_total", "direction" => direction, "kind" => kind.as_str())
+                metrics::counter!("gateway_xmpp_stanzas_total", "direction" => direction, "kind" => kind.as_str())
             })
         };
         Metrics {
@@ -89,24 +90,24 @@ impl Metrics {
 }
 
 pub fn login(result: Login) {
-    metrics::counter!("xmpp_logins_total", "result" => result.as_str()).increment(1);
+    metrics::counter!("gateway_xmpp_logins_total", "result" => result.as_str()).increment(1);
 }
 
 pub fn stream_error(condition: StreamErrorCondition, side: Side) {
-    metrics::counter!("xmpp_stream_errors_total", "condition" => condition.as_str(), "side" => side.as_str())
+    metrics::counter!("gateway_xmpp_stream_errors_total", "condition" => condition.as_str(), "side" => side.as_str())
         .increment(1);
 }
 
 pub fn connect_seconds(seconds: f64) {
-    metrics::histogram!("xmpp_server_connect_seconds").record(seconds);
+    metrics::histogram!("gateway_xmpp_server_connect_seconds").record(seconds);
 }
 
-/// Counts a session towards `xmpp_sessions_active{server}` for as long as it lives.
+/// Counts a session towards `gateway_xmpp_sessions_active{server}` for as long as it lives.
 pub struct ActiveSession(Gauge);
 
 impl ActiveSession {
     pub fn new(server: String) -> Self {
-        let gauge = metrics::gauge!("xmpp_sessions_active", "server" => server);
+        let gauge = metrics::gauge!("gateway_xmpp_sessions_active", "server" => server);
         gauge.increment(1.0);
         ActiveSession(gauge)
     }
@@ -121,23 +122,23 @@ impl Drop for ActiveSession {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(
-        "xmpp_sessions_active",
+        "gateway_xmpp_sessions_active",
         "XMPP sessions with an open server stream, by server"
     );
     describe_counter!(
-        "xmpp_logins_total",
+        "gateway_xmpp_logins_total",
         "XMPP logins and connection attempts by result"
     );
     describe_counter!(
-        "xmpp_stanzas_total",
+        "gateway_xmpp_stanzas_total",
         "Top-level XMPP elements relayed, by direction (in: client to server) and kind"
     );
     describe_counter!(
-        "xmpp_stream_errors_total",
+        "gateway_xmpp_stream_errors_total",
         "Stream errors by condition and the side that produced them"
     );
     describe_histogram!(
-        "xmpp_server_connect_seconds",
+        "gateway_xmpp_server_connect_seconds",
         Unit::Seconds,
         "TCP connect plus TLS to the XMPP server"
     );
