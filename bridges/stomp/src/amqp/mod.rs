@@ -75,14 +75,6 @@ enum Mode {
     },
 }
 
-fn instance_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
-        .unwrap_or(0);
-    format!("{:x}{:x}", std::process::id(), nanos)
-}
-
 impl AmqpBackend {
     /// Start connecting (in the background: an unreachable broker makes the service
     /// not ready, not the gateway fail). Needs a tokio runtime.
@@ -119,7 +111,7 @@ impl AmqpBackend {
             uri,
             service: service.into(),
             settings: Arc::new(settings.clone()),
-            instance: instance_id().into(),
+            instance: crate::backend::instance_id().into(),
             metrics,
             ids,
             mode,

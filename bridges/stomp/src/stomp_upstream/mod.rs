@@ -129,14 +129,6 @@ pub struct StompUpstream {
     stop: CancellationToken,
 }
 
-fn instance_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
-        .unwrap_or(0);
-    format!("{:x}{:x}", std::process::id(), nanos)
-}
-
 impl StompUpstream {
     /// Start connecting in the background: an unreachable broker makes the service not
     /// ready, it does not stop the gateway. Needs a tokio runtime.
@@ -166,7 +158,7 @@ impl StompUpstream {
                 metrics,
                 shared,
                 pass_through,
-                instance: instance_id(),
+                instance: crate::backend::instance_id(),
             }),
             reachable,
             stop,
