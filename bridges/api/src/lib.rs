@@ -6,6 +6,7 @@
 
 mod bridge;
 mod error;
+mod lane;
 mod message;
 mod outbox;
 mod principal;
@@ -14,6 +15,7 @@ mod settings;
 
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use error::{BridgeError, ErrorSource};
+pub use lane::{Lane, LanePolicy, Pushed};
 pub use message::{Message, Text};
 pub use outbox::{Outbox, OutboxPermit, OutboxReceiver, SendError, SessionClosed};
 pub use principal::{AuthMethod, CredentialCheck, Principal};

@@ -10,28 +10,84 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use crate::lane::{Lane, LanePolicy, LaneQueue};
 use crate::session::{CloseFrame, Outgoing};
 use crate::Message;
 
-struct State {
+pub(crate) struct State {
     items: VecDeque<Outgoing>,
     /// Slots promised to outstanding permits.
     reserved: usize,
     senders: usize,
-    receiver_closed: bool,
+    pub(crate) receiver_closed: bool,
+    /// Fan-out lanes, written after `items` on every pass (a `Vec`: sessions have few
+    /// subscriptions, and an empty one allocates nothing).
+    pub(crate) lanes: Vec<LaneQueue>,
+    next_lane: u32,
+    /// Where the next round-robin pass over the lanes starts.
+    next_rr: usize,
+    /// Messages the transport has taken so far (a bridge's heart-beat check reads it).
+    taken: u64,
 }
 
-struct Chan {
+impl State {
+    /// Up to `max` lane messages, round-robin from where the last pass stopped, each lane
+    /// giving up to `per_lane` so one busy subscription cannot starve the others.
+    fn take_lanes(&mut self, out: &mut Vec<Outgoing>, max: usize, per_lane: usize) -> usize {
+        let n = self.lanes.len();
+        let mut taken = 0;
+        let mut idle_in_a_row = 0;
+        let mut i = self.next_rr % n.max(1);
+        while taken < max && idle_in_a_row < n {
+            let lane = &mut self.lanes[i];
+            let got = if lane.paused {
+                0
+            } else {
+                lane.take(per_lane.min(max - taken), out)
+            };
+            taken += got;
+            idle_in_a_row = if got == 0 { idle_in_a_row + 1 } else { 0 };
+            i = (i + 1) % n;
+        }
+        self.next_rr = i;
+        taken
+    }
+
+    fn lanes_ready(&self) -> bool {
+        self.lanes.iter().any(|l| !l.paused && !l.items.is_empty())
+    }
+
+    fn pop(&mut self) -> Option<Outgoing> {
+        if let Some(x) = self.items.pop_front() {
+            return Some(x);
+        }
+        let n = self.lanes.len();
+        for step in 0..n {
+            let i = (self.next_rr + step) % n;
+            let lane = &mut self.lanes[i];
+            if lane.paused {
+                continue;
+            }
+            if let Some((m, _)) = lane.items.pop_front() {
+                self.next_rr = i + 1;
+                return Some(Outgoing::Message(m));
+            }
+        }
+        None
+    }
+}
+
+pub(crate) struct Chan {
     state: Mutex<State>,
     capacity: usize,
     /// Signalled when an item is queued or the last sender leaves.
-    item: Notify,
+    pub(crate) item: Notify,
     /// Signalled when room frees up or the receiver leaves.
     room: Notify,
 }
 
 impl Chan {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -107,6 +163,10 @@ impl Outbox {
                 reserved: 0,
                 senders: 1,
                 receiver_closed: false,
+                lanes: Vec::new(),
+                next_lane: 1,
+                next_rr: 0,
+                taken: 0,
             }),
             capacity: capacity.max(1),
             item: Notify::new(),
@@ -223,6 +283,27 @@ impl Outbox {
         .is_ok()
     }
 
+    /// A lane for one fan-out subscription: at most `capacity` messages, `policy` when
+    /// full. It opens paused: call [`Lane::resume`] once the client may see its messages.
+    pub fn open_lane(&self, capacity: usize, policy: LanePolicy) -> Lane {
+        let mut st = self.chan.lock();
+        let id = st.next_lane;
+        st.next_lane = st.next_lane.wrapping_add(1).max(1);
+        if !st.receiver_closed {
+            st.lanes.push(LaneQueue::new(id, capacity, policy));
+        }
+        Lane {
+            chan: self.chan.clone(),
+            id,
+        }
+    }
+
+    /// How many messages the transport has taken from this outbox and its lanes so far:
+    /// a bridge that sends heart-beats only when the link is quiet compares two readings.
+    pub fn taken(&self) -> u64 {
+        self.chan.lock().taken
+    }
+
     pub fn is_closed(&self) -> bool {
         self.chan.lock().receiver_closed
     }
@@ -266,9 +347,13 @@ impl OutboxReceiver {
             item.as_mut().enable();
             {
                 let mut st = self.chan.lock();
-                if let Some(x) = st.items.pop_front() {
+                let from_items = !st.items.is_empty();
+                if let Some(x) = st.pop() {
+                    st.taken += 1;
                     drop(st);
-                    self.chan.room.notify_waiters();
+                    if from_items {
+                        self.chan.room.notify_waiters();
+                    }
                     return Some(x);
                 }
                 if st.senders == 0 {
@@ -280,16 +365,25 @@ impl OutboxReceiver {
     }
 
     pub fn try_recv(&mut self) -> Option<Outgoing> {
-        let x = self.chan.lock().items.pop_front();
-        if x.is_some() {
+        let (x, from_items) = {
+            let mut st = self.chan.lock();
+            let from_items = !st.items.is_empty();
+            let x = st.pop();
+            if x.is_some() {
+                st.taken += 1;
+            }
+            (x, from_items)
+        };
+        if x.is_some() && from_items {
             self.chan.room.notify_waiters();
         }
         x
     }
 
-    /// Up to `max` queued items at once, under one lock.
+    /// Up to `max` queued items at once, under one lock: the control queue first, then
+    /// the lanes round-robin (up to `max / 4` from one lane per turn, at least 1).
     pub fn try_recv_many(&mut self, out: &mut Vec<Outgoing>, max: usize) {
-        let taken = {
+        let from_items = {
             let mut st = self.chan.lock();
             let n = max.min(st.items.len());
             out.extend(st.items.drain(..n));
@@ -297,11 +391,23 @@ impl OutboxReceiver {
                 // A burst is over: do not keep its memory on an idle session.
                 st.items.shrink_to(16);
             }
+            let from_lanes = if n < max && !st.lanes.is_empty() {
+                st.take_lanes(out, max - n, (max / 4).max(1))
+            } else {
+                0
+            };
+            st.taken += (n + from_lanes) as u64;
             n
         };
-        if taken > 0 {
+        if from_items > 0 {
             self.chan.room.notify_waiters();
         }
+    }
+
+    /// Whether anything is queued for the writer right now.
+    pub fn has_queued(&self) -> bool {
+        let st = self.chan.lock();
+        !st.items.is_empty() || st.lanes_ready()
     }
 
     /// Refuse further messages; waiting senders see the session closed.
@@ -312,6 +418,7 @@ impl OutboxReceiver {
             st.items.clear();
             // Free memory held by a burst that will never be written now.
             st.items.shrink_to_fit();
+            st.lanes = Vec::new();
         }
         self.chan.room.notify_waiters();
     }

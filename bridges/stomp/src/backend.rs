@@ -9,6 +9,7 @@ use bytes::Bytes;
 use protocol_stomp::Headers;
 
 use crate::destination::Destination;
+use crate::fanout::{DirectSub, LocalSub, Target};
 use crate::inbox::{AckToken, Inbox, SubKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,32 @@ pub struct Subscription {
     /// The session's STOMP version, so fan-out can encode MESSAGE frames once for all
     /// subscribers that share an id and version.
     pub version: protocol_stomp::Version,
+    /// For `ack:auto` topic subscriptions: the lane of the client's outbox that a topic
+    /// fan-out writes to directly (see `fanout`).
+    pub direct: Option<Arc<DirectSub>>,
+}
+
+impl Subscription {
+    /// Where a topic fan-out delivers this subscription's messages: its lane when it has
+    /// one, else the session's inbox.
+    pub fn fan_out_target(&self, inbox: &Arc<Inbox>) -> Target {
+        match &self.direct {
+            Some(d) => Target::Direct(d.clone()),
+            None => Target::Session {
+                inbox: inbox.clone(),
+                key: self.key,
+            },
+        }
+    }
+
+    /// A local subscriber of a topic fan-out for session `session`.
+    pub fn local(&self, session: u64, inbox: &Arc<Inbox>) -> LocalSub {
+        LocalSub {
+            session,
+            key: self.key,
+            target: self.fan_out_target(inbox),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -242,6 +242,13 @@ impl Inbox {
         self.lock().failure.clone()
     }
 
+    /// A direct subscription's lane overflowed under `disconnect`: the session ends with an
+    /// ERROR naming it.
+    pub fn overflow(&self, key: SubKey) {
+        self.lock().overflowed.get_or_insert(key);
+        self.notify.notify_one();
+    }
+
     /// The subscription that overflowed under `disconnect`, if any.
     pub fn overflowed(&self) -> Option<SubKey> {
         self.lock().overflowed

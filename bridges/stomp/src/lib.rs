@@ -8,6 +8,7 @@ pub mod backend;
 mod demo;
 pub mod destination;
 mod embedded;
+pub mod fanout;
 pub mod inbox;
 mod message;
 mod metrics;

@@ -7,6 +7,7 @@
 
 mod close;
 mod incoming;
+mod wake_apart;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_api::{Bridge, CloseFrame, Outbox, Session, SessionInfo};
-use futures::future::{select, Either};
+use futures::future::Either;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
@@ -102,7 +103,8 @@ where
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let bridge_fut = bridge.serve(session);
-        let close_sent = match select(bridge_fut, writer_fut).await {
+        // Deliveries wake the writer alone; the bridge is polled only when it was woken.
+        let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
                 if let Err(e) = &result {
                     tracing::info!(source = e.source_side().as_str(), "session ended: {e}");

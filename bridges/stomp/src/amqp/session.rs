@@ -14,7 +14,6 @@ use super::consumer::{self, QueueConsumer, Spec};
 use super::health::Health;
 use super::mapping;
 use super::publisher::Publish;
-use super::topics::Local;
 use crate::backend::{AckMode, BackendError, BackendSession, Subscription};
 use crate::destination::Destination;
 use crate::inbox::{AckToken, Inbox, SubKey};
@@ -112,12 +111,7 @@ impl BackendSession for AmqpSession {
         self.health.check()?;
         match address::for_subscribe(&sub.destination, |n| self.temp_queue(n)) {
             SubscribeTarget::Shared(binding) => {
-                let local = Local {
-                    session: self.session,
-                    key: sub.key,
-                    inbox: self.inbox.clone(),
-                    encode_as: (sub.ack == AckMode::Auto).then(|| (sub.id.clone(), sub.version)),
-                };
+                let local = sub.local(self.session, &self.inbox);
                 // Recorded before waiting, so a session dropped meanwhile still detaches.
                 self.topics.insert(sub.key, binding.clone());
                 if let Err(e) = self.broker.topics.subscribe(binding, local).await {

@@ -1,14 +1,14 @@
 //! Shared upstream subscriptions: every local subscriber to the same (exchange, pattern)
 //! hangs off ONE broker queue — exclusive, auto-deleted, bound once — with ONE consumer.
-//! Its deliveries are fanned out into the subscribers' inboxes (`Inbox::deliver` applies
-//! each one's slow-consumer policy; fan-out never waits), with the MESSAGE frame encoded
-//! once per (subscription id, version). The last local subscriber leaving deletes the queue.
+//! Its deliveries are fanned out by `fanout::Locals` (straight into the clients' outbox
+//! lanes for `ack:auto` subscribers; each queue applies its slow-consumer policy; fan-out
+//! never waits), with the MESSAGE frame encoded once per (subscription id, version). The last local subscriber leaving deletes the queue.
 //! A broker outage does not end the subscribers' sessions: the upstream is declared, bound
 //! and consumed again once a connection is back, and the gap is counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_api::CancellationToken;
@@ -20,7 +20,6 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Consumer;
-use protocol_stomp::Version;
 use tokio::sync::watch;
 
 use super::address::Binding;
@@ -29,7 +28,8 @@ use super::mapping;
 use super::metrics::Metrics;
 use super::pool::{Chan, Pool};
 use crate::backend::BackendError;
-use crate::inbox::{Delivery, Inbox, SubKey};
+use crate::fanout::{FanOut, LocalSub, Locals};
+use crate::inbox::SubKey;
 use crate::message::SharedMessage;
 
 /// Unacknowledged deliveries the broker may push to one shared consumer.
@@ -40,16 +40,6 @@ const ACK_EVERY: u16 = 100;
 /// Messages the broker keeps for a shared consumer that falls behind (oldest dropped).
 const MAX_LENGTH: i32 = 10_000;
 
-/// One local subscriber of a shared upstream.
-#[derive(Clone)]
-pub struct Local {
-    pub session: u64,
-    pub key: SubKey,
-    pub inbox: Arc<Inbox>,
-    /// Auto-ack subscribers get the shared encoded frame for this id and version.
-    pub encode_as: Option<(Arc<str>, Version)>,
-}
-
 #[derive(Clone)]
 enum UpState {
     Starting,
@@ -59,21 +49,9 @@ enum UpState {
 
 struct Upstream {
     binding: Binding,
-    /// By (session, subscription key). Fan-out reads it while delivering (each delivery
-    /// is a short inbox lock, never a wait); joining and leaving take it for writing.
-    locals: RwLock<HashMap<(u64, SubKey), Local>>,
+    locals: Locals,
     state: watch::Sender<UpState>,
     stop: CancellationToken,
-}
-
-impl Upstream {
-    fn locals(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(u64, SubKey), Local>> {
-        self.locals.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn locals_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(u64, SubKey), Local>> {
-        self.locals.write().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 pub struct TopicHub {
@@ -102,7 +80,7 @@ impl TopicHub {
     pub async fn subscribe(
         self: &Arc<Self>,
         binding: Binding,
-        local: Local,
+        local: LocalSub,
     ) -> Result<(), BackendError> {
         let mut state = {
             let mut map = self.map();
@@ -111,7 +89,7 @@ impl TopicHub {
                 .or_insert_with(|| {
                     let up = Arc::new(Upstream {
                         binding: binding.clone(),
-                        locals: RwLock::new(HashMap::new()),
+                        locals: Locals::default(),
                         state: watch::Sender::new(UpState::Starting),
                         stop: CancellationToken::new(),
                     });
@@ -120,7 +98,7 @@ impl TopicHub {
                     up
                 })
                 .clone();
-            up.locals_mut().insert((local.session, local.key), local);
+            up.locals.join(local);
             self.metrics.upstream_subscribers.increment(1.0);
             up.state.subscribe()
         };
@@ -141,12 +119,8 @@ impl TopicHub {
         let Some(up) = map.get(binding).cloned() else {
             return;
         };
-        let left = {
-            let mut locals = up.locals_mut();
-            if locals.remove(&(session, key)).is_none() {
-                return;
-            }
-            locals.len()
+        let Some(left) = up.locals.leave(session, key) else {
+            return;
         };
         self.metrics.upstream_subscribers.decrement(1.0);
         if left == 0 {
@@ -164,12 +138,7 @@ impl TopicHub {
             self.metrics.upstream_subscriptions.decrement(1.0);
         }
         // Under the map lock: nobody joins it any more, and those who did are told.
-        let joined = {
-            let mut locals = up.locals_mut();
-            let n = locals.len();
-            locals.clear();
-            n
-        };
+        let joined = up.locals.clear();
         self.metrics.upstream_subscribers.decrement(joined as f64);
         up.state.send_replace(UpState::Failed(e));
     }
@@ -287,7 +256,7 @@ impl TopicHub {
                 live_once = true;
                 up.state.send_replace(UpState::Live);
             }
-            let mut frames = Frames::default();
+            let mut fan = FanOut::default();
             let mut unacked = 0u16;
             loop {
                 tokio::select! {
@@ -300,7 +269,7 @@ impl TopicHub {
                     d = consumer.next() => match d {
                         Some(Ok(d)) => {
                             let tag = d.delivery_tag;
-                            self.fan_out(&up, d, &mut frames);
+                            self.fan_out(&up, d, &mut fan);
                             unacked += 1;
                             if unacked >= ACK_EVERY {
                                 unacked = 0;
@@ -343,10 +312,9 @@ impl TopicHub {
         }
     }
 
-    fn fan_out(&self, up: &Upstream, d: lapin::message::Delivery, frames: &mut Frames) {
+    fn fan_out(&self, up: &Upstream, d: lapin::message::Delivery, fan: &mut FanOut) {
         self.metrics.messages_in.increment(1);
-        let locals = up.locals();
-        if locals.is_empty() {
+        if up.locals.is_empty() {
             return;
         }
         let message = Arc::new(SharedMessage::new(
@@ -355,25 +323,8 @@ impl TopicHub {
             &mapping::to_stomp(&d.properties),
             Bytes::from(d.data),
         ));
-        frames.clear();
-        for l in locals.values() {
-            let frame = l
-                .encode_as
-                .as_ref()
-                .map(|(id, version)| frames.get(&message, id, *version));
-            l.inbox.deliver(
-                l.key,
-                Delivery {
-                    message: message.clone(),
-                    ack: None,
-                    redelivered: false,
-                    frame,
-                },
-            );
-        }
-        self.metrics
-            .fanout_deliveries
-            .increment(locals.len() as u64);
+        let reached = up.locals.fan_out(&message, fan);
+        self.metrics.fanout_deliveries.increment(reached);
     }
 }
 
@@ -383,24 +334,4 @@ async fn delete_queue(chan: &Chan, queue: ShortString) {
         chan.queue_delete(queue, QueueDeleteOptions::default()),
     )
     .await;
-}
-
-/// MESSAGE frames of one message by (subscription id, version); most clients use a
-/// handful of ids, so a short list searched linearly is enough. Reused between messages.
-#[derive(Default)]
-struct Frames(Vec<(Arc<str>, Version, bridge_api::Message)>);
-
-impl Frames {
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    fn get(&mut self, msg: &SharedMessage, id: &Arc<str>, version: Version) -> bridge_api::Message {
-        if let Some((_, _, f)) = self.0.iter().find(|(i, v, _)| *v == version && **i == **id) {
-            return f.clone();
-        }
-        let f = msg.shared_frame(id, version);
-        self.0.push((id.clone(), version, f.clone()));
-        f
-    }
 }

@@ -13,7 +13,8 @@ use protocol_stomp::Headers;
 
 use crate::backend::{AckMode, Backend, BackendError, BackendSession, OpenRequest, Subscription};
 use crate::destination::Destination;
-use crate::inbox::{AckToken, Delivery, Inbox, SubKey};
+use crate::fanout::FanOut;
+use crate::inbox::{AckToken, Inbox, SubKey};
 use crate::message::SharedMessage;
 use queues::Queues;
 use topics::{TopicSub, TopicTree};
@@ -105,33 +106,10 @@ impl Inner {
             Destination::Topic(key) => {
                 let msg = message(destination.to_string());
                 let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-                let mut delivered = 0u64;
-                // Encoded frames by (subscription id, version): most clients share a few ids.
-                let mut frames: Vec<(Arc<str>, protocol_stomp::Version, bridge_api::Message)> =
-                    Vec::new();
-                topics.for_each_match(key, |sub: &TopicSub| {
-                    let frame = sub.encode_as.as_ref().map(|(id, version)| {
-                        match frames.iter().find(|(i, v, _)| v == version && **i == **id) {
-                            Some((_, _, f)) => f.clone(),
-                            None => {
-                                let f = msg.shared_frame(id, *version);
-                                frames.push((id.clone(), *version, f.clone()));
-                                f
-                            }
-                        }
-                    });
-                    sub.inbox.deliver(
-                        sub.key,
-                        Delivery {
-                            message: msg.clone(),
-                            ack: None,
-                            redelivered: false,
-                            frame,
-                        },
-                    );
-                    delivered += 1;
-                });
-                crate::metrics::published("topic", delivered);
+                let mut fan = FanOut::default();
+                topics.for_each_match(key, |sub: &TopicSub| fan.deliver(&msg, sub));
+                drop(topics);
+                crate::metrics::published("topic", fan.finish());
                 Ok(())
             }
             Destination::Queue(name) => {
@@ -245,16 +223,7 @@ impl BackendSession for EmbeddedSession {
                     .topics
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        pattern,
-                        TopicSub {
-                            inbox: self.inbox.clone(),
-                            key: sub.key,
-                            session: self.session,
-                            encode_as: (sub.ack == AckMode::Auto)
-                                .then(|| (sub.id.clone(), sub.version)),
-                        },
-                    );
+                    .insert(pattern, sub.local(self.session, &self.inbox));
                 self.subs.insert(sub.key, SubTarget::Topic(pattern.clone()));
             }
             Destination::Queue(name) | Destination::TempQueue(name) => {

@@ -27,6 +27,7 @@ fn sub(key: SubKey, dest: &str, ack: AckMode, prefetch: usize) -> Subscription {
         ack,
         prefetch,
         version: protocol_stomp::Version::V1_2,
+        direct: None,
     }
 }
 
@@ -74,6 +75,61 @@ async fn topic_wildcards_fan_out_one_shared_message() {
         Arc::ptr_eq(&da[0].message, &db[0].message),
         "one message shared by subscribers"
     );
+}
+
+#[tokio::test]
+async fn direct_subscribers_get_one_shared_frame_in_their_outbox_lanes() {
+    use crate::fanout::DirectSub;
+    use bridge_api::{Outbox, Outgoing};
+    let broker = EmbeddedBroker::new(100);
+    let mut outs = Vec::new();
+    let mut sessions = Vec::new();
+    for id in 1..=3u64 {
+        let (mut s, inbox) = session(&broker, id).await;
+        let (outbox, rx) = Outbox::channel(4);
+        let lane = outbox.open_lane(10, bridge_api::LanePolicy::DropOldest);
+        let mut spec = sub(1, "/topic/prices.*", AckMode::Auto, 0);
+        spec.direct = Some(Arc::new(DirectSub::new(
+            lane.clone(),
+            "sub-0".into(),
+            protocol_stomp::Version::V1_2,
+            Policy::DropOldest,
+            inbox.clone(),
+            1,
+        )));
+        s.subscribe(&spec).await.unwrap();
+        lane.resume();
+        outs.push((outbox, rx, inbox));
+        sessions.push(s);
+    }
+    for n in 0..3 {
+        send(&mut sessions[0], "/topic/prices.AAPL", &n.to_string()).await;
+    }
+    let mut first: Vec<Bytes> = Vec::new();
+    for (i, (_outbox, rx, inbox)) in outs.iter_mut().enumerate() {
+        assert!(!inbox.has_pending(), "nothing went through the session");
+        let mut got = Vec::new();
+        rx.try_recv_many(&mut got, 100);
+        let frames: Vec<Bytes> = got
+            .into_iter()
+            .map(|o| match o {
+                Outgoing::Message(m) => m.payload(),
+                Outgoing::Close(_) => panic!("no close"),
+            })
+            .collect();
+        assert_eq!(frames.len(), 3, "in order, all three");
+        for (n, f) in frames.iter().enumerate() {
+            let text = String::from_utf8_lossy(f);
+            assert!(text.ends_with(&format!("\n\n{n}\0")), "{text:?}");
+        }
+        if i == 0 {
+            first = frames;
+        } else {
+            for (a, b) in first.iter().zip(&frames) {
+                assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding shared");
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -3,18 +3,11 @@
 //! or more (RabbitMQ topic exchange semantics).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::inbox::{Inbox, SubKey};
+use crate::fanout::LocalSub;
+use crate::inbox::SubKey;
 
-pub struct TopicSub {
-    pub inbox: Arc<Inbox>,
-    pub key: SubKey,
-    pub session: u64,
-    /// Subscription id and version to encode MESSAGE frames for; `None` when each delivery
-    /// needs its own frame (client acknowledgement).
-    pub encode_as: Option<(Arc<str>, protocol_stomp::Version)>,
-}
+pub type TopicSub = LocalSub;
 
 #[derive(Default)]
 pub struct TopicTree {
@@ -155,6 +148,8 @@ impl TopicTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fanout::Target;
+    use crate::inbox::Inbox;
 
     fn tree(patterns: &[&str]) -> TopicTree {
         let mut t = TopicTree::default();
@@ -163,10 +158,12 @@ mod tests {
             t.insert(
                 p,
                 TopicSub {
-                    inbox: inbox.clone(),
                     key: i as SubKey,
                     session: 1,
-                    encode_as: None,
+                    target: Target::Session {
+                        inbox: inbox.clone(),
+                        key: i as SubKey,
+                    },
                 },
             );
         }

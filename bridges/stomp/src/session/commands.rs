@@ -9,6 +9,7 @@ use super::{FrameResult, PendingAck, StompError, StompSession, SubState, TxOp};
 use crate::acl::Verb;
 use crate::backend::{AckMode, BackendError, BackendErrorKind, Subscription};
 use crate::destination::Destination;
+use crate::fanout::DirectSub;
 
 const MAX_OPEN_TRANSACTIONS: usize = 64;
 
@@ -155,8 +156,29 @@ impl StompSession<'_> {
         } else {
             capacity
         };
-        self.inbox.add(key, capacity, policy);
         let id: Arc<str> = id.into();
+        // `ack:auto` topic deliveries need nothing from this session: a lane of the
+        // client's outbox takes them straight to the writer. It opens paused and is
+        // resumed once the frame's RECEIPT is queued, so that comes first.
+        let direct = (ack == AckMode::Auto
+            && matches!(
+                destination,
+                Destination::Topic(_) | Destination::Exchange { .. }
+            ))
+        .then(|| {
+            let lane = self
+                .outbox
+                .open_lane(capacity, DirectSub::lane_policy(&policy));
+            Arc::new(DirectSub::new(
+                lane,
+                id.clone(),
+                self.version,
+                policy.clone(),
+                self.inbox.clone(),
+                key,
+            ))
+        });
+        self.inbox.add(key, capacity, policy);
         let sub = Subscription {
             key,
             id: id.clone(),
@@ -164,10 +186,17 @@ impl StompSession<'_> {
             ack,
             prefetch,
             version: self.version,
+            direct: direct.clone(),
         };
         if let Err(e) = self.backend().subscribe(&sub).await {
             self.inbox.remove(key);
+            if let Some(d) = &direct {
+                d.lane.close();
+            }
             return Err(backend_error(e));
+        }
+        if let Some(d) = &direct {
+            self.paused_lanes.push(d.lane.clone());
         }
         self.by_key.insert(key, id.to_string());
         self.subs.insert(
@@ -178,6 +207,7 @@ impl StompSession<'_> {
                 destination,
                 ack,
                 outstanding: VecDeque::new(),
+                lane: direct.map(|d| d.lane.clone()),
             },
         );
         crate::metrics::subscriptions(1.0);
@@ -228,10 +258,18 @@ impl StompSession<'_> {
         self.by_key.remove(&sub.key);
         self.acks.retain(|_, p| p.key != sub.key);
         crate::metrics::subscriptions(-1.0);
-        self.backend()
+        let result = self
+            .backend()
             .unsubscribe(sub.key)
             .await
-            .map_err(backend_error)
+            .map_err(backend_error);
+        // After the backend: no fan-out reaches the lane any more, and what it still
+        // held is dropped as an unsubscribed topic's messages are.
+        if let Some(lane) = &sub.lane {
+            self.paused_lanes.retain(|l| l.id() != lane.id());
+            lane.close();
+        }
+        result
     }
 
     pub(super) async fn ack_or_tx(&mut self, frame: Frame, nack: bool) -> FrameResult {

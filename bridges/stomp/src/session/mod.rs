@@ -30,6 +30,8 @@ struct SubState {
     ack: AckMode,
     /// Ack ids delivered and not yet acknowledged, oldest first (for cumulative ACK).
     outstanding: VecDeque<String>,
+    /// The outbox lane of a direct (`ack:auto` topic) subscription.
+    lane: Option<bridge_api::Lane>,
 }
 
 struct PendingAck {
@@ -68,12 +70,17 @@ pub struct StompSession<'a> {
     hb_out: Option<Duration>,
     hb_in: Option<Duration>,
     last_sent: Instant,
+    /// The outbox's `taken()` at the last heart-beat check: direct deliveries do not pass
+    /// through the session, so this is how it knows the link was busy.
+    last_taken: u64,
     last_heard: Instant,
     /// Set when heart-beats were negotiated: how often to check them.
     hb_tick_period: Option<Duration>,
     disconnecting: bool,
     /// Reused for each delivery batch.
     out_scratch: VecDeque<Message>,
+    /// Lanes opened by the frame being handled, resumed after its RECEIPT is queued.
+    paused_lanes: Vec<bridge_api::Lane>,
 }
 
 /// How a session's loop ended.
@@ -112,10 +119,12 @@ impl<'a> StompSession<'a> {
             hb_out: None,
             hb_in: None,
             last_sent: now,
+            last_taken: 0,
             last_heard: now,
             hb_tick_period: None,
             disconnecting: false,
             out_scratch: VecDeque::new(),
+            paused_lanes: Vec::new(),
         }
     }
 
@@ -265,6 +274,9 @@ impl<'a> StompSession<'a> {
             self.send_frame(Frame::new(Command::Receipt).header("receipt-id", id))
                 .await;
         }
+        for lane in self.paused_lanes.drain(..) {
+            lane.resume();
+        }
         Ok(())
     }
 
@@ -312,6 +324,13 @@ impl<'a> StompSession<'a> {
 
     async fn heart_beat(&mut self) -> FrameResult {
         let now = Instant::now();
+        let taken = self.outbox.taken();
+        if taken != self.last_taken {
+            // The writer took messages since the last check, some maybe straight from a
+            // lane: the link was not quiet.
+            self.last_taken = taken;
+            self.last_sent = self.last_sent.max(now - Duration::from_millis(1));
+        }
         if let Some(every) = self.hb_out {
             if now.duration_since(self.last_sent) >= every / 2 {
                 self.last_sent = now;

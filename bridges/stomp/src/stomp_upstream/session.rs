@@ -18,7 +18,7 @@ use bytes::Bytes;
 use protocol_stomp::{encode_to_bytes, Command, Frame, Headers, Version};
 
 use super::conn::{Conn, Handler, Options};
-use super::shared::Subscriber;
+
 use super::{message_from, Core, Flavor};
 use crate::backend::{AckMode, BackendError, BackendErrorKind, BackendSession, Subscription};
 use crate::destination::Destination;
@@ -422,16 +422,7 @@ impl BackendSession for UpstreamSession {
             (&self.core.shared, sub.ack, &sub.destination)
         {
             let dest = shared
-                .join(
-                    key,
-                    Subscriber {
-                        session: self.session,
-                        key: sub.key,
-                        inbox: self.inbox.clone(),
-                        id: sub.id.clone(),
-                        version: sub.version,
-                    },
-                )
+                .join(key, sub.local(self.session, &self.inbox))
                 .await
                 .map_err(|e| during(e, &what))?;
             self.routes.insert(sub.key, Route::Shared(dest));

@@ -1,5 +1,5 @@
 //! The shared connection: one upstream SUBSCRIBE per topic for every auto-ack subscriber
-//! of the service, fanned out locally into their inboxes (each MESSAGE frame encoded once
+//! of the service, fanned out locally by `fanout::Locals` (each MESSAGE frame encoded once
 //! per subscription id and version). It reconnects with backoff and subscribes again to
 //! every topic that still has subscribers; while it is down the service is not ready.
 //!
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bridge_api::CancellationToken;
-use protocol_stomp::{Command, Frame, Version};
+use protocol_stomp::{Command, Frame};
 use tokio::sync::watch;
 
 use super::conn::{Conn, Handler, Options, Receipt};
@@ -20,7 +20,8 @@ use super::metrics::Metrics;
 use super::uri::Endpoint;
 use super::{message_from, Flavor};
 use crate::backend::BackendError;
-use crate::inbox::{Delivery, Inbox, SubKey};
+use crate::fanout::{FanOut, LocalSub, Locals};
+use crate::inbox::SubKey;
 
 /// Frames the shared connection may hold for the socket (SUBSCRIBE/UNSUBSCRIBE only: a
 /// resubscription after a reconnect needs one per topic).
@@ -51,7 +52,7 @@ struct State {
 
 struct Topic {
     dest: String,
-    subscribers: Vec<Subscriber>,
+    subscribers: Locals,
     /// The connection the topic's SUBSCRIBE was last queued on.
     generation: u64,
     phase: watch::Sender<Phase>,
@@ -62,15 +63,6 @@ enum Phase {
     Pending,
     Subscribed,
     Failed(BackendError),
-}
-
-pub struct Subscriber {
-    pub session: u64,
-    pub key: SubKey,
-    pub inbox: Arc<Inbox>,
-    /// The client's subscription id and version, for the shared MESSAGE frame.
-    pub id: Arc<str>,
-    pub version: Version,
 }
 
 fn subscribe_frame(id: &str, dest: &str) -> Frame {
@@ -137,7 +129,7 @@ impl SharedConn {
 
     /// Add a subscriber to topic `key` (as in `/topic/KEY`), subscribing upstream if it is
     /// the first. Returns the upstream destination, which [`leave`](Self::leave) takes.
-    pub async fn join(&self, key: &str, sub: Subscriber) -> Result<String, BackendError> {
+    pub async fn join(&self, key: &str, sub: LocalSub) -> Result<String, BackendError> {
         let (dest, mut phase, created) = {
             let mut st = self.lock();
             let Some(conn) = st.conn.clone() else {
@@ -147,18 +139,20 @@ impl SharedConn {
             let dest = st.flavor.topic(key)?;
             if let Some(id) = st.by_dest.get(&dest).cloned() {
                 let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
-                topic.subscribers.push(sub);
+                topic.subscribers.join(sub);
                 self.metrics.local_subscribers.increment(1.0);
                 (dest, topic.phase.subscribe(), None)
             } else {
                 let id = format!("t-{}", self.ids.fetch_add(1, Ordering::Relaxed));
                 let receipt = conn.try_request(subscribe_frame(&id, &dest))?;
                 let (tx, rx) = watch::channel(Phase::Pending);
+                let subscribers = Locals::default();
+                subscribers.join(sub);
                 st.topics.insert(
                     id.clone(),
                     Topic {
                         dest: dest.clone(),
-                        subscribers: vec![sub],
+                        subscribers,
                         generation: conn.generation(),
                         phase: tx,
                     },
@@ -219,14 +213,11 @@ impl SharedConn {
             return;
         };
         let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
-        let before = topic.subscribers.len();
-        topic
-            .subscribers
-            .retain(|s| !(s.session == session && s.key == key));
-        self.metrics
-            .local_subscribers
-            .decrement((before - topic.subscribers.len()) as f64);
-        if !topic.subscribers.is_empty() {
+        let Some(left) = topic.subscribers.leave(session, key) else {
+            return;
+        };
+        self.metrics.local_subscribers.decrement(1.0);
+        if left > 0 {
             return;
         }
         let generation = topic.generation;
@@ -285,31 +276,8 @@ impl SharedConn {
         }
         self.metrics.messages_in.increment(1);
         let msg = message_from(&frame, &topic.dest);
-        // Encoded frames by (subscription id, version): most clients share a few ids.
-        let mut frames: Vec<(&Arc<str>, Version, bridge_api::Message)> = Vec::new();
-        for sub in &topic.subscribers {
-            let encoded = match frames
-                .iter()
-                .find(|(i, v, _)| *v == sub.version && ***i == *sub.id)
-            {
-                Some((_, _, f)) => f.clone(),
-                None => {
-                    let f = msg.shared_frame(&sub.id, sub.version);
-                    frames.push((&sub.id, sub.version, f.clone()));
-                    f
-                }
-            };
-            sub.inbox.deliver(
-                sub.key,
-                Delivery {
-                    message: msg.clone(),
-                    ack: None,
-                    redelivered: false,
-                    frame: Some(encoded),
-                },
-            );
-        }
-        crate::metrics::published("topic", topic.subscribers.len() as u64);
+        let reached = topic.subscribers.fan_out(&msg, &mut FanOut::default());
+        crate::metrics::published("topic", reached);
     }
 }
 
