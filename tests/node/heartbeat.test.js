@@ -1,7 +1,7 @@
 'use strict';
-// Heart-beats on a gateway configured with heart_beat = [500, 500] (grace 2.0): they keep
-// an idle connection alive, and a client that promised heart-beats and then stays silent
-// is dropped with ERROR "heart-beat timeout".
+// Heart-beats on a gateway configured with heart_beat = [500, 500] (heart_beat_floor = 500
+// allows it; grace 2.0): they keep an idle connection alive, and a client that promised
+// heart-beats and then stays silent is dropped with ERROR "heart-beat timeout".
 // Side by side with RabbitMQ Web-STOMP when RABBITMQ_WS_URL is set (lib/targets.js): it
 // counts heart-beats in whole seconds (a client asking for 500 ms gets 1000), so the
 // clients there ask for 1000 ms.
@@ -126,7 +126,7 @@ function checks(target) {
 }
 
 // Everything runs concurrently (the tests mostly wait, each on its own connections).
-const targets = stompTargets({ services: [stompService({ heart_beat: [GATEWAY_HB, GATEWAY_HB], heart_beat_grace: 2.0 })] });
+const targets = stompTargets({ services: [stompService({ heart_beat: [GATEWAY_HB, GATEWAY_HB], heart_beat_floor: GATEWAY_HB, heart_beat_grace: 2.0 })] });
 describe(`STOMP heart-beats side by side: ${targets.map((t) => t.kind).join(', ')}`, { concurrency: true }, () => {
   for (const target of targets) {
     describe(`STOMP heart-beats against ${target.name} (${target.gateway ? 'heart_beat = [500, 500]' : '1000 ms'})`,

@@ -68,7 +68,7 @@ describe('stomp-client.js parser', () => {
 describe('stomp-client.js against the gateway (heart_beat = [500, 500])', () => {
   let gw;
   before(async () => {
-    gw = await new Gateway({ services: [stompService({ heart_beat: [500, 500] })] }).start();
+    gw = await new Gateway({ services: [stompService({ heart_beat: [500, 500], heart_beat_floor: 500 })] }).start();
   });
   after(async () => {
     const rc = await gw.stop();

@@ -9,8 +9,8 @@ use crate::inbox::{ConflateKey, Policy};
 fn embedded() -> String {
     "embedded".into()
 }
-fn heart_beat() -> [u64; 2] {
-    [10_000, 10_000]
+fn heart_beat_floor() -> u64 {
+    1000
 }
 fn grace() -> f64 {
     2.0
@@ -61,10 +61,15 @@ pub struct StompSettings {
     /// Refuse CONNECT without valid login/passcode when the handshake carried no identity.
     #[serde(default)]
     pub require_login: bool,
-    /// `[cx, cy]` in ms: how often the gateway can send heart-beats, and how often it wants
-    /// them from the client; 0 = never.
-    #[serde(default = "heart_beat")]
-    pub heart_beat: [u64; 2],
+    /// `[sx, sy]` in ms, the gateway's own side of the heart-beat negotiation (STOMP 1.1
+    /// §Heart-beating): it can send every `sx`, wants to hear from the client every `sy`;
+    /// 0 = never. Unset: `[heart_beat_floor, heart_beat_floor]`, so a client gets the
+    /// intervals it asks for, but none shorter than the floor. See [`Self::heart_beat`].
+    #[serde(default, rename = "heart_beat")]
+    pub heart_beat_setting: Option<[u64; 2]>,
+    /// ms: the shortest heart-beat interval the gateway grants or asks for, either way.
+    #[serde(default = "heart_beat_floor")]
+    pub heart_beat_floor: u64,
     /// A client silent for this many heart-beat intervals is disconnected.
     #[serde(default = "grace")]
     pub heart_beat_grace: f64,
@@ -170,10 +175,36 @@ impl StompSettings {
                 ));
             }
         }
+        if self.heart_beat_floor == 0 {
+            return Err((
+                "heart_beat_floor".into(),
+                "must be at least 1 (ms); heart_beat = [0, 0] turns heart-beats off".into(),
+            ));
+        }
+        if let Some(hb) = self.heart_beat_setting {
+            for (i, v) in hb.into_iter().enumerate() {
+                if v != 0 && v < self.heart_beat_floor {
+                    return Err((
+                        format!("heart_beat[{i}]"),
+                        format!(
+                            "{v} ms is below heart_beat_floor ({} ms); lower the floor too, or use 0 for never",
+                            self.heart_beat_floor
+                        ),
+                    ));
+                }
+            }
+        }
         if self.heart_beat_grace < 1.0 {
             return Err(("heart_beat_grace".into(), "must be at least 1.0".into()));
         }
         Ok(())
+    }
+
+    /// The gateway's `[sx, sy]` for the heart-beat negotiation: the `heart_beat` setting, or
+    /// the floor both ways when it is unset.
+    pub fn heart_beat(&self) -> [u64; 2] {
+        self.heart_beat_setting
+            .unwrap_or([self.heart_beat_floor, self.heart_beat_floor])
     }
 
     /// The queue bound and policy for a subscription to `destination`.
@@ -201,5 +232,42 @@ impl StompSettings {
             Policy::Disconnect
         };
         (self.subscription_queue, policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(v: serde_json::Value) -> StompSettings {
+        bridge_api::parse_settings(v).expect("settings parse")
+    }
+
+    #[test]
+    fn heart_beat_defaults_to_the_floor_both_ways() {
+        let s = settings(serde_json::json!({}));
+        assert_eq!(s.heart_beat_floor, 1000);
+        assert_eq!(s.heart_beat(), [1000, 1000]);
+        assert!(s.validate().is_ok());
+        let s = settings(serde_json::json!({ "heart_beat_floor": 2500 }));
+        assert_eq!(s.heart_beat(), [2500, 2500]);
+        let s = settings(serde_json::json!({ "heart_beat": [10000, 0] }));
+        assert_eq!(s.heart_beat(), [10_000, 0]);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn heart_beat_settings_are_checked() {
+        let err = |v| settings(v).validate().unwrap_err();
+        let (key, msg) = err(serde_json::json!({ "heart_beat_floor": 0 }));
+        assert_eq!(key, "heart_beat_floor");
+        assert!(msg.contains("at least 1"), "{msg}");
+        let (key, msg) = err(serde_json::json!({ "heart_beat": [500, 500] }));
+        assert_eq!(key, "heart_beat[0]");
+        assert!(msg.contains("below heart_beat_floor (1000 ms)"), "{msg}");
+        let (key, _) = err(serde_json::json!({ "heart_beat": [0, 999] }));
+        assert_eq!(key, "heart_beat[1]");
+        let ok = settings(serde_json::json!({ "heart_beat": [500, 0], "heart_beat_floor": 500 }));
+        assert!(ok.validate().is_ok());
     }
 }

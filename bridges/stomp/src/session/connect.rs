@@ -23,7 +23,8 @@ fn negotiate(accept: Option<&str>, allowed: &[Version]) -> Option<Version> {
 
 /// `heart-beat: cx,cy` from the client and ours `[sx, sy]`: the two intervals (STOMP 1.1
 /// §Heart-beating): we send every max(sx, cy), expect every max(cx, sy); 0 on either side
-/// means never.
+/// means never. Ours is `StompSettings::heart_beat()`: by default the floor both ways, so
+/// a client gets what it asks for, raised to the floor.
 fn heart_beats(header: Option<&str>, ours: [u64; 2]) -> Result<(u64, u64), String> {
     let (cx, cy) = match header {
         None => (0, 0),
@@ -69,7 +70,7 @@ impl StompSession<'_> {
 
         let (out, inc) = heart_beats(
             frame.headers.get("heart-beat"),
-            self.bridge.settings.heart_beat,
+            self.bridge.settings.heart_beat(),
         )
         .map_err(|e| StompError::protocol("bad_header", "bad heart-beat header", e))?;
         if version == Version::V1_0 {
@@ -175,5 +176,53 @@ mod tests {
         assert_eq!(heart_beats(None, [10_000, 10_000]), Ok((0, 0)));
         assert_eq!(heart_beats(Some("1000,1000"), [0, 500]), Ok((0, 1000)));
         assert!(heart_beats(Some("x"), [1, 1]).is_err());
+    }
+
+    /// What a client asking `header` gets from a service with these settings.
+    fn granted(settings: serde_json::Value, header: &str) -> (u64, u64) {
+        let s: crate::settings::StompSettings =
+            bridge_api::parse_settings(settings).expect("settings parse");
+        s.validate().expect("settings are valid");
+        heart_beats(Some(header), s.heart_beat()).expect("header parses")
+    }
+
+    #[test]
+    fn by_default_a_client_gets_what_it_asks_down_to_the_floor() {
+        let default = serde_json::json!({});
+        assert_eq!(granted(default.clone(), "1000,1000"), (1000, 1000));
+        assert_eq!(granted(default.clone(), "200,200"), (1000, 1000));
+        assert_eq!(granted(default.clone(), "0,0"), (0, 0));
+        assert_eq!(granted(default.clone(), "30000,30000"), (30_000, 30_000));
+        // Each direction on its own: cx is what the client sends, cy what it wants.
+        assert_eq!(granted(default.clone(), "0,1500"), (1500, 0));
+        assert_eq!(granted(default.clone(), "30000,0"), (0, 30_000));
+        assert_eq!(granted(default, "500,45000"), (45_000, 1000));
+    }
+
+    #[test]
+    fn heart_beat_floor_is_configurable() {
+        let floor = serde_json::json!({ "heart_beat_floor": 2000 });
+        assert_eq!(granted(floor.clone(), "1000,1000"), (2000, 2000));
+        assert_eq!(granted(floor.clone(), "3000,2500"), (2500, 3000));
+        assert_eq!(granted(floor, "0,0"), (0, 0));
+        let low = serde_json::json!({ "heart_beat_floor": 100 });
+        assert_eq!(granted(low, "200,200"), (200, 200));
+    }
+
+    #[test]
+    fn an_explicit_heart_beat_follows_the_spec() {
+        let fixed = serde_json::json!({ "heart_beat": [10000, 10000] });
+        assert_eq!(granted(fixed.clone(), "1000,1000"), (10_000, 10_000));
+        assert_eq!(granted(fixed.clone(), "4000,20000"), (20_000, 10_000));
+        assert_eq!(granted(fixed, "0,0"), (0, 0));
+        // 0 on our side: we never send (first), or never ask (second).
+        let send_only = serde_json::json!({ "heart_beat": [5000, 0] });
+        assert_eq!(granted(send_only, "1000,1000"), (5000, 0));
+        let off = serde_json::json!({ "heart_beat": [0, 0] });
+        assert_eq!(granted(off, "1000,1000"), (0, 0));
+        // Below the default floor, with the floor lowered to match.
+        let fast = serde_json::json!({ "heart_beat": [500, 500], "heart_beat_floor": 500 });
+        assert_eq!(granted(fast.clone(), "500,500"), (500, 500));
+        assert_eq!(granted(fast, "100,100"), (500, 500));
     }
 }
