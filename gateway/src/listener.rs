@@ -8,6 +8,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -46,7 +47,9 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
 ) {
     let slot = state.connections.try_open();
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = configure_accepted(&tcp, state.limits.socket_send_buffer) {
+        tracing::debug!(%peer, "setting SO_SNDBUF failed: {e}");
+    }
     match tls {
         None => serve_http(state, tcp, peer, slot).await,
         Some(acceptor) => {
@@ -60,6 +63,18 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Socket options for an accepted client connection: no Nagle delay, and `SO_SNDBUF` at
+/// `send_buffer` bytes (0: leave the kernel's autotuning). The caller logs a failure and
+/// serves the connection all the same.
+fn configure_accepted(tcp: &TcpStream, send_buffer: usize) -> std::io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    if send_buffer > 0 {
+        // The kernel takes an int, and caps it at net.core.wmem_max anyway.
+        SockRef::from(tcp).set_send_buffer_size(send_buffer.min(i32::MAX as usize))?;
+    }
+    Ok(())
 }
 
 async fn serve_http<IO>(
@@ -97,3 +112,47 @@ async fn serve_http<IO>(
 /// The connection's place under `max_connections`; an upgrade moves it into the session,
 /// so it is held exactly as long as the socket is open. `None` inside: over capacity.
 pub type ConnectionSlot = Arc<Mutex<Option<crate::limits::OpenGuard>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An accepted socket (and its client end) on loopback, configured as the accept loop does.
+    async fn accepted(send_buffer: usize) -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        configure_accepted(&tcp, send_buffer).unwrap();
+        (tcp, client)
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_get_the_configured_send_buffer() {
+        let (tcp, _client) = accepted(64 * 1024).await;
+        let got = SockRef::from(&tcp).send_buffer_size().unwrap();
+        // Linux doubles the requested size (the rest is its bookkeeping); others keep it.
+        if cfg!(target_os = "linux") {
+            assert_eq!(got, 128 * 1024);
+        } else {
+            assert!(got >= 64 * 1024, "{got}");
+        }
+        assert!(tcp.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn zero_leaves_the_kernel_default() {
+        let (untouched, _c1) = accepted(0).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _c2 = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (fresh, _) = listener.accept().await.unwrap();
+        assert_eq!(
+            SockRef::from(&untouched).send_buffer_size().unwrap(),
+            SockRef::from(&fresh).send_buffer_size().unwrap()
+        );
+        assert!(untouched.nodelay().unwrap());
+    }
+}

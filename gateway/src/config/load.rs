@@ -63,6 +63,20 @@ mod tests {
     }
 
     #[test]
+    fn socket_send_buffer_defaults_to_64_kib_and_0_turns_it_off() {
+        let f = write("[server]\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!(
+            load(Some(f.path())).unwrap().limits.socket_send_buffer,
+            65536
+        );
+        let f = write("[limits]\nsocket_send_buffer = 0\n");
+        assert_eq!(load(Some(f.path())).unwrap().limits.socket_send_buffer, 0);
+        let f = write("[limits]\nsocket_send_buffer = -1\n");
+        let err = load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("limits.socket_send_buffer"), "{err}");
+    }
+
+    #[test]
     fn services_and_settings_parse() {
         let f = write(
             "[[service]]\nname = \"irc\"\npath = \"/tcp\"\nbridge = \"tcp\"\n\

@@ -106,6 +106,11 @@ pub struct LimitsConfig {
     pub max_frame_size: usize,
     /// Per-connection read buffer; small on purpose so idle connections stay cheap.
     pub read_buffer_size: usize,
+    /// `SO_SNDBUF` of every accepted client socket, in bytes (Linux doubles it for its own
+    /// bookkeeping and caps it at `net.core.wmem_max`). Small, so a stalled client's backlog
+    /// waits in the gateway's bounded queues instead of kernel memory; 0 leaves the
+    /// kernel's autotuning (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    pub socket_send_buffer: usize,
     /// Silence after which the gateway pings; after twice this with no answer it closes.
     /// Zero disables.
     #[serde(with = "humantime_serde")]
@@ -127,6 +132,7 @@ impl Default for LimitsConfig {
             max_message_size: 4 * 1024 * 1024,
             max_frame_size: 4 * 1024 * 1024,
             read_buffer_size: 1024,
+            socket_send_buffer: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
             outgoing_queue: 256,
             drain_timeout: Duration::from_secs(10),
