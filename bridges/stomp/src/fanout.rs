@@ -105,6 +105,9 @@ pub struct LocalSub {
 #[derive(Default)]
 pub struct FanOut {
     delivered: u64,
+    /// Of those, the ones queued straight for the client (the session counts the rest as
+    /// it hands them over).
+    direct: u64,
 }
 
 impl FanOut {
@@ -114,9 +117,13 @@ impl FanOut {
             Target::Direct(d) => {
                 let frame = msg.shared_frame(&d.id, d.version);
                 match d.lane.push(frame, d.conflation_key(msg)) {
-                    Pushed::Queued => self.delivered += 1,
+                    Pushed::Queued => {
+                        self.delivered += 1;
+                        self.direct += 1;
+                    }
                     Pushed::Displaced => {
                         self.delivered += 1;
+                        self.direct += 1;
                         crate::metrics::slow_consumer(d.policy.name());
                     }
                     Pushed::Overflow => {
@@ -145,6 +152,10 @@ impl FanOut {
 
     /// How many subscribers were reached since the last call.
     pub fn finish(&mut self) -> u64 {
+        let direct = std::mem::take(&mut self.direct);
+        if direct > 0 {
+            crate::metrics::delivered(direct);
+        }
         std::mem::take(&mut self.delivered)
     }
 }

@@ -63,7 +63,7 @@ pub fn describe() {
     );
     describe_counter!(
         "gateway_stomp_messages_delivered_total",
-        "MESSAGE frames handed to clients"
+        "MESSAGE frames handed to clients (for ack:auto topic subscriptions: queued for the client's socket)"
     );
     describe_counter!(
         "gateway_stomp_slow_consumer_events_total",
