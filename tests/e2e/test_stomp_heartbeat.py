@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from gwproc import gateway_bin
 from stomp_util import RawStomp, stomp_service
 
@@ -39,24 +41,17 @@ def test_client_gets_the_heart_beats_it_asks_for(gateway_factory):
         assert c.receipt("SEND", {"destination": "/topic/hb.nobody"}).command == "RECEIPT"
 
 
-def test_asking_below_the_floor_gets_the_floor(gateway_factory):
-    gw = gateway_factory(services=[stomp_service()])
-    c, headers = _connected(gw, "100,100")
+@pytest.mark.parametrize("settings, asked, granted", [
+    ({}, "100,100", "1000,1000"),   # below the default floor: the floor
+    ({}, "0,0", "0,0"),             # none asked, none granted
+    ({"heart_beat_floor": 2000}, "1000,1000", "2000,2000"),
+    ({"heart_beat_floor": 2000}, "3000,2500", "2500,3000"),
+])
+def test_granted_heart_beats(gateway_factory, settings, asked, granted):
+    gw = gateway_factory(services=[stomp_service(**settings)])
+    c, headers = _connected(gw, asked)
     with c:
-        assert headers["heart-beat"] == "1000,1000"
-    c, headers = _connected(gw, "0,0")
-    with c:
-        assert headers["heart-beat"] == "0,0"
-
-
-def test_configured_floor(gateway_factory):
-    gw = gateway_factory(services=[stomp_service(heart_beat_floor=2000)])
-    c, headers = _connected(gw, "1000,1000")
-    with c:
-        assert headers["heart-beat"] == "2000,2000"
-    c, headers = _connected(gw, "3000,2500")
-    with c:
-        assert headers["heart-beat"] == "2500,3000"
+        assert headers["heart-beat"] == granted
 
 
 def test_heart_beat_below_the_floor_is_a_config_error(gateway_factory):
