@@ -290,6 +290,8 @@ impl Outbox {
         let id = st.next_lane;
         st.next_lane = st.next_lane.wrapping_add(1).max(1);
         if !st.receiver_closed {
+            // Most sessions hold one or two subscriptions: grow one slot at a time.
+            st.lanes.reserve_exact(1);
             st.lanes.push(LaneQueue::new(id, capacity, policy));
         }
         Lane {
