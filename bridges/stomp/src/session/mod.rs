@@ -73,6 +73,8 @@ pub struct StompSession<'a> {
     /// The outbox's `taken()` at the last heart-beat check: direct deliveries do not pass
     /// through the session, so this is how it knows the link was busy.
     last_taken: u64,
+    /// When the heart-beat check last ran.
+    last_hb_check: Instant,
     last_heard: Instant,
     /// Set when heart-beats were negotiated: how often to check them.
     hb_tick_period: Option<Duration>,
@@ -120,6 +122,7 @@ impl<'a> StompSession<'a> {
             hb_in: None,
             last_sent: now,
             last_taken: 0,
+            last_hb_check: now,
             last_heard: now,
             hb_tick_period: None,
             disconnecting: false,
@@ -328,12 +331,17 @@ impl<'a> StompSession<'a> {
         if taken != self.last_taken {
             // The writer took messages since the last check, some maybe straight from a
             // lane: the link was not quiet.
+            // Some time since the last check; counting it from the last check errs
+            // towards one heart-beat too many, never one too few.
             self.last_taken = taken;
-            self.last_sent = self.last_sent.max(now - Duration::from_millis(1));
+            self.last_sent = self.last_sent.max(self.last_hb_check);
         }
+        self.last_hb_check = now;
         if let Some(every) = self.hb_out {
             if now.duration_since(self.last_sent) >= every / 2 {
                 self.last_sent = now;
+                // Our own heart-beat is not traffic: the next check expects exactly it.
+                self.last_taken = taken + 1;
                 let _ = self.outbox.try_send(Message::text("\n"));
             }
         }
