@@ -8,7 +8,8 @@
 #
 # PARTS: idle fanout1k fanout10k slow rabbitmq (default: all). Output goes to the terminal and
 # to $OUT (default /tmp/stomp-bench-DATE), one file per scenario; each ends with loadgen's
-# JSON summary line. PORT/ADMIN_PORT move the gateway; BIN/BUILD as in bench-idle.sh.
+# JSON summary line. PORT/ADMIN_PORT move the gateway; BIN/BUILD as in bench-idle.sh; LG
+# names the loadgen binary (default $BIN/loadgen), so one generator can drive two builds.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 BUILD=${BUILD:-1}
 OUT=${OUT:-/tmp/stomp-bench-$(date +%Y%m%d-%H%M%S)}
 URL="ws://127.0.0.1:$PORT/ws"
-LG="$BIN/loadgen"
+LG=${LG:-$BIN/loadgen}
 mkdir -p "$OUT"
 
 if [ "$BUILD" = 1 ]; then
@@ -94,6 +95,22 @@ field() {
     tail -1 "$OUT/$1.txt" | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print('' if v is None else v)"
 }
 
+# Kernel TCP memory while a scenario runs: the highest `mem` (pages) of /proc/net/sockstat,
+# sampled every 0.5 s, so a stalled client's backlog shows whether it sits in the kernel.
+sockstat_start() {
+    (peak=0; while :; do
+        m=$(awk '/^TCP:/{for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat)
+        [ "$m" -gt "$peak" ] && peak=$m && echo "$peak" >"$OUT/sockstat.peak"
+        sleep 0.5
+    done) &
+    sockstat_pid=$!
+}
+sockstat_stop() {
+    kill "$sockstat_pid" 2>/dev/null || true
+    wait "$sockstat_pid" 2>/dev/null || true
+    echo "kernel TCP memory, peak during the run: $(cat "$OUT/sockstat.peak") pages of $(getconf PAGESIZE) bytes (/proc/net/sockstat)"
+}
+
 # The gateway's count of slow-consumer policy actions (drop-oldest here).
 slow_consumer_events() {
     echo "gateway slow-consumer events: $(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
@@ -133,15 +150,19 @@ for part in $PARTS; do
             # 1,000 subscribers at 50 msgs/s: a stalled socket's backlog (1,500 messages)
             # fits in the gateway's kernel send buffer, so its queues never fill...
             start_gateway
+            sockstat_start
             run slow "$LG" stomp-slow --url "$URL" --subscribers 1000 --slow-percent 1 \
                 --rate "${SLOW_RATE:-50}" --duration 30s --processes 2 --server-pid "$gateway"
+            sockstat_stop
             slow_consumer_events
             stop_gateway
             # ...so also 200 subscribers at 500 msgs/s (15,000 messages per stalled socket
             # in 30 s), which fills them and makes drop-oldest work.
             start_gateway
+            sockstat_start
             run slow-fill "$LG" stomp-slow --url "$URL" --subscribers 200 --slow-percent 1 \
                 --rate 500 --duration 30s --processes 2 --server-pid "$gateway"
+            sockstat_stop
             slow_consumer_events
             stop_gateway
             ;;
