@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::text;
+use crate::response::text;
 
 /// Install the global recorder and describe the core metrics.
 pub fn install_metrics() -> Result<PrometheusHandle, String> {

@@ -9,9 +9,11 @@ mod limits;
 mod listener;
 mod origin;
 mod registry;
+mod response;
 mod run;
 mod services;
 mod state;
+mod static_files;
 mod tls;
 mod transport;
 

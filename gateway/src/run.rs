@@ -7,10 +7,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
 use crate::config::{self, GatewayConfig};
-use crate::http::StaticFiles;
 use crate::registry::builtin_bridges;
 use crate::services::ServiceTable;
 use crate::state::AppState;
+use crate::static_files::StaticFiles;
 
 /// Everything a configuration needs before anything listens: bridges built, keys read.
 struct Prepared {

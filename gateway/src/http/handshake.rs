@@ -15,9 +15,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{text, Body};
 use crate::forwarded::client_addr;
-use crate::listener::ConnectionSlot;
+use crate::limits::{ConnectionSlot, SessionSlots};
+use crate::response::{text, Body};
 use crate::services::{offered_subprotocols, NoService, Service};
 use crate::state::AppState;
 use crate::transport::run_session;
@@ -226,10 +226,10 @@ pub async fn upgrade(
         transport: "websocket",
     });
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let open_slot = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let slots = SessionSlots::take(ip_slot, &slot);
     let task_state = state.clone();
     state.sessions.spawn(async move {
-        let _slots = (ip_slot, open_slot);
+        let _slots = slots;
         match on_upgrade.await {
             Ok(upgraded) => {
                 // Ready on first poll (no I/O happens); not awaiting keeps the stream out

@@ -1,8 +1,6 @@
 //! HTTP on the public port: health, readiness, static pages and WebSocket upgrades.
 
 mod handshake;
-mod response;
-mod static_files;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +8,8 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use response::{text, Body};
-pub use static_files::StaticFiles;
-
-use crate::listener::ConnectionSlot;
+use crate::limits::ConnectionSlot;
+use crate::response::{text, Body};
 use crate::state::AppState;
 
 /// Handle one request on the public listener. A connection that arrived past
