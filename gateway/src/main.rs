@@ -1,6 +1,7 @@
 //! `gateway`: one WebSocket port, subprotocol dispatch to pluggable protocol bridges.
 
 mod admin;
+mod admission;
 mod auth;
 mod config;
 mod forwarded;

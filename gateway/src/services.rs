@@ -155,18 +155,6 @@ impl ServiceTable {
     }
 }
 
-/// Tokens from every `Sec-WebSocket-Protocol` header, in the client's order.
-pub fn offered_subprotocols(headers: &http::HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,13 +256,5 @@ mod tests {
         assert!(e.starts_with("service[0].bridge"), "{e}");
         let e = table(&[svc("s", "ws", "stomp", false)]).err().unwrap();
         assert!(e.starts_with("service[0].path"), "{e}");
-    }
-
-    #[test]
-    fn offered_tokens_from_several_headers() {
-        let mut h = http::HeaderMap::new();
-        h.append("sec-websocket-protocol", "a, b".parse().unwrap());
-        h.append("sec-websocket-protocol", "c".parse().unwrap());
-        assert_eq!(offered_subprotocols(&h), vec!["a", "b", "c"]);
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP on the public port: health, readiness, static pages and WebSocket upgrades.
 
-mod handshake;
+mod refusal;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +30,8 @@ pub async fn handle(
         );
         return Ok(resp);
     }
-    if handshake::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
-        return Ok(handshake::upgrade(state, req, peer, slot).await);
+    if websocket::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
+        return Ok(websocket::start(state, req, peer, slot).await);
     }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
