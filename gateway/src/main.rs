@@ -4,6 +4,7 @@ mod admin;
 mod admission;
 mod auth;
 mod config;
+mod error;
 mod forwarded;
 mod http;
 mod limits;
