@@ -7,14 +7,19 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::text;
+use crate::response::text;
+
+/// The Prometheus recorder could not be set up (bad buckets, or a recorder already installed).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct MetricsError(#[from] BuildError);
 
 /// Install the global recorder and describe the core metrics.
-pub fn install_metrics() -> Result<PrometheusHandle, String> {
+pub fn install_metrics() -> Result<PrometheusHandle, MetricsError> {
     let seconds = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
@@ -24,10 +29,8 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
             Matcher::Full("gateway_session_duration_seconds".into()),
             &durations,
         )
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds))
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds))?
+        .install_recorder()?;
     describe();
     Ok(handle)
 }

@@ -86,6 +86,28 @@ impl ConnectionLimits {
     }
 }
 
+/// The connection's place under `max_connections`; an upgrade moves it into the session,
+/// so it is held exactly as long as the socket is open. `None` inside: over capacity.
+pub type ConnectionSlot = Arc<Mutex<Option<OpenGuard>>>;
+
+/// What an admitted session holds for its whole life: its place under the per-IP cap and
+/// the connection's open slot, released together when the session ends.
+pub struct SessionSlots {
+    _ip: IpGuard,
+    _open: Option<OpenGuard>,
+}
+
+impl SessionSlots {
+    /// Takes the open slot out of `conn`, which from now on belongs to the session.
+    pub fn take(ip: IpGuard, conn: &ConnectionSlot) -> SessionSlots {
+        let open = conn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        SessionSlots {
+            _ip: ip,
+            _open: open,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::limits::{record_trip, trip};
+use crate::limits::{record_trip, trip, ConnectionSlot, OpenGuard};
 use crate::state::AppState;
 
 /// Accept until `state.shutdown` fires; the listening socket closes when this returns.
@@ -77,12 +77,8 @@ fn configure_accepted(tcp: &TcpStream, send_buffer: usize) -> std::io::Result<()
     Ok(())
 }
 
-async fn serve_http<IO>(
-    state: Arc<AppState>,
-    io: IO,
-    peer: SocketAddr,
-    slot: Option<crate::limits::OpenGuard>,
-) where
+async fn serve_http<IO>(state: Arc<AppState>, io: IO, peer: SocketAddr, slot: Option<OpenGuard>)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_capacity = slot.is_none();
@@ -108,10 +104,6 @@ async fn serve_http<IO>(
         tracing::debug!(%peer, "http connection ended: {e}");
     }
 }
-
-/// The connection's place under `max_connections`; an upgrade moves it into the session,
-/// so it is held exactly as long as the socket is open. `None` inside: over capacity.
-pub type ConnectionSlot = Arc<Mutex<Option<crate::limits::OpenGuard>>>;
 
 #[cfg(test)]
 mod tests {

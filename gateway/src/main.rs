@@ -1,17 +1,21 @@
 //! `gateway`: one WebSocket port, subprotocol dispatch to pluggable protocol bridges.
 
 mod admin;
+mod admission;
 mod auth;
 mod config;
+mod error;
 mod forwarded;
 mod http;
 mod limits;
 mod listener;
 mod origin;
 mod registry;
+mod response;
 mod run;
 mod services;
 mod state;
+mod static_files;
 mod tls;
 mod transport;
 

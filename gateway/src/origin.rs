@@ -12,20 +12,29 @@ pub enum OriginRule {
     },
 }
 
+/// Why an `allowed_origins` entry is not a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("origin `{0}` needs a scheme, e.g. https://{0}")]
+    NoScheme(String),
+    #[error("origin pattern `{0}` is malformed")]
+    MalformedPattern(String),
+    #[error("origin `{0}`: `*` only as `scheme://*.domain`, and no path")]
+    MisplacedWildcard(String),
+}
+
 impl OriginRule {
-    pub fn parse(rule: &str) -> Result<OriginRule, String> {
+    pub fn parse(rule: &str) -> Result<OriginRule, OriginError> {
         let rule = rule.trim().to_ascii_lowercase();
         if rule == "*" {
             return Ok(OriginRule::Any);
         }
         let Some((scheme, rest)) = rule.split_once("://") else {
-            return Err(format!(
-                "origin `{rule}` needs a scheme, e.g. https://{rule}"
-            ));
+            return Err(OriginError::NoScheme(rule));
         };
         if let Some(suffix) = rest.strip_prefix("*.") {
             if suffix.is_empty() || suffix.contains('*') {
-                return Err(format!("origin pattern `{rule}` is malformed"));
+                return Err(OriginError::MalformedPattern(rule));
             }
             return Ok(OriginRule::Wildcard {
                 scheme: scheme.to_string(),
@@ -33,9 +42,7 @@ impl OriginRule {
             });
         }
         if rest.contains('*') || rest.contains('/') {
-            return Err(format!(
-                "origin `{rule}`: `*` only as `scheme://*.domain`, and no path"
-            ));
+            return Err(OriginError::MisplacedWildcard(rule));
         }
         Ok(OriginRule::Exact(rule))
     }
@@ -58,7 +65,7 @@ pub struct OriginPolicy {
 }
 
 impl OriginPolicy {
-    pub fn new(rules: &[String], allow_missing: bool) -> Result<OriginPolicy, String> {
+    pub fn new(rules: &[String], allow_missing: bool) -> Result<OriginPolicy, OriginError> {
         Ok(OriginPolicy {
             rules: rules
                 .iter()
@@ -123,7 +130,18 @@ mod tests {
 
     #[test]
     fn bad_rules_are_rejected() {
-        assert!(OriginRule::parse("example.com").is_err());
-        assert!(OriginRule::parse("https://a.*.com").is_err());
+        let err = |rule: &str| OriginRule::parse(rule).unwrap_err().to_string();
+        assert_eq!(
+            err("Example.com"),
+            "origin `example.com` needs a scheme, e.g. https://example.com"
+        );
+        assert_eq!(
+            err("https://*."),
+            "origin pattern `https://*.` is malformed"
+        );
+        assert_eq!(
+            err("https://a.*.com"),
+            "origin `https://a.*.com`: `*` only as `scheme://*.domain`, and no path"
+        );
     }
 }

@@ -7,10 +7,11 @@ use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
 use crate::config::{self, GatewayConfig};
-use crate::http::StaticFiles;
+use crate::error::StartupError;
 use crate::registry::builtin_bridges;
 use crate::services::ServiceTable;
 use crate::state::AppState;
+use crate::static_files::StaticFiles;
 
 /// Everything a configuration needs before anything listens: bridges built, keys read.
 struct Prepared {
@@ -19,8 +20,8 @@ struct Prepared {
     auth: Arc<Authenticator>,
 }
 
-fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
-    let mut config = config::load(path).map_err(|e| e.to_string())?;
+fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
+    let mut config = config::load(path)?;
     let factories = builtin_bridges();
     if config.services.is_empty() {
         config.services = config::default_services(&factories);
@@ -32,10 +33,7 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
     }
     if let Some(dir) = &config.server.static_dir {
         if !dir.is_dir() {
-            return Err(format!(
-                "server.static_dir: {} is not a directory",
-                dir.display()
-            ));
+            return Err(StartupError::StaticDir(dir.clone()));
         }
     }
     Ok(Prepared {
@@ -46,16 +44,16 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, String> {
 }
 
 /// `--check-config`: the effective configuration as TOML, or the first error.
-pub fn check(path: &Path) -> Result<String, String> {
+pub fn check(path: &Path) -> Result<String, StartupError> {
     // Building a bridge may spawn its backend's tasks (broker connections). They need a
     // runtime to be spawned on; this one is never driven, so nothing connects.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(StartupError::Runtime)?;
     let _entered = runtime.enter();
     let prepared = prepare(Some(path))?;
-    toml::to_string_pretty(&prepared.config).map_err(|e| format!("cannot print configuration: {e}"))
+    Ok(toml::to_string_pretty(&prepared.config)?)
 }
 
 /// Raise the open-file soft limit to the hard limit: every connection is a descriptor.
@@ -75,7 +73,7 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-pub async fn run(path: Option<&Path>) -> Result<(), String> {
+pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     // Before anything resolves metric handles (services do when built), or they are no-ops.
     let metrics = crate::admin::install_metrics()?;
     let Prepared {
@@ -103,11 +101,18 @@ pub async fn run(path: Option<&Path>) -> Result<(), String> {
         static_files,
     );
 
-    let listener = bind_listener(config.server.listen)
-        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
+    let listener = bind_listener(config.server.listen).map_err(|source| StartupError::Bind {
+        key: "server.listen",
+        addr: config.server.listen,
+        source,
+    })?;
     let admin = TcpListener::bind(config.admin.listen)
         .await
-        .map_err(|e| format!("admin.listen: cannot bind {}: {e}", config.admin.listen))?;
+        .map_err(|source| StartupError::Bind {
+            key: "admin.listen",
+            addr: config.admin.listen,
+            source,
+        })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{}", config.server.listen);
     for s in state.services.all() {

@@ -9,6 +9,10 @@ use metrics::Counter;
 use crate::config::ServiceConfig;
 use crate::origin::OriginPolicy;
 
+mod error;
+
+pub use error::{ServiceError, ServiceErrorKind};
+
 /// Per-service traffic counters, resolved once so the hot path only bumps atomics.
 #[derive(Clone)]
 pub struct TrafficCounters {
@@ -58,32 +62,34 @@ impl ServiceTable {
         configs: &[ServiceConfig],
         factories: &[Box<dyn BridgeFactory>],
         credentials: Arc<dyn CredentialCheck>,
-    ) -> Result<ServiceTable, String> {
+    ) -> Result<ServiceTable, ServiceError> {
         let mut by_path: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
         let mut all = Vec::new();
         for (i, cfg) in configs.iter().enumerate() {
             let key = |field: &str| format!("service[{i}].{field}");
+            let fail = |field: &str, kind: ServiceErrorKind| ServiceError {
+                at: key(field),
+                kind,
+            };
             if all.iter().any(|s: &Arc<Service>| *s.name == cfg.name) {
-                return Err(format!(
-                    "{}: duplicate service name `{}`",
-                    key("name"),
-                    cfg.name
+                return Err(fail(
+                    "name",
+                    ServiceErrorKind::DuplicateName(cfg.name.clone()),
                 ));
             }
             if !cfg.path.starts_with('/') {
-                return Err(format!("{}: `{}` must start with /", key("path"), cfg.path));
+                return Err(fail(
+                    "path",
+                    ServiceErrorKind::RelativePath(cfg.path.clone()),
+                ));
             }
             let factory = factories
                 .iter()
                 .find(|f| f.kind() == cfg.bridge)
                 .ok_or_else(|| {
-                    let kinds: Vec<_> = factories.iter().map(|f| f.kind()).collect();
-                    format!(
-                        "{}: unknown bridge `{}` (known: {})",
-                        key("bridge"),
-                        cfg.bridge,
-                        kinds.join(", ")
-                    )
+                    let known = factories.iter().map(|f| f.kind()).collect();
+                    let bridge = cfg.bridge.clone();
+                    fail("bridge", ServiceErrorKind::UnknownBridge { bridge, known })
                 })?;
             let ctx = BuildContext {
                 service: cfg.name.as_str().into(),
@@ -91,14 +97,14 @@ impl ServiceTable {
             };
             let bridge = factory.build(ctx, cfg.settings.clone()).map_err(|e| {
                 let at = if e.path.is_empty() {
-                    key("settings")
+                    "settings".to_string()
                 } else {
-                    key(&format!("settings.{}", e.path))
+                    format!("settings.{}", e.path)
                 };
-                format!("{at}: {}", e.message)
+                fail(&at, ServiceErrorKind::Settings(e.message))
             })?;
             let origins = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_missing_origin)
-                .map_err(|e| format!("{}: {e}", key("allowed_origins")))?;
+                .map_err(|e| fail("allowed_origins", e.into()))?;
             let service = Arc::new(Service {
                 name: cfg.name.as_str().into(),
                 bridge,
@@ -155,18 +161,6 @@ impl ServiceTable {
     }
 }
 
-/// Tokens from every `Sec-WebSocket-Protocol` header, in the client's order.
-pub fn offered_subprotocols(headers: &http::HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +211,7 @@ mod tests {
         }
     }
 
-    fn table(configs: &[ServiceConfig]) -> Result<ServiceTable, String> {
+    fn table(configs: &[ServiceConfig]) -> Result<ServiceTable, ServiceError> {
         let factories: Vec<Box<dyn BridgeFactory>> = vec![
             Box::new(Fake("stomp", &["v12.stomp", "v11.stomp", "stomp"])),
             Box::new(Fake("xmpp", &["xmpp"])),
@@ -264,17 +258,27 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let e = table(&[svc("s", "/ws", "mqtt", false)]).err().unwrap();
-        assert!(e.starts_with("service[0].bridge"), "{e}");
-        let e = table(&[svc("s", "ws", "stomp", false)]).err().unwrap();
-        assert!(e.starts_with("service[0].path"), "{e}");
-    }
-
-    #[test]
-    fn offered_tokens_from_several_headers() {
-        let mut h = http::HeaderMap::new();
-        h.append("sec-websocket-protocol", "a, b".parse().unwrap());
-        h.append("sec-websocket-protocol", "c".parse().unwrap());
-        assert_eq!(offered_subprotocols(&h), vec!["a", "b", "c"]);
+        let err = |configs: &[ServiceConfig]| table(configs).err().unwrap().to_string();
+        assert_eq!(
+            err(&[svc("s", "/ws", "mqtt", false)]),
+            "service[0].bridge: unknown bridge `mqtt` (known: stomp, xmpp)"
+        );
+        assert_eq!(
+            err(&[svc("s", "ws", "stomp", false)]),
+            "service[0].path: `ws` must start with /"
+        );
+        assert_eq!(
+            err(&[
+                svc("s", "/a", "stomp", false),
+                svc("s", "/b", "xmpp", false)
+            ]),
+            "service[1].name: duplicate service name `s`"
+        );
+        let mut bad_origin = svc("s", "/ws", "stomp", false);
+        bad_origin.allowed_origins = vec!["example.com".into()];
+        assert_eq!(
+            err(&[bad_origin]),
+            "service[0].allowed_origins: origin `example.com` needs a scheme, e.g. https://example.com"
+        );
     }
 }

@@ -10,9 +10,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::LimitsConfig;
-use crate::http::StaticFiles;
 use crate::limits::ConnectionLimits;
 use crate::services::ServiceTable;
+use crate::static_files::StaticFiles;
 use crate::transport::TransportSettings;
 
 pub struct AppState {

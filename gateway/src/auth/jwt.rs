@@ -8,6 +8,7 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::config::{JwtConfig, REDACTED};
+use super::error::{JwtConfigError, KeyFileError};
 
 /// Larger leeways are almost surely a configuration mistake.
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -29,28 +30,22 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// Reads the key file and checks the settings. Errors name the setting.
-    pub fn from_config(cfg: &JwtConfig) -> Result<JwtVerifier, String> {
+    pub fn from_config(cfg: &JwtConfig) -> Result<JwtVerifier, JwtConfigError> {
         if cfg.hs256_secret.is_none() && cfg.rs256_public_key.is_none() {
-            return Err(
-                "auth.jwt: neither hs256_secret nor rs256_public_key is set; give at least one key"
-                    .to_owned(),
-            );
+            return Err(JwtConfigError::NoKey);
         }
         if cfg.leeway > MAX_LEEWAY {
-            return Err(format!(
-                "auth.jwt.leeway: {} is too large (at most {})",
-                humantime_serde::re::humantime::format_duration(cfg.leeway),
-                humantime_serde::re::humantime::format_duration(MAX_LEEWAY),
-            ));
+            return Err(JwtConfigError::Leeway {
+                leeway: cfg.leeway,
+                max: MAX_LEEWAY,
+            });
         }
         if cfg.roles_claim.is_empty() {
-            return Err("auth.jwt.roles_claim: must not be empty".to_owned());
+            return Err(JwtConfigError::EmptyRolesClaim);
         }
         for (setting, value) in [("issuer", &cfg.issuer), ("audience", &cfg.audience)] {
             if value.as_deref() == Some("") {
-                return Err(format!(
-                    "auth.jwt.{setting}: must not be empty (leave it out to accept any)"
-                ));
+                return Err(JwtConfigError::EmptyFilter(setting));
             }
         }
 
@@ -58,13 +53,10 @@ impl JwtVerifier {
             None => None,
             Some(secret) => {
                 if secret.is_empty() {
-                    return Err("auth.jwt.hs256_secret: must not be empty".to_owned());
+                    return Err(JwtConfigError::EmptySecret);
                 }
                 if secret == REDACTED {
-                    return Err(format!(
-                        "auth.jwt.hs256_secret: {REDACTED:?} is the placeholder the gateway prints \
-                         instead of the secret; give the real secret"
-                    ));
+                    return Err(JwtConfigError::PlaceholderSecret);
                 }
                 if secret.len() < 32 {
                     tracing::warn!(
@@ -78,8 +70,11 @@ impl JwtVerifier {
         let rs256 = match &cfg.rs256_public_key {
             None => None,
             Some(path) => {
-                let key = load_rsa_public_key(path)
-                    .map_err(|e| format!("auth.jwt.rs256_public_key {}: {e}", path.display()))?;
+                let key =
+                    load_rsa_public_key(path).map_err(|source| JwtConfigError::PublicKey {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Some((key, validation(cfg, Algorithm::RS256)))
             }
         };
@@ -151,29 +146,23 @@ fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
     v
 }
 
-fn load_rsa_public_key(path: &Path) -> Result<DecodingKey, String> {
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+fn load_rsa_public_key(path: &Path) -> Result<DecodingKey, KeyFileError> {
+    let pem = std::fs::read_to_string(path).map_err(KeyFileError::Read)?;
     if pem.contains("PRIVATE KEY-----") {
-        return Err(
-            "holds a private key; give the public key (`openssl rsa -in key.pem -pubout`)"
-                .to_owned(),
-        );
+        return Err(KeyFileError::PrivateKey);
     }
     if !pem.contains("-----BEGIN PUBLIC KEY-----")
         && !pem.contains("-----BEGIN RSA PUBLIC KEY-----")
     {
-        return Err("is not a PEM \"PUBLIC KEY\" file".to_owned());
+        return Err(KeyFileError::NotPublicKeyPem);
     }
-    let key = DecodingKey::from_rsa_pem(pem.as_bytes())
-        .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(KeyFileError::NotRsa)?;
     // from_rsa_pem only unwraps the PEM; parse the key itself now rather than on first use.
-    let der = key
-        .try_get_as_bytes()
-        .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    let der = key.try_get_as_bytes().map_err(KeyFileError::NotRsa)?;
     let (modulus, _) = (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
         .key_utils
         .rsa_pub_components_from_public_key)(der)
-    .map_err(|e| format!("is not a valid RSA public key ({e})"))?;
+    .map_err(KeyFileError::NotRsa)?;
     let bits = modulus.iter().skip_while(|b| **b == 0).count() * 8;
     if bits < 2048 {
         tracing::warn!(
@@ -570,8 +559,16 @@ NwIDAQAB
 
     #[test]
     fn config_errors_name_the_setting() {
-        let err = |cfg: JwtConfig| JwtVerifier::from_config(&cfg).err().expect("error");
-        assert!(err(JwtConfig::default()).contains("auth.jwt"));
+        let err = |cfg: JwtConfig| {
+            JwtVerifier::from_config(&cfg)
+                .err()
+                .expect("error")
+                .to_string()
+        };
+        assert_eq!(
+            err(JwtConfig::default()),
+            "auth.jwt: neither hs256_secret nor rs256_public_key is set; give at least one key"
+        );
         let e = err(JwtConfig {
             hs256_secret: Some(String::new()),
             ..JwtConfig::default()
@@ -581,17 +578,24 @@ NwIDAQAB
             hs256_secret: Some(REDACTED.to_owned()),
             ..JwtConfig::default()
         });
-        assert!(e.contains("placeholder"), "{e}");
+        assert_eq!(
+            e,
+            "auth.jwt.hs256_secret: \"<redacted>\" is the placeholder the gateway prints \
+             instead of the secret; give the real secret"
+        );
         let e = err(JwtConfig {
             leeway: Duration::from_secs(3 * 24 * 3600),
             ..hs_config()
         });
-        assert!(e.contains("auth.jwt.leeway"), "{e}");
+        assert_eq!(e, "auth.jwt.leeway: 3days is too large (at most 1day)");
         let e = err(JwtConfig {
             audience: Some(String::new()),
             ..hs_config()
         });
-        assert!(e.contains("auth.jwt.audience"), "{e}");
+        assert_eq!(
+            e,
+            "auth.jwt.audience: must not be empty (leave it out to accept any)"
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("missing.pem");

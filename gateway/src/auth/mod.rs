@@ -6,6 +6,7 @@
 
 mod config;
 mod credentials;
+mod error;
 mod jwt;
 mod realm;
 
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 
 pub use config::AuthConfig;
 use credentials::Credentials;
+pub use error::AuthConfigError;
 use jwt::JwtVerifier;
 use realm::Realm;
 
@@ -50,17 +52,14 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Reads the realm file and key files; errors name the offending setting/file and what is wrong.
-    pub fn from_config(cfg: &AuthConfig) -> Result<Authenticator, String> {
+    pub fn from_config(cfg: &AuthConfig) -> Result<Authenticator, AuthConfigError> {
         let cookie_ok = !cfg.cookie.is_empty()
             && cfg
                 .cookie
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
         if !cookie_ok {
-            return Err(format!(
-                "auth.cookie: {:?} is not a valid cookie name",
-                cfg.cookie
-            ));
+            return Err(AuthConfigError::Cookie(cfg.cookie.clone()));
         }
         let realm = match &cfg.realm_file {
             Some(path) => Some(Arc::new(Realm::load(path)?)),
@@ -435,12 +434,17 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_setting() {
-        let err = |cfg: AuthConfig| Authenticator::from_config(&cfg).err().expect("error");
+        let err = |cfg: AuthConfig| {
+            Authenticator::from_config(&cfg)
+                .err()
+                .expect("error")
+                .to_string()
+        };
         let e = err(AuthConfig {
             cookie: "bad name;".to_owned(),
             ..AuthConfig::default()
         });
-        assert!(e.contains("auth.cookie"), "{e}");
+        assert_eq!(e, r#"auth.cookie: "bad name;" is not a valid cookie name"#);
         let e = err(AuthConfig {
             realm_file: Some("/nonexistent/realm.toml".into()),
             ..AuthConfig::default()

@@ -15,6 +15,8 @@ use argon2::{Argon2, Params};
 use password_hash::rand_core::OsRng;
 use serde::Deserialize;
 
+use super::error::{DummyHashError, HashError, RealmError, RealmParseError};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RealmFile {
@@ -39,22 +41,19 @@ enum StoredHash {
 }
 
 impl StoredHash {
-    fn parse(hash: &str) -> Result<StoredHash, String> {
+    fn parse(hash: &str) -> Result<StoredHash, HashError> {
         if hash.starts_with("$argon2") {
-            let parsed = PasswordHash::new(hash)
-                .map_err(|e| format!("is not a valid argon2 PHC string ({e})"))?;
-            argon2::Algorithm::new(parsed.algorithm.as_str())
-                .map_err(|e| format!("names an unknown argon2 variant ({e})"))?;
-            Params::try_from(&parsed)
-                .map_err(|e| format!("has invalid argon2 parameters ({e})"))?;
+            let parsed = PasswordHash::new(hash).map_err(HashError::Phc)?;
+            argon2::Algorithm::new(parsed.algorithm.as_str()).map_err(HashError::Variant)?;
+            Params::try_from(&parsed).map_err(HashError::Params)?;
             if parsed.hash.is_none() || parsed.salt.is_none() {
-                return Err("is an argon2 PHC string without salt or hash".to_owned());
+                return Err(HashError::NoSaltOrHash);
             }
             Ok(StoredHash::Argon2(hash.to_owned()))
         } else if hash.starts_with("$2") {
             bcrypt_cost(hash).map(|_| StoredHash::Bcrypt(hash.to_owned()))
         } else {
-            Err("is neither an argon2 PHC string (\"$argon2id$...\") nor a bcrypt hash (\"$2b$...\")".to_owned())
+            Err(HashError::UnknownScheme)
         }
     }
 
@@ -73,12 +72,12 @@ impl StoredHash {
 
     /// A hash of a fixed password with the same scheme and cost as `self`, so that checking a
     /// password against it takes as long as checking against `self`.
-    fn dummy_like(&self) -> Result<StoredHash, String> {
+    fn dummy_like(&self) -> Result<StoredHash, DummyHashError> {
         const DUMMY_PASSWORD: &[u8] = b"no such user; this password is never accepted";
         match self {
             StoredHash::Argon2(hash) => {
-                let parsed = PasswordHash::new(hash).map_err(|e| e.to_string())?;
-                let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+                let parsed = PasswordHash::new(hash).map_err(DummyHashError::Argon2)?;
+                let params = Params::try_from(&parsed).map_err(DummyHashError::Argon2)?;
                 let salt = SaltString::generate(&mut OsRng);
                 let dummy = Argon2::default()
                     .hash_password_customized(
@@ -88,13 +87,13 @@ impl StoredHash {
                         params,
                         &salt,
                     )
-                    .map_err(|e| e.to_string())?;
+                    .map_err(DummyHashError::Argon2)?;
                 Ok(StoredHash::Argon2(dummy.to_string()))
             }
             StoredHash::Bcrypt(hash) => {
-                let cost = bcrypt_cost(hash)?;
+                let cost = bcrypt_cost(hash).map_err(DummyHashError::Model)?;
                 let dummy = bcrypt::hash_with_salt(DUMMY_PASSWORD, cost, [0x5a; 16])
-                    .map_err(|e| e.to_string())?;
+                    .map_err(DummyHashError::Bcrypt)?;
                 Ok(StoredHash::Bcrypt(
                     dummy.format_for_version(bcrypt::Version::TwoB),
                 ))
@@ -104,9 +103,7 @@ impl StoredHash {
 }
 
 /// The cost of a `$2a$`/`$2b$`/`$2y$` bcrypt hash, or why it is not one.
-fn bcrypt_cost(hash: &str) -> Result<u32, String> {
-    const BAD: &str =
-        "is not a valid bcrypt hash (expected 60 characters like \"$2b$12$<53 characters>\")";
+fn bcrypt_cost(hash: &str) -> Result<u32, HashError> {
     let b = hash.as_bytes();
     let valid_prefix = b.len() == 60
         && hash.is_ascii()
@@ -116,11 +113,11 @@ fn bcrypt_cost(hash: &str) -> Result<u32, String> {
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/');
     if !valid_prefix {
-        return Err(BAD.to_owned());
+        return Err(HashError::BadBcrypt);
     }
-    let cost: u32 = hash[4..6].parse().map_err(|_| BAD.to_owned())?;
+    let cost: u32 = hash[4..6].parse().map_err(|_| HashError::BadBcrypt)?;
     if !(4..=31).contains(&cost) {
-        return Err(format!("has bcrypt cost {cost}, outside 4..=31"));
+        return Err(HashError::BcryptCost(cost));
     }
     Ok(cost)
 }
@@ -141,34 +138,44 @@ pub struct Realm {
 
 impl Realm {
     /// Reads and checks a realm file. Errors name the file and what is wrong.
-    pub fn load(path: &Path) -> Result<Realm, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("auth.realm_file: cannot read {}: {e}", path.display()))?;
-        Realm::parse(&text).map_err(|e| format!("auth.realm_file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Realm, RealmError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RealmError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Realm::parse(&text).map_err(|source| RealmError::Invalid {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Parses realm TOML text.
-    pub fn parse(text: &str) -> Result<Realm, String> {
-        let file: RealmFile = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+    pub fn parse(text: &str) -> Result<Realm, RealmParseError> {
+        let file: RealmFile = toml::from_str(text).map_err(RealmParseError::Toml)?;
         let mut users = HashMap::with_capacity(file.user.len());
         let mut first_hash = None;
         for (i, entry) in file.user.into_iter().enumerate() {
             if entry.name.is_empty() {
-                return Err(format!("user #{} has an empty name", i + 1));
+                return Err(RealmParseError::EmptyName(i + 1));
             }
             if entry.name.contains(':') {
                 // HTTP Basic cannot carry such a name.
-                return Err(format!("user {:?}: name must not contain ':'", entry.name));
+                return Err(RealmParseError::ColonInName(entry.name));
             }
-            let hash = StoredHash::parse(&entry.password_hash)
-                .map_err(|e| format!("user {:?}: password_hash {e}", entry.name))?;
+            let hash = match StoredHash::parse(&entry.password_hash) {
+                Ok(hash) => hash,
+                Err(hash) => {
+                    let user = entry.name;
+                    return Err(RealmParseError::BadHash { user, hash });
+                }
+            };
             first_hash.get_or_insert_with(|| hash.clone());
             let user = User {
                 hash,
                 roles: entry.roles,
             };
             if users.insert(entry.name.clone(), user).is_some() {
-                return Err(format!("user {:?} is defined more than once", entry.name));
+                return Err(RealmParseError::Duplicate(entry.name));
             }
         }
         let model = match first_hash {
@@ -178,9 +185,7 @@ impl Realm {
                 StoredHash::Argon2(super::hash_password("no users"))
             }
         };
-        let dummy = model
-            .dummy_like()
-            .map_err(|e| format!("cannot build the dummy hash for unknown users: {e}"))?;
+        let dummy = model.dummy_like().map_err(RealmParseError::Dummy)?;
         Ok(Realm { users, dummy })
     }
 
@@ -282,11 +287,15 @@ password_hash = "{}"
             "[[user]]\nname = \"a\"\npassword_hash = \"{}\"\npasswd = \"x\"\n",
             cheap_argon2("x")
         );
-        let err = Realm::parse(&text).expect_err("unknown key");
+        let err = Realm::parse(&text).expect_err("unknown key").to_string();
         assert!(err.contains("passwd"), "{err}");
-        let err = Realm::parse("[[users]]\nname = \"a\"\n").expect_err("unknown table");
+        let err = Realm::parse("[[users]]\nname = \"a\"\n")
+            .expect_err("unknown table")
+            .to_string();
         assert!(err.contains("users"), "{err}");
-        let err = Realm::parse("[[user]]\nname = \"a\"\n").expect_err("missing hash");
+        let err = Realm::parse("[[user]]\nname = \"a\"\n")
+            .expect_err("missing hash")
+            .to_string();
         assert!(err.contains("password_hash"), "{err}");
     }
 
@@ -323,19 +332,53 @@ password_hash = "{}"
             ),
         ];
         for (text, needle) in cases {
-            let err = Realm::parse(&text).expect_err(&text);
+            let err = Realm::parse(&text).expect_err(&text).to_string();
             assert!(err.contains(needle), "{err:?} should mention {needle:?}");
         }
     }
 
     #[test]
+    fn messages_name_the_user_and_the_problem() {
+        let err = |hash: &str| {
+            let text = format!("[[user]]\nname = \"a\"\npassword_hash = \"{hash}\"\n");
+            Realm::parse(&text).expect_err(hash).to_string()
+        };
+        assert_eq!(
+            err("plaintext"),
+            r#"user "a": password_hash is neither an argon2 PHC string ("$argon2id$...") nor a bcrypt hash ("$2b$...")"#
+        );
+        assert_eq!(
+            err("$2b$12$short"),
+            r#"user "a": password_hash is not a valid bcrypt hash (expected 60 characters like "$2b$12$<53 characters>")"#
+        );
+        let cost_3 = format!("$2b$03${}", "a".repeat(53));
+        assert_eq!(
+            err(&cost_3),
+            r#"user "a": password_hash has bcrypt cost 3, outside 4..=31"#
+        );
+        let text = format!(
+            "[[user]]\nname = \"\"\npassword_hash = \"{}\"\n",
+            cheap_argon2("x")
+        );
+        assert_eq!(
+            Realm::parse(&text).expect_err("empty").to_string(),
+            "user #1 has an empty name"
+        );
+    }
+
+    #[test]
     fn load_names_the_file() {
-        let err = Realm::load(Path::new("/nonexistent/realm.toml")).expect_err("missing");
-        assert!(err.contains("auth.realm_file") && err.contains("/nonexistent/realm.toml"));
+        let err = Realm::load(Path::new("/nonexistent/realm.toml"))
+            .expect_err("missing")
+            .to_string();
+        assert_eq!(
+            err,
+            "auth.realm_file: cannot read /nonexistent/realm.toml: No such file or directory (os error 2)"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("realm.toml");
         std::fs::write(&path, "[[user]]\nname = 1\n").expect("write");
-        let err = Realm::load(&path).expect_err("bad toml");
+        let err = Realm::load(&path).expect_err("bad toml").to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }

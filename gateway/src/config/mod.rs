@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthConfig;
 
 pub use defaults::default_services;
-pub use load::load;
+pub use load::{load, ConfigError};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

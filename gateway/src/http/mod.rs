@@ -1,8 +1,7 @@
 //! HTTP on the public port: health, readiness, static pages and WebSocket upgrades.
 
-mod handshake;
-mod response;
-mod static_files;
+mod refusal;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +9,8 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use response::{text, Body};
-pub use static_files::StaticFiles;
-
-use crate::listener::ConnectionSlot;
+use crate::limits::ConnectionSlot;
+use crate::response::{text, Body};
 use crate::state::AppState;
 
 /// Handle one request on the public listener. A connection that arrived past
@@ -33,8 +30,8 @@ pub async fn handle(
         );
         return Ok(resp);
     }
-    if handshake::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
-        return Ok(handshake::upgrade(state, req, peer, slot).await);
+    if websocket::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
+        return Ok(websocket::start(state, req, peer, slot).await);
     }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),

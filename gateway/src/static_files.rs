@@ -8,7 +8,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use include_dir::{include_dir, Dir};
 
-use super::{text, Body};
+use crate::response::{text, Body};
 
 static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/static");
 

@@ -1,3 +1,5 @@
+//! The response body type and plain-text responses, shared by the public and admin listeners.
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;

@@ -1,0 +1,18 @@
+//! A refused session as an HTTP answer: the status, the reason as plain text, and a
+//! challenge when credentials were missing or wrong.
+
+use http::{header, HeaderValue, Response};
+
+use crate::admission::Refusal;
+use crate::response::{text, Body};
+
+pub fn refusal_response(refusal: &Refusal) -> Response<Body> {
+    let mut resp = text(refusal.status, format!("{}\n", refusal.reason));
+    if refusal.challenge {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"gateway\", Bearer"),
+        );
+    }
+    resp
+}
