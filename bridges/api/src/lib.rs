@@ -6,20 +6,22 @@
 
 mod bridge;
 mod error;
-mod lane;
 mod message;
 mod outbox;
+mod outgoing;
 mod principal;
 mod session;
 mod settings;
 
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use error::{BridgeError, ErrorSource};
-pub use lane::{Lane, LanePolicy, Pushed};
 pub use message::{Message, Text};
-pub use outbox::{Outbox, OutboxPermit, OutboxReceiver, SendError, SessionClosed};
+pub use outbox::{
+    Lane, LanePolicy, Outbox, OutboxPermit, OutboxReceiver, Pushed, SendError, SessionClosed,
+};
+pub use outgoing::{CloseFrame, Outgoing};
 pub use principal::{AuthMethod, CredentialCheck, Principal};
-pub use session::{CloseFrame, Incoming, Outgoing, Session, SessionInfo};
+pub use session::{Incoming, Session, SessionInfo};
 pub use settings::{parse_settings, SettingsError};
 
 /// Re-exported so bridges name the same types the gateway uses.

@@ -4,93 +4,18 @@
 //! bounded channel allocates a block of slots up front (about 1.8 KiB here), this one only
 //! a small header until messages are actually queued.
 
-use std::collections::VecDeque;
+mod chan;
+mod lane;
+
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use tokio::sync::Notify;
-
-use crate::lane::{Lane, LanePolicy, LaneQueue};
-use crate::session::{CloseFrame, Outgoing};
+use crate::outgoing::{CloseFrame, Outgoing};
 use crate::Message;
+use chan::{Chan, LaneQueue};
 
-pub(crate) struct State {
-    items: VecDeque<Outgoing>,
-    /// Slots promised to outstanding permits.
-    reserved: usize,
-    senders: usize,
-    pub(crate) receiver_closed: bool,
-    /// Fan-out lanes, written after `items` on every pass (a `Vec`: sessions have few
-    /// subscriptions, and an empty one allocates nothing).
-    pub(crate) lanes: Vec<LaneQueue>,
-    next_lane: u32,
-    /// Where the next round-robin pass over the lanes starts.
-    next_rr: usize,
-    /// Messages the transport has taken so far (a bridge's heart-beat check reads it).
-    taken: u64,
-}
-
-impl State {
-    /// Up to `max` lane messages, round-robin from where the last pass stopped, each lane
-    /// giving up to `per_lane` so one busy subscription cannot starve the others.
-    fn take_lanes(&mut self, out: &mut Vec<Outgoing>, max: usize, per_lane: usize) -> usize {
-        let n = self.lanes.len();
-        let mut taken = 0;
-        let mut idle_in_a_row = 0;
-        let mut i = self.next_rr % n.max(1);
-        while taken < max && idle_in_a_row < n {
-            let lane = &mut self.lanes[i];
-            let got = if lane.paused {
-                0
-            } else {
-                lane.take(per_lane.min(max - taken), out)
-            };
-            taken += got;
-            idle_in_a_row = if got == 0 { idle_in_a_row + 1 } else { 0 };
-            i = (i + 1) % n;
-        }
-        self.next_rr = i;
-        taken
-    }
-
-    fn lanes_ready(&self) -> bool {
-        self.lanes.iter().any(|l| !l.paused && !l.items.is_empty())
-    }
-
-    fn pop(&mut self) -> Option<Outgoing> {
-        if let Some(x) = self.items.pop_front() {
-            return Some(x);
-        }
-        let n = self.lanes.len();
-        for step in 0..n {
-            let i = (self.next_rr + step) % n;
-            let lane = &mut self.lanes[i];
-            if lane.paused {
-                continue;
-            }
-            if let Some((m, _)) = lane.items.pop_front() {
-                self.next_rr = i + 1;
-                return Some(Outgoing::Message(m));
-            }
-        }
-        None
-    }
-}
-
-pub(crate) struct Chan {
-    state: Mutex<State>,
-    capacity: usize,
-    /// Signalled when an item is queued or the last sender leaves.
-    pub(crate) item: Notify,
-    /// Signalled when room frees up or the receiver leaves.
-    room: Notify,
-}
-
-impl Chan {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub use chan::{LanePolicy, Pushed};
+pub use lane::Lane;
 
 /// Why a message was not queued. The message is handed back so a caller can apply its own
 /// slow-consumer policy (drop, conflate, disconnect) without having cloned it.
@@ -157,21 +82,7 @@ impl Drop for Outbox {
 impl Outbox {
     /// A queue holding at most `capacity` messages, and the transport's receiving end.
     pub fn channel(capacity: usize) -> (Outbox, OutboxReceiver) {
-        let chan = Arc::new(Chan {
-            state: Mutex::new(State {
-                items: VecDeque::new(),
-                reserved: 0,
-                senders: 1,
-                receiver_closed: false,
-                lanes: Vec::new(),
-                next_lane: 1,
-                next_rr: 0,
-                taken: 0,
-            }),
-            capacity: capacity.max(1),
-            item: Notify::new(),
-            room: Notify::new(),
-        });
+        let chan = Arc::new(Chan::new(capacity));
         (Outbox { chan: chan.clone() }, OutboxReceiver { chan })
     }
 
