@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{Shared, TransportSettings};
-use crate::limits::{record_trip, trip};
+use crate::limits::{record_trip, record_trips, trip};
 use crate::services::TrafficCounters;
 
 type WsWriter<S> = SplitSink<WebSocketStream<S>, tungstenite::Message>;
@@ -147,6 +147,7 @@ where
             }
         }
         self.scratch = more;
+        self.count_full();
         if gone {
             return Wrote::ClientGone;
         }
@@ -196,5 +197,22 @@ where
                 false
             }
         }
+    }
+}
+
+impl<S> Writer<S> {
+    /// A bridge's `try_send` on a full queue is a limit trip; the seam only counts them, so
+    /// the transport records them, after every batch and once more when the writer ends.
+    fn count_full(&self) {
+        let n = self.rx.take_full();
+        if n > 0 {
+            record_trips(trip::OUTGOING_QUEUE, n);
+        }
+    }
+}
+
+impl<S> Drop for Writer<S> {
+    fn drop(&mut self) {
+        self.count_full();
     }
 }

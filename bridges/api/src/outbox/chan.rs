@@ -2,6 +2,7 @@
 //! over the control queue and the lanes, so the writer takes from both under one lock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -83,6 +84,9 @@ pub(super) struct Chan {
     pub(super) item: Notify,
     /// Signalled when room frees up or the receiver leaves.
     pub(super) room: Notify,
+    /// `try_send` calls refused for a full queue and not yet collected by the transport.
+    /// Outside the lock: the writer reads it after every batch.
+    full: AtomicU64,
 }
 
 impl Chan {
@@ -102,11 +106,24 @@ impl Chan {
             capacity: capacity.max(1),
             item: Notify::new(),
             room: Notify::new(),
+            full: AtomicU64::new(0),
         }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn count_full(&self) {
+        self.full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn take_full(&self) -> u64 {
+        // Almost always zero: a plain load leaves the cache line shared with the senders.
+        if self.full.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.full.swap(0, Ordering::Relaxed)
     }
 }
 

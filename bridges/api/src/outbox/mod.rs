@@ -126,8 +126,7 @@ impl Outbox {
         match self.try_push(Outgoing::Message(msg)) {
             Ok(None) => Ok(()),
             Ok(Some(Outgoing::Message(m))) => {
-                metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
-                    .increment(1);
+                self.chan.count_full();
                 Err(SendError::Full(m))
             }
             Err(Outgoing::Message(m)) => Err(SendError::Closed(m)),
@@ -317,6 +316,12 @@ impl OutboxReceiver {
         }
     }
 
+    /// How many `try_send` calls found the queue full since the last call: the transport
+    /// counts them as limit trips, so the seam itself records no metrics.
+    pub fn take_full(&self) -> u64 {
+        self.chan.take_full()
+    }
+
     /// Whether anything is queued for the writer right now.
     pub fn has_queued(&self) -> bool {
         let st = self.chan.lock();
@@ -358,6 +363,8 @@ mod tests {
         tx.try_send(text("a")).unwrap();
         tx.try_send(text("b")).unwrap();
         assert!(matches!(tx.try_send(text("c")), Err(SendError::Full(_))));
+        assert_eq!(rx.take_full(), 1);
+        assert_eq!(rx.take_full(), 0);
         let tx2 = tx.clone();
         let waiting = tokio::spawn(async move { tx2.send(text("c")).await.is_ok() });
         tokio::time::sleep(Duration::from_millis(20)).await;
