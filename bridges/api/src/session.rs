@@ -56,7 +56,7 @@ impl Stream for Incoming {
 
 /// One client session handed to a bridge. The bridge drives it to completion: it returns
 /// when the client leaves, the backend ends, or `shutdown` fires (then it should finish
-/// promptly; the gateway closes the client with 1001 Going Away).
+/// promptly; the transport ends the session as [`EndKind::GoingAway`](crate::EndKind)).
 pub struct Session {
     pub info: Arc<SessionInfo>,
     pub incoming: Incoming,
