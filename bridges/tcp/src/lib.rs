@@ -232,7 +232,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.source_side(), bridge_api::ErrorSource::Backend);
-        assert_eq!(err.close_code(), bridge_api::close_code::BAD_GATEWAY);
+        assert_eq!(err.end_kind(), bridge_api::EndKind::BackendFailed);
     }
 
     #[test]
