@@ -16,6 +16,8 @@ mod outgoing;
 mod principal;
 mod session;
 mod settings;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use end::{End, EndKind};
