@@ -10,6 +10,7 @@ mod bridge;
 pub mod close_code;
 mod end;
 mod error;
+mod lifecycle;
 mod message;
 mod outbox;
 mod outgoing;
@@ -22,6 +23,7 @@ pub mod testkit;
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
 pub use end::{End, EndKind};
 pub use error::{BridgeError, ErrorSource};
+pub use lifecycle::Background;
 pub use message::{Message, Text};
 pub use outbox::{
     Lane, LanePolicy, Outbox, OutboxPermit, OutboxReceiver, Pushed, SendError, SessionClosed,
@@ -35,3 +37,4 @@ pub use settings::{parse_settings, SettingsError};
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
