@@ -15,10 +15,15 @@ pub mod trip {
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     pub const HEADER_SIZE: &str = "header_size";
     pub const ACCEPT_ERRORS: &str = "accept_errors";
+    pub const OUTGOING_QUEUE: &str = "outgoing_queue";
 }
 
 pub fn record_trip(limit: &'static str) {
-    metrics::counter!("gateway_limit_trips_total", "limit" => limit).increment(1);
+    record_trips(limit, 1);
+}
+
+pub fn record_trips(limit: &'static str, n: u64) {
+    metrics::counter!("gateway_limit_trips_total", "limit" => limit).increment(n);
 }
 
 pub struct ConnectionLimits {

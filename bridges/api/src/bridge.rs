@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::{BridgeError, CredentialCheck, Session, SettingsError};
+use crate::{Background, BridgeError, CredentialCheck, Session, SettingsError};
 
 /// A protocol bridge: serves sessions for the subprotocols it names.
 #[async_trait::async_trait]
@@ -13,6 +13,11 @@ pub trait Bridge: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Start the work the bridge runs beside its sessions, once, before the first session.
+    /// Spawn it on `bg` and stop it when `bg.shutdown()` fires: the gateway waits for it
+    /// when it drains.
+    fn start(&self, _bg: Background) {}
 
     /// Drive one session until either side closes or the session's shutdown fires.
     async fn serve(&self, session: Session) -> Result<(), BridgeError>;
@@ -40,6 +45,9 @@ pub trait BridgeFactory: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Build one instance for one service. Unknown or bad settings are errors naming the key.
+    /// Building should be pure: no tasks and no I/O beyond reading files the settings name,
+    /// so a configuration check builds every bridge without starting anything; tasks belong
+    /// in [`Bridge::start`].
     fn build(
         &self,
         ctx: BuildContext,

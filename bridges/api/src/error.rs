@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::close_code;
+use crate::{close_code, EndKind};
 
 /// Which side of the gateway failed (cf. pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +23,12 @@ impl ErrorSource {
     }
 }
 
-/// Why a session ended badly. The transport turns it into a close code the client sees.
+/// Why a session ended badly. The transport tells the client its [`EndKind`].
 #[derive(Debug)]
 pub struct BridgeError {
     source: ErrorSource,
     message: String,
-    close_code: Option<u16>,
+    end: Option<EndKind>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -37,7 +37,7 @@ impl BridgeError {
         BridgeError {
             source,
             message: message.into(),
-            close_code: None,
+            end: None,
             cause: None,
         }
     }
@@ -54,9 +54,16 @@ impl BridgeError {
         Self::new(ErrorSource::Internal, message)
     }
 
-    pub fn with_close_code(mut self, code: u16) -> Self {
-        self.close_code = Some(code);
+    /// End the session this way rather than the default for the failing side.
+    pub fn with_end(mut self, kind: EndKind) -> Self {
+        self.end = Some(kind);
         self
+    }
+
+    // Kept until the STOMP bridge moves to EndKind.
+    #[doc(hidden)]
+    pub fn with_close_code(self, code: u16) -> Self {
+        self.with_end(close_code::end_kind(code))
     }
 
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -72,13 +79,19 @@ impl BridgeError {
         &self.message
     }
 
-    /// The close code the client gets: explicit if the bridge chose one, else by side.
-    pub fn close_code(&self) -> u16 {
-        self.close_code.unwrap_or(match self.source {
-            ErrorSource::Client => close_code::POLICY_VIOLATION,
-            ErrorSource::Backend => close_code::BAD_GATEWAY,
-            ErrorSource::Internal => close_code::INTERNAL_ERROR,
+    /// How the session ends for the client: what the bridge chose, else by side.
+    pub fn end_kind(&self) -> EndKind {
+        self.end.unwrap_or(match self.source {
+            ErrorSource::Client => EndKind::PolicyViolation,
+            ErrorSource::Backend => EndKind::BackendFailed,
+            ErrorSource::Internal => EndKind::Internal,
         })
+    }
+
+    // Kept until the STOMP bridge moves to EndKind.
+    #[doc(hidden)]
+    pub fn close_code(&self) -> u16 {
+        close_code::for_end(self.end_kind())
     }
 }
 
@@ -97,5 +110,22 @@ impl std::error::Error for BridgeError {
         self.cause
             .as_deref()
             .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_by_side_unless_chosen() {
+        assert_eq!(
+            BridgeError::client("x").end_kind(),
+            EndKind::PolicyViolation
+        );
+        assert_eq!(BridgeError::backend("x").end_kind(), EndKind::BackendFailed);
+        assert_eq!(BridgeError::internal("x").end_kind(), EndKind::Internal);
+        let chosen = BridgeError::client("x").with_end(EndKind::UnsupportedData);
+        assert_eq!(chosen.end_kind(), EndKind::UnsupportedData);
     }
 }

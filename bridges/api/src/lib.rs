@@ -5,38 +5,36 @@
 //! type, so the same bridge runs over any transport the gateway offers.
 
 mod bridge;
+// Kept until the STOMP bridge moves to EndKind.
+#[doc(hidden)]
+pub mod close_code;
+mod end;
 mod error;
-mod lane;
+mod lifecycle;
 mod message;
 mod outbox;
+mod outgoing;
 mod principal;
 mod session;
 mod settings;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
+pub use end::{End, EndKind};
 pub use error::{BridgeError, ErrorSource};
-pub use lane::{Lane, LanePolicy, Pushed};
+pub use lifecycle::Background;
 pub use message::{Message, Text};
-pub use outbox::{Outbox, OutboxPermit, OutboxReceiver, SendError, SessionClosed};
+pub use outbox::{
+    Lane, LanePolicy, Outbox, OutboxPermit, OutboxReceiver, Pushed, SendError, SessionClosed,
+};
+pub use outgoing::Outgoing;
 pub use principal::{AuthMethod, CredentialCheck, Principal};
-pub use session::{CloseFrame, Incoming, Outgoing, Session, SessionInfo};
+pub use session::{Incoming, Session, SessionInfo};
 pub use settings::{parse_settings, SettingsError};
 
 /// Re-exported so bridges name the same types the gateway uses.
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use tokio_util::sync::CancellationToken;
-
-/// WebSocket-compatible close codes a bridge may ask for (RFC 6455 section 7.4).
-pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY_VIOLATION: u16 = 1008;
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    pub const INTERNAL_ERROR: u16 = 1011;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    pub const BAD_GATEWAY: u16 = 1014;
-}
+pub use tokio_util::task::TaskTracker;

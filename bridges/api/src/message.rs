@@ -21,6 +21,14 @@ impl Message {
         Message::Binary(b.into())
     }
 
+    /// Text when `bytes` are UTF-8 (what browsers expect of a text protocol), else binary.
+    pub fn text_or_binary(bytes: Bytes) -> Self {
+        match Text::try_from(bytes.clone()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::Binary(bytes),
+        }
+    }
+
     /// The payload bytes, whatever the kind (cheap: a reference-count bump).
     pub fn payload(&self) -> Bytes {
         match self {
@@ -38,5 +46,20 @@ impl Message {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_when_utf8_else_binary() {
+        assert_eq!(
+            Message::text_or_binary(Bytes::from_static("é\n".as_bytes())),
+            Message::text("é\n")
+        );
+        let raw = Bytes::from_static(&[0xff, 0]);
+        assert_eq!(Message::text_or_binary(raw.clone()), Message::Binary(raw));
     }
 }

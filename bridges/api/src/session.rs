@@ -54,24 +54,9 @@ impl Stream for Incoming {
     }
 }
 
-/// A close the bridge asks the transport to perform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseFrame {
-    pub code: u16,
-    pub reason: String,
-}
-
-/// What a bridge puts in its [`Outbox`].
-#[derive(Debug)]
-pub enum Outgoing {
-    Message(Message),
-    /// Flush what is queued, then close the session with this code and reason.
-    Close(CloseFrame),
-}
-
 /// One client session handed to a bridge. The bridge drives it to completion: it returns
 /// when the client leaves, the backend ends, or `shutdown` fires (then it should finish
-/// promptly; the gateway closes the client with 1001 Going Away).
+/// promptly; the transport ends the session as [`EndKind::GoingAway`](crate::EndKind)).
 pub struct Session {
     pub info: Arc<SessionInfo>,
     pub incoming: Incoming,

@@ -74,44 +74,35 @@ impl BridgeFactory for EchoFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge_api::{Incoming, Message, Outbox, Outgoing, SessionInfo};
-    use futures::stream;
-
-    fn info() -> SessionInfo {
-        SessionInfo {
-            id: 1,
-            service: "echo".into(),
-            peer: "127.0.0.1:1".parse().unwrap(),
-            origin: None,
-            principal: None,
-            subprotocol: None,
-            transport: "test",
-        }
-    }
+    use bridge_api::{testkit, Message, Outgoing};
 
     #[tokio::test]
     async fn echoes_text_and_binary_in_order() {
-        let (outbox, mut rx) = Outbox::channel(8);
         let input = vec![Message::text("hi"), Message::binary(vec![0u8, 1, 2])];
-        let session = Session {
-            info: Arc::new(info()),
-            incoming: Incoming::new(stream::iter(input.clone())),
-            outbox,
-            shutdown: Default::default(),
-        };
+        let (session, mut client) = testkit::session().scripted(input.clone());
         EchoBridge.serve(session).await.unwrap();
         for expected in input {
-            match rx.recv().await {
+            match client.next().await {
                 Some(Outgoing::Message(m)) => assert_eq!(m, expected),
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert!(rx.recv().await.is_none());
+        assert!(client.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_session() {
+        let (session, client) = testkit::session().live();
+        client.shutdown();
+        EchoBridge.serve(session).await.unwrap();
     }
 
     #[test]
     fn rejects_unknown_settings() {
-        let ctx_err = parse_settings::<EchoSettings>(serde_json::json!({"bogus": 1})).unwrap_err();
-        assert!(ctx_err.to_string().contains("bogus"));
+        let err = EchoFactory
+            .build(testkit::ctx("echo"), serde_json::json!({"bogus": 1}))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("bogus"));
     }
 }

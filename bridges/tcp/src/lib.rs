@@ -153,43 +153,13 @@ impl BridgeFactory for TcpFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge_api::{CredentialCheck, Incoming, Outbox, Outgoing, Principal, SessionInfo};
+    use bridge_api::{testkit, EndKind, ErrorSource, Outgoing};
     use tokio::net::TcpListener;
-    use tokio::sync::mpsc;
-
-    struct NoRealm;
-    #[async_trait]
-    impl CredentialCheck for NoRealm {
-        async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
-            None
-        }
-    }
 
     fn bridge(target: String) -> Arc<dyn Bridge> {
-        let ctx = BuildContext {
-            service: "t".into(),
-            credentials: Arc::new(NoRealm),
-        };
         TcpFactory
-            .build(ctx, serde_json::json!({ "target": target }))
+            .build(testkit::ctx("t"), serde_json::json!({ "target": target }))
             .unwrap()
-    }
-
-    fn session(incoming: Incoming, outbox: Outbox) -> Session {
-        Session {
-            info: Arc::new(SessionInfo {
-                id: 1,
-                service: "t".into(),
-                peer: "127.0.0.1:1".parse().unwrap(),
-                origin: None,
-                principal: None,
-                subprotocol: Some("binary".into()),
-                transport: "test",
-            }),
-            incoming,
-            outbox,
-            shutdown: Default::default(),
-        }
     }
 
     #[tokio::test]
@@ -203,18 +173,11 @@ mod tests {
             s.write_all(&buf).await.unwrap();
             s.write_all(b"!").await.unwrap();
         });
-        let (in_tx, in_rx) = mpsc::channel::<Message>(4);
-        let incoming = Incoming::new(futures::stream::unfold(in_rx, |mut rx| async {
-            rx.recv().await.map(|m| (m, rx))
-        }));
-        let (outbox, mut out_rx) = Outbox::channel(16);
-        in_tx.send(Message::binary(&b"hello"[..])).await.unwrap();
-        bridge(addr.to_string())
-            .serve(session(incoming, outbox))
-            .await
-            .unwrap();
+        let (session, mut client) = testkit::session().subprotocol("binary").live();
+        client.send(Message::binary(&b"hello"[..]));
+        bridge(addr.to_string()).serve(session).await.unwrap();
         let mut got = Vec::new();
-        while let Some(Outgoing::Message(m)) = out_rx.recv().await {
+        while let Some(Outgoing::Message(m)) = client.next().await {
             got.extend_from_slice(&m.payload());
         }
         assert_eq!(got, b"hello!");
@@ -222,27 +185,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_client_leaving_ends_the_target_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (session, _client) = testkit::session()
+            .subprotocol("binary")
+            .scripted([Message::binary(&b"bye"[..])]);
+        bridge(addr.to_string()).serve(session).await.unwrap();
+        assert_eq!(server.await.unwrap(), b"bye");
+    }
+
+    #[tokio::test]
     async fn unreachable_target_is_a_backend_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let (outbox, _rx) = Outbox::channel(1);
-        let err = bridge(addr.to_string())
-            .serve(session(Incoming::new(futures::stream::empty()), outbox))
-            .await
-            .unwrap_err();
-        assert_eq!(err.source_side(), bridge_api::ErrorSource::Backend);
-        assert_eq!(err.close_code(), bridge_api::close_code::BAD_GATEWAY);
+        let (session, _client) = testkit::session().scripted([]);
+        let err = bridge(addr.to_string()).serve(session).await.unwrap_err();
+        assert_eq!(err.source_side(), ErrorSource::Backend);
+        assert_eq!(err.end_kind(), EndKind::BackendFailed);
     }
 
     #[test]
     fn target_must_have_a_port() {
-        let ctx = BuildContext {
-            service: "t".into(),
-            credentials: Arc::new(NoRealm),
-        };
         let err = TcpFactory
-            .build(ctx, serde_json::json!({ "target": "localhost" }))
+            .build(
+                testkit::ctx("t"),
+                serde_json::json!({ "target": "localhost" }),
+            )
             .err()
             .unwrap();
         assert_eq!(err.path, "target");

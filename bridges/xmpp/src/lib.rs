@@ -83,23 +83,10 @@ impl BridgeFactory for XmppFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge_api::{Incoming, Outbox, SessionInfo};
-
-    struct NoRealm;
-
-    #[async_trait]
-    impl bridge_api::CredentialCheck for NoRealm {
-        async fn check_password(&self, _: &str, _: &str) -> Option<bridge_api::Principal> {
-            None
-        }
-    }
+    use bridge_api::{testkit, EndKind, ErrorSource};
 
     fn build(settings: serde_json::Value) -> Result<Arc<dyn Bridge>, SettingsError> {
-        let ctx = BuildContext {
-            service: "xmpp".into(),
-            credentials: Arc::new(NoRealm),
-        };
-        XmppFactory.build(ctx, settings)
+        XmppFactory.build(testkit::ctx("xmpp"), settings)
     }
 
     #[test]
@@ -128,22 +115,34 @@ mod tests {
             server: None,
             metrics: metrics::Metrics::new(),
         };
-        let (outbox, _rx) = Outbox::channel(4);
-        let session = Session {
-            info: Arc::new(SessionInfo {
-                id: 1,
-                service: "x".into(),
-                peer: "127.0.0.1:1".parse().unwrap(),
-                origin: None,
-                principal: None,
-                subprotocol: Some("xmpp".into()),
-                transport: "test",
-            }),
-            incoming: Incoming::new(futures::stream::empty()),
-            outbox,
-            shutdown: Default::default(),
-        };
+        let (session, _client) = testkit::session()
+            .service("x")
+            .subprotocol("xmpp")
+            .queue(4)
+            .scripted([]);
         let size = std::mem::size_of_val(&session::run(&bridge, session));
         assert!(size <= 6 * 1024, "session future is {size} bytes");
+    }
+
+    /// RFC 7395 3.2: text only. The client hears a stream error before the session ends.
+    #[tokio::test]
+    async fn a_binary_first_message_ends_with_unsupported_data() {
+        let bridge =
+            build(serde_json::json!({"domains": ["localhost"], "insecure": true})).unwrap();
+        let (session, mut client) = testkit::session()
+            .subprotocol("xmpp")
+            .scripted([bridge_api::Message::binary(&b"<open/>"[..])]);
+        let err = bridge.serve(session).await.unwrap_err();
+        assert_eq!(err.source_side(), ErrorSource::Client);
+        assert_eq!(err.end_kind(), EndKind::UnsupportedData);
+        let texts = client.texts();
+        assert!(
+            texts.iter().any(|t| t.contains("unsupported-encoding")),
+            "{texts:?}"
+        );
+        assert!(
+            texts.last().is_some_and(|t| t.contains("<close")),
+            "{texts:?}"
+        );
     }
 }

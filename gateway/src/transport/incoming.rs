@@ -2,7 +2,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bridge_api::{close_code, CloseFrame, Message};
+use bridge_api::Message;
 use bytes::Bytes;
 use futures::stream::SplitStream;
 use futures::{Stream, StreamExt};
@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
 use tokio_tungstenite::WebSocketStream;
 
+use super::close::{code, CloseFrame};
 use super::Shared;
 use crate::limits::{record_trip, trip};
 use crate::services::TrafficCounters;
@@ -67,16 +68,16 @@ fn close_for_read_error(err: &tungstenite::Error) -> Option<CloseFrame> {
     let (code, reason) = match err {
         E::Capacity(e) => {
             record_trip(trip::MESSAGE_SIZE);
-            (close_code::MESSAGE_TOO_BIG, e.to_string())
+            (code::MESSAGE_TOO_BIG, e.to_string())
         }
         E::Utf8(_) => (
-            close_code::INVALID_PAYLOAD,
+            code::INVALID_PAYLOAD,
             "invalid UTF-8 in text message".into(),
         ),
         E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
-        E::Protocol(e) => (close_code::PROTOCOL_ERROR, e.to_string()),
+        E::Protocol(e) => (code::PROTOCOL_ERROR, e.to_string()),
         E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => return None,
-        other => (close_code::PROTOCOL_ERROR, other.to_string()),
+        other => (code::PROTOCOL_ERROR, other.to_string()),
     };
     Some(CloseFrame {
         code,
@@ -118,7 +119,7 @@ where
                         Ok(t) => Message::Text(t),
                         Err(_) => {
                             return this.end(Some(CloseFrame {
-                                code: close_code::INVALID_PAYLOAD,
+                                code: code::INVALID_PAYLOAD,
                                 reason: "invalid UTF-8 in text message".into(),
                             }))
                         }

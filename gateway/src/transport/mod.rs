@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bridge_api::{Bridge, CloseFrame, Outbox, Session, SessionInfo};
+use bridge_api::{Bridge, Outbox, Session, SessionInfo};
 use futures::future::Either;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::TrafficCounters;
 
+use close::CloseFrame;
 pub use close::{close_for_bridge_result, truncate_reason};
 
 #[derive(Debug, Clone)]

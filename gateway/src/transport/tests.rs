@@ -240,7 +240,9 @@ impl Bridge for ErrorsThenCloses {
     }
     async fn serve(&self, s: Session) -> Result<(), BridgeError> {
         s.outbox.send(bridge_api::Message::text("ERROR")).await.ok();
-        s.outbox.close(1002, "protocol error").await;
+        s.outbox
+            .end(bridge_api::EndKind::ProtocolError, "protocol error")
+            .await;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_api::{close_code, CloseFrame, Message, OutboxReceiver, Outgoing};
+use bridge_api::{Message, OutboxReceiver, Outgoing};
 use futures::stream::SplitSink;
 use futures::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::OpCode};
 use tokio_tungstenite::WebSocketStream;
 
+use super::close::{code, CloseFrame};
 use super::{Shared, TransportSettings};
-use crate::limits::{record_trip, trip};
+use crate::limits::{record_trip, record_trips, trip};
 use crate::services::TrafficCounters;
 
 type WsWriter<S> = SplitSink<WebSocketStream<S>, tungstenite::Message>;
@@ -79,7 +80,7 @@ where
             tokio::select! {
                 biased;
                 frame = &mut finish => {
-                    let frame = frame.unwrap_or(CloseFrame { code: close_code::NORMAL, reason: String::new() });
+                    let frame = frame.unwrap_or(CloseFrame { code: code::NORMAL, reason: String::new() });
                     // A close the bridge queued before it finished says more than "normal".
                     let frame = self.drain_outbox().await.unwrap_or(frame);
                     return self.close(frame).await;
@@ -90,7 +91,7 @@ where
                             return false;
                         }
                     }
-                    Some(Outgoing::Close(frame)) => self.pending_close = Some(frame),
+                    Some(Outgoing::Close(end)) => self.pending_close = Some(end.into()),
                     None => outbox_open = false,
                 },
                 _ = ticker.tick(), if !idle.is_zero() => {
@@ -104,7 +105,7 @@ where
                         }
                     } else if silent >= idle * 2 {
                         record_trip(trip::IDLE_TIMEOUT);
-                        return self.close(CloseFrame { code: close_code::GOING_AWAY, reason: "idle timeout".into() }).await;
+                        return self.close(CloseFrame { code: code::GOING_AWAY, reason: "idle timeout".into() }).await;
                     }
                 }
             }
@@ -143,10 +144,11 @@ where
                     let msg = self.to_ws(msg);
                     gone = self.sink.feed(msg).await.is_err();
                 }
-                Outgoing::Close(frame) => self.pending_close = Some(frame),
+                Outgoing::Close(end) => self.pending_close = Some(end.into()),
             }
         }
         self.scratch = more;
+        self.count_full();
         if gone {
             return Wrote::ClientGone;
         }
@@ -170,7 +172,7 @@ where
                         return None;
                     }
                 }
-                Outgoing::Close(frame) => return Some(frame),
+                Outgoing::Close(end) => return Some(end.into()),
             }
         }
         None
@@ -196,5 +198,22 @@ where
                 false
             }
         }
+    }
+}
+
+impl<S> Writer<S> {
+    /// A bridge's `try_send` on a full queue is a limit trip; the seam only counts them, so
+    /// the transport records them, after every batch and once more when the writer ends.
+    fn count_full(&self) {
+        let n = self.rx.take_full();
+        if n > 0 {
+            record_trips(trip::OUTGOING_QUEUE, n);
+        }
+    }
+}
+
+impl<S> Drop for Writer<S> {
+    fn drop(&mut self) {
+        self.count_full();
     }
 }

@@ -1,9 +1,9 @@
 //! How a session ends badly: one stream error to the client (RFC 6120 4.9, RFC 7395 3.6),
-//! a log line naming the side that failed, a metric, and the WebSocket close.
+//! a log line naming the side that failed, a metric, and how the session ends.
 
 use std::time::Duration;
 
-use bridge_api::{BridgeError, ErrorSource, Message, Outbox, SessionInfo};
+use bridge_api::{BridgeError, EndKind, ErrorSource, Message, Outbox, SessionInfo};
 use protocol_xmpp::{Element, StreamError, StreamErrorCondition as C, StreamHeader};
 
 use crate::metrics::{self, Login, Side};
@@ -14,13 +14,13 @@ const SEND_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Failure {
     pub error: StreamError,
-    /// Whose fault it is: picks the close code.
+    /// Whose fault it is: picks how the session ends, unless `end` says.
     pub fault: ErrorSource,
     /// Who produced the stream error.
     pub side: Side,
     /// The server's own `<stream:error>`, passed to the client as it came.
     pub element: Option<Box<Element>>,
-    pub close_code: Option<u16>,
+    pub end: Option<EndKind>,
     /// The login outcome this failure counts as, if it ends a login attempt.
     pub login: Option<Login>,
 }
@@ -33,7 +33,7 @@ impl Failure {
             fault: ErrorSource::Client,
             side: Side::Gateway,
             element: None,
-            close_code: None,
+            end: None,
             login: None,
         }
     }
@@ -45,7 +45,7 @@ impl Failure {
             fault: ErrorSource::Backend,
             side: Side::Gateway,
             element: None,
-            close_code: None,
+            end: None,
             login: None,
         }
     }
@@ -57,7 +57,7 @@ impl Failure {
             fault: ErrorSource::Backend,
             side: Side::Server,
             element: Some(Box::new(element)),
-            close_code: None,
+            end: None,
             login: None,
         }
     }
@@ -74,12 +74,12 @@ impl Failure {
         self
     }
 
-    pub fn with_close_code(mut self, code: u16) -> Self {
-        self.close_code = Some(code);
+    pub fn with_end(mut self, kind: EndKind) -> Self {
+        self.end = Some(kind);
         self
     }
 
-    /// Logs, counts and tells the client; returns the error that closes the WebSocket.
+    /// Logs, counts and tells the client; returns the error that ends the session.
     /// `opened` says whether the client already got its `<open/>` answer: a stream error
     /// always follows an open stream (RFC 6120 4.9.1.1).
     pub async fn report(
@@ -132,8 +132,8 @@ impl Failure {
         send(outbox, error).await;
         send(outbox, protocol_xmpp::client_close().to_owned()).await;
         let error = BridgeError::new(self.fault, self.error.to_string());
-        match self.close_code {
-            Some(code) => error.with_close_code(code),
+        match self.end {
+            Some(kind) => error.with_end(kind),
             None => error,
         }
     }

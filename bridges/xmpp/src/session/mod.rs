@@ -8,7 +8,7 @@ mod server;
 use std::time::Duration;
 
 use bridge_api::{
-    close_code, BridgeError, CancellationToken, Incoming, Message, Outbox, Session, SessionInfo,
+    BridgeError, CancellationToken, EndKind, Incoming, Message, Outbox, Session, SessionInfo,
 };
 use protocol_xmpp::{
     ClientFrame, Open, RateLimiter, ServerEvent, StanzaKind, StreamError,
@@ -92,7 +92,7 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
         }
         Err(f) => {
             let client_fault = f.fault == bridge_api::ErrorSource::Client;
-            // The client hears first; the server's goodbye only delays the WebSocket close.
+            // The client hears first; the server's goodbye only delays the session's end.
             let error = f.report(&info, &outbox, true, Some(&relay.domain)).await;
             if client_fault {
                 relay.close_server().await;
@@ -192,7 +192,7 @@ fn binary_message() -> Failure {
         C::UnsupportedEncoding,
         "binary WebSocket messages are not allowed (RFC 7395)",
     ))
-    .with_close_code(close_code::UNSUPPORTED_DATA)
+    .with_end(EndKind::UnsupportedData)
 }
 
 impl Relay<'_> {

@@ -1,104 +1,20 @@
-//! Lanes: bounded per-subscription queues inside a session's [`Outbox`] that a broker's
-//! fan-out fills and the transport's writer drains directly, so a delivery never wakes the
-//! bridge's own task. Each lane applies its slow-consumer policy when it is full; the
-//! control queue (everything a bridge `send`s) is written first on every pass, and lanes
-//! are taken round-robin after it.
+//! Lanes: bounded per-subscription queues inside a session's [`Outbox`](crate::Outbox)
+//! that a broker's fan-out fills and the transport's writer drains directly, so a delivery
+//! never wakes the bridge's own task. Each lane applies its slow-consumer policy when it is
+//! full; the control queue (everything a bridge `send`s) is written first on every pass,
+//! and lanes are taken round-robin after it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::outbox::Chan;
+use super::chan::{Chan, Pushed};
 use crate::Message;
-
-/// What a full lane does with one more message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LanePolicy {
-    /// Refuse it and report [`Pushed::Overflow`]: the bridge ends the session.
-    Disconnect,
-    /// Drop the oldest queued message to make room.
-    DropOldest,
-    /// At most one queued message per conflation key: a newer one takes the older one's
-    /// place (so a key's updates never reorder); a message without a key, or with a key
-    /// not queued yet, makes room as `DropOldest` does.
-    Conflate,
-}
-
-/// What happened to a message pushed into a lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    Queued,
-    /// Queued, and an older message was dropped or replaced for it.
-    Displaced,
-    /// The lane is full and its policy is `Disconnect`: the message was not queued.
-    Overflow,
-    /// The lane or the session is gone.
-    Closed,
-}
-
-pub(crate) struct LaneQueue {
-    pub(crate) id: u32,
-    /// Messages with their conflation keys.
-    pub(crate) items: VecDeque<(Message, Option<u64>)>,
-    capacity: usize,
-    policy: LanePolicy,
-    /// A paused lane queues but is not written (a bridge opens a lane before it has told
-    /// its client about the subscription, and resumes it after).
-    pub(crate) paused: bool,
-}
-
-impl LaneQueue {
-    pub(crate) fn new(id: u32, capacity: usize, policy: LanePolicy) -> Self {
-        LaneQueue {
-            id,
-            items: VecDeque::new(),
-            capacity: capacity.max(1),
-            policy,
-            paused: true,
-        }
-    }
-
-    fn push(&mut self, msg: Message, key: Option<u64>) -> Pushed {
-        if self.policy == LanePolicy::Conflate {
-            if let Some(k) = key {
-                if let Some(slot) = self.items.iter_mut().find(|(_, qk)| *qk == Some(k)) {
-                    slot.0 = msg;
-                    return Pushed::Displaced;
-                }
-            }
-        }
-        let mut outcome = Pushed::Queued;
-        if self.items.len() >= self.capacity {
-            if self.policy == LanePolicy::Disconnect {
-                return Pushed::Overflow;
-            }
-            self.items.pop_front();
-            outcome = Pushed::Displaced;
-        }
-        self.items.push_back((msg, key));
-        outcome
-    }
-
-    /// Move up to `max` messages into `out`; frees a burst's memory once drained.
-    pub(crate) fn take(&mut self, max: usize, out: &mut Vec<crate::Outgoing>) -> usize {
-        let n = max.min(self.items.len());
-        out.extend(
-            self.items
-                .drain(..n)
-                .map(|(m, _)| crate::Outgoing::Message(m)),
-        );
-        if self.items.is_empty() && self.items.capacity() > 64 {
-            self.items.shrink_to(16);
-        }
-        n
-    }
-}
 
 /// A fan-out's handle on one lane of a session's outbox. Clones name the same lane; the
 /// lane lives until [`Lane::close`] or the end of the session.
 #[derive(Clone)]
 pub struct Lane {
-    pub(crate) chan: Arc<Chan>,
-    pub(crate) id: u32,
+    pub(super) chan: Arc<Chan>,
+    pub(super) id: u32,
 }
 
 impl std::fmt::Debug for Lane {
@@ -174,7 +90,7 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Outbox, Outgoing};
+    use crate::{LanePolicy, Outbox, Outgoing};
 
     fn text(s: &str) -> Message {
         Message::text(s.to_string())

@@ -4,93 +4,18 @@
 //! bounded channel allocates a block of slots up front (about 1.8 KiB here), this one only
 //! a small header until messages are actually queued.
 
-use std::collections::VecDeque;
+mod chan;
+mod lane;
+
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use tokio::sync::Notify;
+use crate::outgoing::Outgoing;
+use crate::{close_code, End, EndKind, Message};
+use chan::{Chan, LaneQueue};
 
-use crate::lane::{Lane, LanePolicy, LaneQueue};
-use crate::session::{CloseFrame, Outgoing};
-use crate::Message;
-
-pub(crate) struct State {
-    items: VecDeque<Outgoing>,
-    /// Slots promised to outstanding permits.
-    reserved: usize,
-    senders: usize,
-    pub(crate) receiver_closed: bool,
-    /// Fan-out lanes, written after `items` on every pass (a `Vec`: sessions have few
-    /// subscriptions, and an empty one allocates nothing).
-    pub(crate) lanes: Vec<LaneQueue>,
-    next_lane: u32,
-    /// Where the next round-robin pass over the lanes starts.
-    next_rr: usize,
-    /// Messages the transport has taken so far (a bridge's heart-beat check reads it).
-    taken: u64,
-}
-
-impl State {
-    /// Up to `max` lane messages, round-robin from where the last pass stopped, each lane
-    /// giving up to `per_lane` so one busy subscription cannot starve the others.
-    fn take_lanes(&mut self, out: &mut Vec<Outgoing>, max: usize, per_lane: usize) -> usize {
-        let n = self.lanes.len();
-        let mut taken = 0;
-        let mut idle_in_a_row = 0;
-        let mut i = self.next_rr % n.max(1);
-        while taken < max && idle_in_a_row < n {
-            let lane = &mut self.lanes[i];
-            let got = if lane.paused {
-                0
-            } else {
-                lane.take(per_lane.min(max - taken), out)
-            };
-            taken += got;
-            idle_in_a_row = if got == 0 { idle_in_a_row + 1 } else { 0 };
-            i = (i + 1) % n;
-        }
-        self.next_rr = i;
-        taken
-    }
-
-    fn lanes_ready(&self) -> bool {
-        self.lanes.iter().any(|l| !l.paused && !l.items.is_empty())
-    }
-
-    fn pop(&mut self) -> Option<Outgoing> {
-        if let Some(x) = self.items.pop_front() {
-            return Some(x);
-        }
-        let n = self.lanes.len();
-        for step in 0..n {
-            let i = (self.next_rr + step) % n;
-            let lane = &mut self.lanes[i];
-            if lane.paused {
-                continue;
-            }
-            if let Some((m, _)) = lane.items.pop_front() {
-                self.next_rr = i + 1;
-                return Some(Outgoing::Message(m));
-            }
-        }
-        None
-    }
-}
-
-pub(crate) struct Chan {
-    state: Mutex<State>,
-    capacity: usize,
-    /// Signalled when an item is queued or the last sender leaves.
-    pub(crate) item: Notify,
-    /// Signalled when room frees up or the receiver leaves.
-    room: Notify,
-}
-
-impl Chan {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub use chan::{LanePolicy, Pushed};
+pub use lane::Lane;
 
 /// Why a message was not queued. The message is handed back so a caller can apply its own
 /// slow-consumer policy (drop, conflate, disconnect) without having cloned it.
@@ -157,21 +82,7 @@ impl Drop for Outbox {
 impl Outbox {
     /// A queue holding at most `capacity` messages, and the transport's receiving end.
     pub fn channel(capacity: usize) -> (Outbox, OutboxReceiver) {
-        let chan = Arc::new(Chan {
-            state: Mutex::new(State {
-                items: VecDeque::new(),
-                reserved: 0,
-                senders: 1,
-                receiver_closed: false,
-                lanes: Vec::new(),
-                next_lane: 1,
-                next_rr: 0,
-                taken: 0,
-            }),
-            capacity: capacity.max(1),
-            item: Notify::new(),
-            room: Notify::new(),
-        });
+        let chan = Arc::new(Chan::new(capacity));
         (Outbox { chan: chan.clone() }, OutboxReceiver { chan })
     }
 
@@ -215,8 +126,7 @@ impl Outbox {
         match self.try_push(Outgoing::Message(msg)) {
             Ok(None) => Ok(()),
             Ok(Some(Outgoing::Message(m))) => {
-                metrics::counter!("gateway_limit_trips_total", "limit" => "outgoing_queue")
-                    .increment(1);
+                self.chan.count_full();
                 Err(SendError::Full(m))
             }
             Err(Outgoing::Message(m)) => Err(SendError::Closed(m)),
@@ -272,15 +182,18 @@ impl Outbox {
         }
     }
 
-    /// Ask the transport to close after what is already queued. Returns false if the
-    /// session is already over.
+    /// Ask the transport to end the session after what is already queued. Returns false
+    /// if the session is already over.
+    pub async fn end(&self, kind: EndKind, reason: impl Into<String>) -> bool {
+        self.push(Outgoing::Close(End::new(kind, reason)))
+            .await
+            .is_ok()
+    }
+
+    // Kept until the STOMP bridge moves to EndKind.
+    #[doc(hidden)]
     pub async fn close(&self, code: u16, reason: impl Into<String>) -> bool {
-        self.push(Outgoing::Close(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))
-        .await
-        .is_ok()
+        self.end(close_code::end_kind(code), reason).await
     }
 
     /// A lane for one fan-out subscription: at most `capacity` messages, `policy` when
@@ -406,6 +319,12 @@ impl OutboxReceiver {
         }
     }
 
+    /// How many `try_send` calls found the queue full since the last call: the transport
+    /// counts them as limit trips, so the seam itself records no metrics.
+    pub fn take_full(&self) -> u64 {
+        self.chan.take_full()
+    }
+
     /// Whether anything is queued for the writer right now.
     pub fn has_queued(&self) -> bool {
         let st = self.chan.lock();
@@ -447,6 +366,8 @@ mod tests {
         tx.try_send(text("a")).unwrap();
         tx.try_send(text("b")).unwrap();
         assert!(matches!(tx.try_send(text("c")), Err(SendError::Full(_))));
+        assert_eq!(rx.take_full(), 1);
+        assert_eq!(rx.take_full(), 0);
         let tx2 = tx.clone();
         let waiting = tokio::spawn(async move { tx2.send(text("c")).await.is_ok() });
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -511,9 +432,12 @@ mod tests {
     async fn close_request_is_queued_in_order() {
         let (tx, mut rx) = Outbox::channel(4);
         tx.try_send(text("a")).unwrap();
-        assert!(tx.close(1000, "bye").await);
+        assert!(tx.end(EndKind::Normal, "bye").await);
         assert!(matches!(rx.try_recv(), Some(Outgoing::Message(_))));
-        assert!(matches!(rx.try_recv(), Some(Outgoing::Close(_))));
+        match rx.try_recv() {
+            Some(Outgoing::Close(end)) => assert_eq!(end, End::new(EndKind::Normal, "bye")),
+            other => panic!("expected the end, got {other:?}"),
+        }
         assert!(rx.try_recv().is_none());
     }
 }

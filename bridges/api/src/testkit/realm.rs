@@ -1,0 +1,61 @@
+use crate::{async_trait, AuthMethod, CredentialCheck, Principal};
+
+/// A realm that knows nobody: every login fails.
+pub struct NoRealm;
+
+#[async_trait]
+impl CredentialCheck for NoRealm {
+    async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
+        None
+    }
+}
+
+/// A realm with a fixed list of users, for protocol-level logins.
+#[derive(Default)]
+pub struct StaticRealm {
+    users: Vec<(String, String, Principal)>,
+}
+
+impl StaticRealm {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `name` logs in with `password` and gets `roles`.
+    pub fn user(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
+        let principal = Principal {
+            name: name.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            // What the gateway's realm reports for a login a bridge checked.
+            method: AuthMethod::Bridge,
+            expires_at: None,
+        };
+        self.users.push((name.into(), password.into(), principal));
+        self
+    }
+}
+
+#[async_trait]
+impl CredentialCheck for StaticRealm {
+    async fn check_password(&self, user: &str, password: &str) -> Option<Principal> {
+        self.users
+            .iter()
+            .find(|(u, p, _)| u == user && p == password)
+            .map(|(_, _, principal)| principal.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_right_password_logs_in() {
+        let realm = StaticRealm::new().user("alice", "pw", &["admin"]);
+        let p = realm.check_password("alice", "pw").await.unwrap();
+        assert!(p.has_role("admin"));
+        assert_eq!(p.method, AuthMethod::Bridge);
+        assert!(realm.check_password("alice", "nope").await.is_none());
+        assert!(NoRealm.check_password("alice", "pw").await.is_none());
+    }
+}
