@@ -46,6 +46,10 @@ fn describe() {
         "Open client connections (HTTP and WebSocket)"
     );
     describe_counter!(
+        "gateway_bridge_stops_total",
+        "Services whose background work (broker connections, probes) stopped at shutdown, by result (clean, timeout)"
+    );
+    describe_counter!(
         "gateway_handshakes_total",
         "WebSocket handshakes by service and result"
     );

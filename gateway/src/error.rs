@@ -32,8 +32,6 @@ pub enum StartupError {
         addr: SocketAddr,
         source: io::Error,
     },
-    #[error("cannot start the runtime: {0}")]
-    Runtime(#[source] io::Error),
     #[error("cannot print configuration: {0}")]
     Print(#[from] toml::ser::Error),
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod admission;
 mod auth;
+mod background;
 mod config;
 mod error;
 mod forwarded;

@@ -45,13 +45,7 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
 
 /// `--check-config`: the effective configuration as TOML, or the first error.
 pub fn check(path: &Path) -> Result<String, StartupError> {
-    // Building a bridge may spawn its backend's tasks (broker connections). They need a
-    // runtime to be spawned on; this one is never driven, so nothing connects.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartupError::Runtime)?;
-    let _entered = runtime.enter();
+    // Building is pure (bridges start their work in `Bridge::start`), so no runtime.
     let prepared = prepare(Some(path))?;
     Ok(toml::to_string_pretty(&prepared.config)?)
 }
@@ -82,6 +76,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         auth,
     } = prepare(path)?;
     raise_fd_limit(config.limits.max_connections);
+    crate::background::start(&services);
 
     let tls = config
         .server
@@ -153,6 +148,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     state.shutdown.cancel();
     let _ = accept_task.await;
     state.sessions.close();
+    let started = std::time::Instant::now();
     if tokio::time::timeout(config.limits.drain_timeout, state.sessions.wait())
         .await
         .is_err()
@@ -162,6 +158,14 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
             state.sessions.len()
         );
     }
+    // Then the bridges' own work (broker connections close with a goodbye), in what is
+    // left of the drain, but at least a moment for a clean close.
+    let left = config
+        .limits
+        .drain_timeout
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_secs(1));
+    crate::background::stop(&state.services, left).await;
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!("stopped");

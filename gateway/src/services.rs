@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bridge_api::{Bridge, BridgeFactory, BuildContext, CredentialCheck};
+use bridge_api::{Background, Bridge, BridgeFactory, BuildContext, CredentialCheck};
 use metrics::Counter;
 
 use crate::config::ServiceConfig;
@@ -42,6 +42,8 @@ pub struct Service {
     pub require_auth: bool,
     pub require_roles: Vec<String>,
     pub counters: TrafficCounters,
+    /// The bridge's work beside its sessions: started after building, stopped at drain.
+    pub background: Background,
 }
 
 /// Services grouped by path, in configuration order (which is the server's preference).
@@ -113,6 +115,7 @@ impl ServiceTable {
                 require_auth: cfg.require_auth || !cfg.require_roles.is_empty(),
                 require_roles: cfg.require_roles.clone(),
                 counters: TrafficCounters::new(&cfg.name),
+                background: Background::new(cfg.name.as_str()),
             });
             by_path
                 .entry(cfg.path.clone())

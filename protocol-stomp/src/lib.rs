@@ -15,6 +15,7 @@ mod escape;
 mod frame;
 mod fuzz;
 mod headers;
+mod heart_beating;
 mod version;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use encode::{encode, encode_to_bytes, heart_beat};
 pub use error::DecodeError;
 pub use frame::Frame;
 pub use headers::Headers;
+pub use heart_beating::{negotiate as negotiate_heart_beats, parse_heart_beat};
 pub use version::Version;
 
 #[doc(hidden)]

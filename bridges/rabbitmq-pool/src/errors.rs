@@ -1,19 +1,19 @@
-//! lapin errors as the STOMP session needs them: refused (the client asked for something the
-//! broker said no to) or unavailable (the broker is gone), with RabbitMQ's own words.
+//! lapin errors as a bridge needs them: refused (the client asked for something the broker
+//! said no to) or unavailable (the broker is gone), with RabbitMQ's own words.
 
 use lapin::protocol::AMQPErrorKind;
 use lapin::ErrorKind;
 
-use crate::backend::BackendError;
+use crate::Error;
 
 /// `what` says what was being done, e.g. `"subscribing to /queue/a"`.
-pub fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
+pub fn from_lapin(e: &lapin::Error, what: &str) -> Error {
     match e.kind() {
         // Channel-level errors are answers to what the client asked (404, 403, 406, ...).
         ErrorKind::ProtocolError(amqp) if matches!(amqp.kind(), AMQPErrorKind::Soft(_)) => {
-            BackendError::refused(format!("{what}: {}", amqp.get_message()))
+            Error::refused(format!("{what}: {}", amqp.get_message()))
         }
-        ErrorKind::ProtocolError(amqp) => BackendError::unavailable(format!(
+        ErrorKind::ProtocolError(amqp) => Error::unavailable(format!(
             "{what}: RabbitMQ closed the connection ({})",
             amqp.get_message()
         )),
@@ -22,9 +22,9 @@ pub fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
         ErrorKind::IOError(_)
         | ErrorKind::InvalidConnectionState(_)
         | ErrorKind::MissingHeartbeatError => {
-            BackendError::unavailable(format!("{what}: lost the connection to RabbitMQ ({e})"))
+            Error::unavailable(format!("{what}: lost the connection to RabbitMQ ({e})"))
         }
-        _ => BackendError::unavailable(format!("{what}: RabbitMQ failed ({e})")),
+        _ => Error::unavailable(format!("{what}: RabbitMQ failed ({e})")),
     }
 }
 
@@ -48,23 +48,23 @@ pub fn is_refusal(e: &lapin::Error) -> bool {
 pub const RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `fut` bounded by [`RPC_TIMEOUT`]; `what` names the operation for the error.
-pub async fn timed<T>(
+pub async fn timed<T, E: From<Error>>(
     what: impl FnOnce() -> String,
-    fut: impl std::future::Future<Output = Result<T, BackendError>>,
-) -> Result<T, BackendError> {
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     match tokio::time::timeout(RPC_TIMEOUT, fut).await {
         Ok(r) => r,
-        Err(_) => Err(BackendError::unavailable(format!(
+        Err(_) => Err(E::from(Error::unavailable(format!(
             "{}: no answer from RabbitMQ within {RPC_TIMEOUT:?}",
             what()
-        ))),
+        )))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendErrorKind;
+    use crate::ErrorKind;
 
     #[test]
     fn a_lost_connection_names_rabbitmq() {
@@ -76,7 +76,7 @@ mod tests {
             &lapin::Error::from(io),
             "acknowledging a message of /queue/a",
         );
-        assert_eq!(e.kind, BackendErrorKind::Unavailable);
+        assert_eq!(e.kind, ErrorKind::Unavailable);
         assert!(
             e.message.starts_with(
                 "acknowledging a message of /queue/a: lost the connection to RabbitMQ ("

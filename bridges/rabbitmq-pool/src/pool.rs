@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bridge_api::CancellationToken;
 use futures::StreamExt;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::errors::describe_connect;
-use super::metrics::Metrics;
-use crate::backend::BackendError;
+use crate::errors::describe_connect;
+use crate::metrics::PoolMetrics as Metrics;
+use crate::Error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -131,13 +132,25 @@ impl Pool {
         }
     }
 
-    /// `size` supervised connections, connecting in the background from now on.
-    pub fn start(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(uri, name, size, true, metrics));
-        for i in 0..size {
-            tokio::spawn(pool.clone().supervise(i));
+    /// `size` supervised connections; none is opened before [`start`](Self::start).
+    pub fn supervised(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Arc<Pool> {
+        Arc::new(Pool::new(uri, name, size, true, metrics))
+    }
+
+    /// Connect in the background from now on, one supervisor per connection on `tasks`,
+    /// until `shutdown`: then each supervisor closes its connection politely (AMQP
+    /// `connection.close`) and ends, so whoever waits for `tasks` knows they are closed.
+    pub fn start(self: &Arc<Self>, tasks: &TaskTracker, shutdown: CancellationToken) {
+        for i in 0..self.slots.len() {
+            tasks.spawn(self.clone().supervise(i));
         }
-        pool
+        let pool = Arc::downgrade(self);
+        tasks.spawn(async move {
+            shutdown.cancelled().await;
+            if let Some(pool) = pool.upgrade() {
+                pool.stop();
+            }
+        });
     }
 
     /// A pool of one already open connection that is not re-established when lost
@@ -234,7 +247,7 @@ impl Pool {
     }
 
     /// A new channel on one of the connections (round robin), or the outage as an error.
-    pub async fn channel(&self) -> Result<Chan, BackendError> {
+    pub async fn channel(&self) -> Result<Chan, Error> {
         let n = self.slots.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
@@ -244,17 +257,17 @@ impl Pool {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| BackendError::unavailable(self.outage())))
+        Err(last.unwrap_or_else(|| Error::unavailable(self.outage())))
     }
 
     /// A new channel on connection `i`.
-    pub async fn channel_on(&self, i: usize) -> Result<Chan, BackendError> {
+    pub async fn channel_on(&self, i: usize) -> Result<Chan, Error> {
         let Some(conn) = self.slot(i % self.slots.len()) else {
-            return Err(BackendError::unavailable(self.outage()));
+            return Err(Error::unavailable(self.outage()));
         };
         match conn.create_channel().await {
             Ok(ch) => Ok(Chan::new(ch, conn.status().clone(), self.metrics.clone())),
-            Err(e) => Err(BackendError::unavailable(format!(
+            Err(e) => Err(Error::unavailable(format!(
                 "RabbitMQ at {}: cannot open a channel ({e})",
                 self.endpoint
             ))),

@@ -284,8 +284,9 @@ impl Acl {
 }
 
 /// The ERROR text for a refused frame, and its count.
-pub fn denied(verb: Verb, dest: &str, principal: Option<&Principal>) -> String {
-    metrics::counter!("gateway_stomp_acl_denied_total", "verb" => verb.label()).increment(1);
+pub fn denied(service: &str, verb: Verb, dest: &str, principal: Option<&Principal>) -> String {
+    metrics::counter!("gateway_stomp_acl_denied_total", "service" => service.to_string(), "verb" => verb.label())
+        .increment(1);
     let who = match principal {
         None => "anonymous clients".to_string(),
         Some(p) if p.roles.is_empty() => format!("user {:?} (no roles)", p.name),

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bridge_api::Background;
 use bytes::Bytes;
 use protocol_stomp::Headers;
 
+use crate::backend::embedded::EmbeddedBroker;
 use crate::destination::Destination;
-use crate::embedded::EmbeddedBroker;
 use crate::settings::DemoSettings;
 
 /// xorshift64*: deterministic, dependency-free, plenty for simulated prices.
@@ -23,11 +24,10 @@ impl Rng {
     }
 }
 
-pub fn spawn(broker: Arc<EmbeddedBroker>, settings: DemoSettings) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return; // validating configuration only
-    };
-    runtime.spawn(async move {
+/// Publish made-up prices every `settings.interval` until the background's shutdown.
+pub fn start(bg: &Background, broker: Arc<EmbeddedBroker>, settings: DemoSettings) {
+    let shutdown = bg.shutdown().clone();
+    bg.spawn(async move {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -41,7 +41,10 @@ pub fn spawn(broker: Arc<EmbeddedBroker>, settings: DemoSettings) {
             .collect();
         let mut tick = tokio::time::interval(settings.interval);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
             let ts = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis())

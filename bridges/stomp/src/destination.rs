@@ -91,10 +91,6 @@ impl Destination {
             "use /topic/NAME, /queue/NAME, /temp-queue/NAME, /amq/queue/NAME or /exchange/NAME/KEY",
         ))
     }
-
-    pub fn is_wildcard(&self) -> bool {
-        matches!(self, Destination::Topic(k) if k.contains('*') || k.contains('#'))
-    }
 }
 
 impl fmt::Display for Destination {

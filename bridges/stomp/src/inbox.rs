@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::message::SharedMessage;
+use crate::metrics::StompMetrics;
 
 pub type SubKey = u32;
 
@@ -89,15 +90,19 @@ struct State {
     failure: Option<String>,
 }
 
-#[derive(Default)]
 pub struct Inbox {
     state: Mutex<State>,
     notify: Notify,
+    metrics: Arc<StompMetrics>,
 }
 
 impl Inbox {
-    pub fn new() -> Arc<Inbox> {
-        Arc::new(Inbox::default())
+    pub fn new(metrics: Arc<StompMetrics>) -> Arc<Inbox> {
+        Arc::new(Inbox {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            metrics,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -143,7 +148,7 @@ impl Inbox {
                         .position(|d| d.conflation_key(ck) == Some(nk))
                 });
                 if let Some(i) = pos {
-                    crate::metrics::slow_consumer("conflate");
+                    self.metrics.slow_consumer("conflate");
                     q.items[i] = delivery;
                     return Outcome::Displaced;
                 }
@@ -151,7 +156,7 @@ impl Inbox {
             if q.items.len() >= q.capacity {
                 match &q.policy {
                     Policy::Disconnect => {
-                        crate::metrics::slow_consumer("disconnect");
+                        self.metrics.slow_consumer("disconnect");
                         st.overflowed.get_or_insert(key);
                         drop(st);
                         self.notify.notify_one();
@@ -160,7 +165,7 @@ impl Inbox {
                     // Conflate with no queued message of the same key: room is made the
                     // same way as for drop-oldest.
                     Policy::DropOldest | Policy::Conflate(_) => {
-                        crate::metrics::slow_consumer(q.policy.name());
+                        self.metrics.slow_consumer(q.policy.name());
                         q.items.pop_front();
                         outcome = Outcome::Displaced;
                     }
@@ -290,7 +295,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_keeps_the_newest() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(1, 2, Policy::DropOldest);
         for n in 0..4 {
             inbox.deliver(1, msg("/topic/a", "X", n));
@@ -300,7 +305,7 @@ mod tests {
 
     #[test]
     fn conflate_replaces_in_place_by_key() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(1, 2, Policy::Conflate(ConflateKey::Header("symbol".into())));
         inbox.deliver(1, msg("/topic/p", "A", 0));
         inbox.deliver(1, msg("/topic/p", "B", 1));
@@ -317,7 +322,7 @@ mod tests {
 
     #[test]
     fn conflate_never_reorders_a_key() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(1, 4, Policy::Conflate(ConflateKey::Header("symbol".into())));
         // Queue not full: still one message per key.
         inbox.deliver(1, msg("/topic/p", "A", 0));
@@ -329,7 +334,7 @@ mod tests {
 
     #[test]
     fn disconnect_reports_overflow() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(7, 1, Policy::Disconnect);
         assert_eq!(inbox.deliver(7, msg("/topic/a", "X", 0)), Outcome::Queued);
         assert_eq!(inbox.deliver(7, msg("/topic/a", "X", 1)), Outcome::Overflow);
@@ -338,7 +343,7 @@ mod tests {
 
     #[test]
     fn offer_refuses_when_full_and_remove_returns_the_rest() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(1, 1, Policy::Disconnect);
         assert!(inbox.offer(1, msg("/queue/q", "X", 0)).is_ok());
         assert!(inbox.offer(1, msg("/queue/q", "X", 1)).is_err());
@@ -349,7 +354,7 @@ mod tests {
 
     #[test]
     fn take_interleaves_subscriptions_fairly_in_ready_order() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(StompMetrics::new("test"));
         inbox.add(1, 10, Policy::DropOldest);
         inbox.add(2, 10, Policy::DropOldest);
         inbox.deliver(1, msg("/topic/a", "X", 0));

@@ -3,39 +3,39 @@
 //! the embedded in-process broker by default.
 
 mod acl;
-mod amqp;
-pub mod backend;
+mod backend;
 mod demo;
-pub mod destination;
-mod embedded;
-pub mod fanout;
-pub mod inbox;
+mod destination;
+mod inbox;
 mod message;
 mod metrics;
 mod session;
 mod settings;
-mod stomp_upstream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use backend::uri::BackendUri;
 use bridge_api::{
-    async_trait, parse_settings, Bridge, BridgeError, BridgeFactory, BuildContext, CredentialCheck,
-    DefaultService, Session, SettingsError,
+    async_trait, parse_settings, Background, Bridge, BridgeError, BridgeFactory, BuildContext,
+    CredentialCheck, DefaultService, Session, SettingsError,
 };
+use metrics::StompMetrics;
 use protocol_stomp::Version;
 
-pub use embedded::EmbeddedBroker;
-pub use settings::StompSettings;
+use backend::embedded::EmbeddedBroker;
+use settings::StompSettings;
 
 /// In server preference order.
-pub const SUBPROTOCOLS: &[&str] = &["v12.stomp", "v11.stomp", "v10.stomp", "stomp"];
+const SUBPROTOCOLS: &[&str] = &["v12.stomp", "v11.stomp", "v10.stomp", "stomp"];
 
-pub struct StompBridge {
+struct StompBridge {
     settings: StompSettings,
     backend: Arc<dyn backend::Backend>,
     credentials: Arc<dyn CredentialCheck>,
     acl: acl::Acl,
+    metrics: Arc<StompMetrics>,
+    /// The embedded broker, when it is the backend: the demo feed publishes into it.
+    embedded: Option<Arc<EmbeddedBroker>>,
 }
 
 impl StompBridge {
@@ -57,6 +57,13 @@ impl Bridge for StompBridge {
 
     fn is_ready(&self) -> bool {
         self.backend.is_ready()
+    }
+
+    fn start(&self, bg: Background) {
+        self.backend.start(&bg);
+        if let (Some(broker), Some(demo)) = (&self.embedded, &self.settings.demo) {
+            demo::start(&bg, broker.clone(), demo.clone());
+        }
     }
 
     async fn serve(&self, session: Session) -> Result<(), BridgeError> {
@@ -83,37 +90,50 @@ impl BridgeFactory for StompFactory {
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         let acl = acl::Acl::compile(&settings.acl)
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
-        metrics::describe();
+        let metrics = StompMetrics::new(&ctx.service);
         acl::describe();
         let mut credentials = ctx.credentials;
-        let backend: Arc<dyn backend::Backend> = if settings.backend == "embedded" {
-            let broker = Arc::new(EmbeddedBroker::new(settings.max_queue_depth));
-            if let Some(demo) = &settings.demo {
-                demo::spawn(broker.clone(), demo.clone());
+        if !settings.backend.is_embedded()
+            && settings.credentials == settings::Credentials::PassThrough
+        {
+            credentials = Arc::new(backend::probe::BrokerChecksLogin);
+        }
+        let mut embedded = None;
+        let backend: Arc<dyn backend::Backend> = match &settings.backend {
+            BackendUri::Embedded => {
+                let broker = Arc::new(EmbeddedBroker::new(
+                    settings.max_queue_depth,
+                    metrics.clone(),
+                ));
+                embedded = Some(broker.clone());
+                broker
             }
-            broker.spawn_gauges(Duration::from_secs(5));
-            broker
-        } else {
-            if settings.credentials == settings::Credentials::PassThrough {
-                credentials = Arc::new(amqp::BrokerChecksLogin);
-            }
-            if settings.backend.starts_with("stomp://") {
-                Arc::new(
-                    stomp_upstream::StompUpstream::start(&ctx.service, &settings)
-                        .map_err(|e| SettingsError::new("backend", e))?,
+            BackendUri::StompBroker(endpoint) => Arc::new(
+                backend::stomp_broker::StompBrokerBackend::new(
+                    &ctx.service,
+                    endpoint.clone(),
+                    &settings,
+                    metrics.clone(),
                 )
-            } else {
-                Arc::new(
-                    amqp::AmqpBackend::start(&ctx.service, &settings)
-                        .map_err(|e| SettingsError::new("backend", e))?,
+                .map_err(|e| SettingsError::new("backend", e))?,
+            ),
+            BackendUri::RabbitMq(uri) => Arc::new(
+                backend::rabbitmq::RabbitMqBackend::new(
+                    &ctx.service,
+                    uri.clone(),
+                    &settings,
+                    metrics.clone(),
                 )
-            }
+                .map_err(|e| SettingsError::new("backend", e))?,
+            ),
         };
         Ok(Arc::new(StompBridge {
             settings,
             backend,
             credentials,
             acl,
+            metrics,
+            embedded,
         }))
     }
 

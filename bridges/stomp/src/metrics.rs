@@ -1,32 +1,178 @@
-//! The STOMP bridge's metrics. Names start with `gateway_stomp_`.
+//! The STOMP bridge's metrics, one set per service (every series carries `service`). Names
+//! start with `gateway_stomp_`. Handles are resolved when the service is built, so counting
+//! a frame or a delivery is an atomic add, not a label lookup.
 
-use protocol_stomp::Command;
+use std::sync::{Arc, Mutex};
 
-pub fn published(kind: &'static str, deliveries: u64) {
-    metrics::counter!("gateway_stomp_messages_published_total", "kind" => kind).increment(1);
-    if deliveries > 0 {
-        metrics::counter!("gateway_stomp_fanout_deliveries_total", "kind" => kind)
-            .increment(deliveries);
+use metrics::{Counter, Gauge};
+use protocol_stomp::{Command, Version};
+
+pub(crate) struct StompMetrics {
+    service: Arc<str>,
+    frames_in: Vec<Counter>,
+    frames_out: Vec<Counter>,
+    /// ERROR reasons are a closed set of `&'static str`s spread over the session's code:
+    /// each is resolved the first time it is used.
+    error_frames: Mutex<Vec<(&'static str, Counter)>>,
+    published_topic: Counter,
+    published_queue: Counter,
+    fanout_topic: Counter,
+    fanout_queue: Counter,
+    delivered: Counter,
+    slow_disconnect: Counter,
+    slow_drop_oldest: Counter,
+    slow_conflate: Counter,
+    subscriptions: Gauge,
+    sessions: [Gauge; 3],
+    topic_patterns: Gauge,
+    queues: Gauge,
+    queue_depth: Gauge,
+}
+
+/// Commands by position in `Command::ALL`-order; the counters are indexed the same way.
+const COMMANDS: [Command; 15] = [
+    Command::Connect,
+    Command::Stomp,
+    Command::Send,
+    Command::Subscribe,
+    Command::Unsubscribe,
+    Command::Ack,
+    Command::Nack,
+    Command::Begin,
+    Command::Commit,
+    Command::Abort,
+    Command::Disconnect,
+    Command::Connected,
+    Command::Message,
+    Command::Receipt,
+    Command::Error,
+];
+
+fn index(cmd: Command) -> usize {
+    COMMANDS.iter().position(|c| *c == cmd).unwrap_or(0)
+}
+
+fn version_index(v: Version) -> usize {
+    match v {
+        Version::V1_0 => 0,
+        Version::V1_1 => 1,
+        Version::V1_2 => 2,
     }
 }
 
-pub fn slow_consumer(policy: &'static str) {
-    metrics::counter!("gateway_stomp_slow_consumer_events_total", "policy" => policy).increment(1);
+impl StompMetrics {
+    pub(crate) fn new(service: &str) -> Arc<StompMetrics> {
+        describe();
+        let s: Arc<str> = service.into();
+        let counter = |name: &'static str, key: &'static str, value: &'static str| metrics::counter!(name, "service" => s.to_string(), key => value);
+        let frames = |name: &'static str| {
+            COMMANDS
+                .iter()
+                .map(|c| counter(name, "command", c.as_str()))
+                .collect()
+        };
+        let gauge = |name: &'static str, key: &'static str, value: &'static str| metrics::gauge!(name, "service" => s.to_string(), key => value);
+        Arc::new(StompMetrics {
+            frames_in: frames("gateway_stomp_frames_in_total"),
+            frames_out: frames("gateway_stomp_frames_out_total"),
+            error_frames: Mutex::new(Vec::new()),
+            published_topic: counter("gateway_stomp_messages_published_total", "kind", "topic"),
+            published_queue: counter("gateway_stomp_messages_published_total", "kind", "queue"),
+            fanout_topic: counter("gateway_stomp_fanout_deliveries_total", "kind", "topic"),
+            fanout_queue: counter("gateway_stomp_fanout_deliveries_total", "kind", "queue"),
+            delivered: metrics::counter!("gateway_stomp_messages_delivered_total", "service" => s.to_string()),
+            slow_disconnect: counter(
+                "gateway_stomp_slow_consumer_events_total",
+                "policy",
+                "disconnect",
+            ),
+            slow_drop_oldest: counter(
+                "gateway_stomp_slow_consumer_events_total",
+                "policy",
+                "drop-oldest",
+            ),
+            slow_conflate: counter(
+                "gateway_stomp_slow_consumer_events_total",
+                "policy",
+                "conflate",
+            ),
+            subscriptions: metrics::gauge!("gateway_stomp_subscriptions", "service" => s.to_string()),
+            sessions: ["1.0", "1.1", "1.2"].map(|v| gauge("gateway_stomp_sessions", "version", v)),
+            topic_patterns: gauge("gateway_stomp_destinations", "kind", "topic_pattern"),
+            queues: gauge("gateway_stomp_destinations", "kind", "queue"),
+            queue_depth: metrics::gauge!("gateway_stomp_queue_depth", "service" => s.to_string()),
+            service: s,
+        })
+    }
+
+    /// A topic message reached `deliveries` subscribers; a queue message, one consumer.
+    pub(crate) fn published(&self, kind: &'static str, deliveries: u64) {
+        let (published, fanout) = if kind == "queue" {
+            (&self.published_queue, &self.fanout_queue)
+        } else {
+            (&self.published_topic, &self.fanout_topic)
+        };
+        published.increment(1);
+        if deliveries > 0 {
+            fanout.increment(deliveries);
+        }
+    }
+
+    pub(crate) fn slow_consumer(&self, policy: &'static str) {
+        match policy {
+            "disconnect" => &self.slow_disconnect,
+            "drop-oldest" => &self.slow_drop_oldest,
+            _ => &self.slow_conflate,
+        }
+        .increment(1);
+    }
+
+    pub(crate) fn frame_in(&self, cmd: Command) {
+        self.frames_in[index(cmd)].increment(1);
+    }
+
+    pub(crate) fn frame_out(&self, cmd: Command, n: u64) {
+        self.frames_out[index(cmd)].increment(n);
+    }
+
+    pub(crate) fn error_frame(&self, reason: &'static str) {
+        let mut known = self.error_frames.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = known.iter().find(|(r, _)| *r == reason) {
+            c.increment(1);
+            return;
+        }
+        let c = metrics::counter!("gateway_stomp_error_frames_total", "service" => self.service.to_string(), "reason" => reason);
+        c.increment(1);
+        known.push((reason, c));
+    }
+
+    /// MESSAGE frames handed to clients (queued for their sockets).
+    pub(crate) fn delivered(&self, n: u64) {
+        self.delivered.increment(n);
+        self.frame_out(Command::Message, n);
+    }
+
+    pub(crate) fn subscriptions(&self, delta: f64) {
+        self.subscriptions.increment(delta);
+    }
+
+    pub(crate) fn session_opened(&self, version: Version) {
+        self.sessions[version_index(version)].increment(1.0);
+    }
+
+    pub(crate) fn session_closed(&self, version: Version, subscriptions_left: usize) {
+        self.sessions[version_index(version)].decrement(1.0);
+        self.subscriptions.decrement(subscriptions_left as f64);
+    }
+
+    pub(crate) fn broker_gauges(&self, topic_patterns: usize, queues: usize, depth: usize) {
+        self.topic_patterns.set(topic_patterns as f64);
+        self.queues.set(queues as f64);
+        self.queue_depth.set(depth as f64);
+    }
 }
 
-pub fn frame_in(cmd: Command) {
-    metrics::counter!("gateway_stomp_frames_in_total", "command" => cmd.as_str()).increment(1);
-}
-
-pub fn frame_out(cmd: &'static str, n: u64) {
-    metrics::counter!("gateway_stomp_frames_out_total", "command" => cmd).increment(n);
-}
-
-pub fn error_frame(reason: &'static str) {
-    metrics::counter!("gateway_stomp_error_frames_total", "reason" => reason).increment(1);
-}
-
-pub fn describe() {
+fn describe() {
     use metrics::{describe_counter, describe_gauge};
     describe_gauge!(
         "gateway_stomp_sessions",
@@ -69,29 +215,4 @@ pub fn describe() {
         "gateway_stomp_slow_consumer_events_total",
         "Slow-consumer policy actions, by policy"
     );
-}
-
-pub fn delivered(n: u64) {
-    metrics::counter!("gateway_stomp_messages_delivered_total").increment(n);
-    frame_out("MESSAGE", n);
-}
-
-pub fn subscriptions(delta: f64) {
-    metrics::gauge!("gateway_stomp_subscriptions").increment(delta);
-}
-
-pub fn session_opened(version: protocol_stomp::Version) {
-    metrics::gauge!("gateway_stomp_sessions", "version" => version.as_str()).increment(1.0);
-}
-
-pub fn session_closed(version: protocol_stomp::Version, subscriptions_left: usize) {
-    metrics::gauge!("gateway_stomp_sessions", "version" => version.as_str()).decrement(1.0);
-    metrics::gauge!("gateway_stomp_subscriptions").decrement(subscriptions_left as f64);
-}
-
-pub fn broker_gauges(topic_patterns: usize, queues: usize, depth: usize) {
-    metrics::gauge!("gateway_stomp_destinations", "kind" => "topic_pattern")
-        .set(topic_patterns as f64);
-    metrics::gauge!("gateway_stomp_destinations", "kind" => "queue").set(queues as f64);
-    metrics::gauge!("gateway_stomp_queue_depth").set(depth as f64);
 }

@@ -4,11 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backend::uri::BackendUri;
 use crate::inbox::{ConflateKey, Policy};
 
-fn embedded() -> String {
-    "embedded".into()
-}
 fn heart_beat_floor() -> u64 {
     1000
 }
@@ -50,8 +48,8 @@ pub enum Credentials {
 pub struct StompSettings {
     /// `embedded` (the in-process broker), `amqp://user:pass@host:port/vhost` (RabbitMQ) or
     /// `stomp://user:pass@host:port` (a STOMP broker such as ActiveMQ).
-    #[serde(default = "embedded")]
-    pub backend: String,
+    #[serde(default)]
+    pub backend: BackendUri,
     /// RabbitMQ: connections per service; channels are multiplexed on them.
     #[serde(default = "pool_size")]
     pub pool_size: usize,
@@ -144,19 +142,11 @@ pub struct DemoSettings {
 
 impl StompSettings {
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.backend != "embedded" {
-            if self.backend.starts_with("stomp://") {
-                crate::stomp_upstream::parse_uri(&self.backend).map(drop)
-            } else {
-                crate::amqp::parse_uri(&self.backend).map(drop)
-            }
-            .map_err(|e| ("backend".to_string(), e))?;
-            if self.demo.is_some() {
-                return Err((
-                    "demo".into(),
-                    "the demo feed runs on the embedded backend only".into(),
-                ));
-            }
+        if !self.backend.is_embedded() && self.demo.is_some() {
+            return Err((
+                "demo".into(),
+                "the demo feed runs on the embedded backend only".into(),
+            ));
         }
         if !(1..=64).contains(&self.pool_size) {
             return Err(("pool_size".into(), "must be between 1 and 64".into()));

@@ -18,6 +18,7 @@ use protocol_stomp::Version;
 
 use crate::inbox::{ConflateKey, Delivery, Inbox, Outcome, Policy, SubKey};
 use crate::message::SharedMessage;
+use crate::metrics::StompMetrics;
 
 /// A direct subscriber's lane and what its frames are encoded for.
 pub struct DirectSub {
@@ -102,8 +103,8 @@ pub struct LocalSub {
 /// Fan-out of messages to local subscribers, counting whom they reached. Each MESSAGE
 /// frame is encoded once per (subscription id, version) by `SharedMessage::shared_frame`
 /// and shared by every subscriber using them.
-#[derive(Default)]
 pub struct FanOut {
+    metrics: Arc<StompMetrics>,
     delivered: u64,
     /// Of those, the ones queued straight for the client (the session counts the rest as
     /// it hands them over).
@@ -111,6 +112,14 @@ pub struct FanOut {
 }
 
 impl FanOut {
+    pub fn new(metrics: &Arc<StompMetrics>) -> FanOut {
+        FanOut {
+            metrics: metrics.clone(),
+            delivered: 0,
+            direct: 0,
+        }
+    }
+
     /// Hand `msg` to `sub`; never waits.
     pub fn deliver(&mut self, msg: &Arc<SharedMessage>, sub: &LocalSub) {
         match &sub.target {
@@ -124,10 +133,10 @@ impl FanOut {
                     Pushed::Displaced => {
                         self.delivered += 1;
                         self.direct += 1;
-                        crate::metrics::slow_consumer(d.policy.name());
+                        self.metrics.slow_consumer(d.policy.name());
                     }
                     Pushed::Overflow => {
-                        crate::metrics::slow_consumer("disconnect");
+                        self.metrics.slow_consumer("disconnect");
                         d.inbox.overflow(d.key);
                     }
                     Pushed::Closed => {}
@@ -154,7 +163,7 @@ impl FanOut {
     pub fn finish(&mut self) -> u64 {
         let direct = std::mem::take(&mut self.direct);
         if direct > 0 {
-            crate::metrics::delivered(direct);
+            self.metrics.delivered(direct);
         }
         std::mem::take(&mut self.delivered)
     }
@@ -215,6 +224,10 @@ impl Locals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metrics() -> Arc<StompMetrics> {
+        StompMetrics::new("test")
+    }
     use bridge_api::{Message, Outbox, Outgoing};
     use protocol_stomp::Headers;
 
@@ -270,10 +283,10 @@ mod tests {
     fn direct_delivery_keeps_order_and_shares_the_frame() {
         let (outbox, mut rx) = Outbox::channel(8);
         let (outbox2, mut rx2) = Outbox::channel(8);
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(metrics());
         let a = direct(&outbox, &inbox, 100, Policy::DropOldest);
         let b = direct(&outbox2, &inbox, 100, Policy::DropOldest);
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new(&metrics());
         for n in 0..50 {
             let m = msg("/topic/p", "X", n);
             fan.deliver(&m, &a);
@@ -289,10 +302,10 @@ mod tests {
 
     #[test]
     fn a_full_lane_applies_its_policy() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(metrics());
         let (outbox, mut rx) = Outbox::channel(8);
         let drop = direct(&outbox, &inbox, 2, Policy::DropOldest);
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new(&metrics());
         for n in 0..5 {
             fan.deliver(&msg("/topic/p", "X", n), &drop);
         }
@@ -320,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_paused_lane_holds_its_messages_until_resumed() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(metrics());
         let (outbox, mut rx) = Outbox::channel(8);
         let lane = outbox.open_lane(10, LanePolicy::DropOldest);
         let sub = LocalSub {
@@ -335,7 +348,7 @@ mod tests {
                 1,
             ))),
         };
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new(&metrics());
         fan.deliver(&msg("/topic/p", "X", 7), &sub);
         outbox.try_send(Message::text("RECEIPT")).unwrap();
         let mut out = Vec::new();
@@ -347,7 +360,7 @@ mod tests {
 
     #[test]
     fn locals_join_leave_and_fan_out() {
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(metrics());
         let locals = Locals::default();
         inbox.add(3, 10, Policy::DropOldest);
         locals.join(LocalSub {
@@ -358,7 +371,7 @@ mod tests {
                 key: 3,
             },
         });
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new(&metrics());
         assert_eq!(locals.fan_out(&msg("/topic/p", "X", 1), &mut fan), 1);
         assert!(inbox.has_pending());
         assert_eq!(locals.leave(9, 3), Some(0));

@@ -1,16 +1,27 @@
-//! The broker behind the bridge, as the STOMP session sees it. The embedded broker is one
-//! implementation; RabbitMQ (AMQP) and STOMP brokers plug in the same way.
+//! The broker behind the bridge, as the STOMP session sees it, and its three
+//! implementations side by side: the embedded in-process broker, RabbitMQ (over AMQP 0-9-1,
+//! through lapin) and any STOMP broker (ActiveMQ, Artemis, RabbitMQ's STOMP plugin).
+//! `fanout` is what they share: the local fan-out of one upstream subscription.
+
+pub(crate) mod embedded;
+pub mod fanout;
+pub(crate) mod handed_over;
+pub(crate) mod probe;
+pub(crate) mod rabbitmq;
+pub(crate) mod stomp_broker;
+pub(crate) mod upstream;
+pub(crate) mod uri;
 
 use std::fmt;
 use std::sync::Arc;
 
-use bridge_api::Principal;
+use bridge_api::Background;
 use bytes::Bytes;
 use protocol_stomp::Headers;
 
 use crate::destination::Destination;
-use crate::fanout::{DirectSub, LocalSub, Target};
 use crate::inbox::{AckToken, Inbox, SubKey};
+use fanout::{DirectSub, LocalSub, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -37,8 +48,6 @@ impl AckMode {
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub key: SubKey,
-    /// The client's `id` header (or the destination for temp-queue replies).
-    pub id: Arc<str>,
     pub destination: Destination,
     pub ack: AckMode,
     /// Most unacknowledged messages in flight (client ack modes); 0 = no limit.
@@ -104,6 +113,19 @@ impl BackendError {
     }
 }
 
+impl From<rabbitmq_pool::Error> for BackendError {
+    fn from(e: rabbitmq_pool::Error) -> Self {
+        let kind = match e.kind {
+            rabbitmq_pool::ErrorKind::Refused => BackendErrorKind::Refused,
+            rabbitmq_pool::ErrorKind::Unavailable => BackendErrorKind::Unavailable,
+        };
+        BackendError {
+            kind,
+            message: e.message,
+        }
+    }
+}
+
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -114,7 +136,6 @@ pub struct OpenRequest {
     pub session_id: u64,
     /// Where the backend puts this session's deliveries.
     pub inbox: Arc<Inbox>,
-    pub principal: Option<Principal>,
     /// The client's STOMP login and passcode, for pass-through credentials.
     pub login: Option<(String, String)>,
 }
@@ -124,6 +145,9 @@ pub trait Backend: Send + Sync + 'static {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Start connecting, probing and whatever else runs beside the sessions, on `bg`.
+    fn start(&self, _bg: &Background) {}
 
     async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError>;
 }

@@ -7,9 +7,9 @@ use protocol_stomp::{Frame, Version};
 
 use super::{FrameResult, PendingAck, StompError, StompSession, SubState, TxOp};
 use crate::acl::Verb;
-use crate::backend::{AckMode, BackendError, BackendErrorKind, Subscription};
+use crate::backend::fanout::DirectSub;
+use crate::backend::{AckMode, Subscription};
 use crate::destination::Destination;
-use crate::fanout::DirectSub;
 
 const MAX_OPEN_TRANSACTIONS: usize = 64;
 
@@ -21,12 +21,12 @@ fn missing(header: &str, command: &str) -> StompError {
     )
 }
 
-fn backend_error(e: BackendError) -> StompError {
-    match e.kind {
-        BackendErrorKind::Refused => {
-            StompError::policy("backend_refused", e.message.clone(), e.message)
-        }
-        BackendErrorKind::Unavailable => StompError::backend(e.message),
+/// The ACK/NACK header naming the message: STOMP 1.2 acks by the MESSAGE's `ack` id.
+fn ack_id_header(version: Version) -> &'static str {
+    if version == Version::V1_2 {
+        "id"
+    } else {
+        "message-id"
     }
 }
 
@@ -43,7 +43,7 @@ impl StompSession<'_> {
         Err(StompError::policy(
             "access_denied",
             "access denied",
-            crate::acl::denied(verb, dest, self.principal.as_ref()),
+            crate::acl::denied(&self.info.service, verb, dest, self.principal.as_ref()),
         ))
     }
 
@@ -108,7 +108,7 @@ impl StompSession<'_> {
         self.backend()
             .publish(&destination, &frame.headers, frame.body)
             .await
-            .map_err(backend_error)
+            .map_err(StompError::from)
     }
 
     /// Replies to `/temp-queue/NAME` arrive on this session as if it had subscribed with
@@ -181,7 +181,6 @@ impl StompSession<'_> {
         self.inbox.add(key, capacity, policy);
         let sub = Subscription {
             key,
-            id: id.clone(),
             destination: destination.clone(),
             ack,
             prefetch,
@@ -193,7 +192,7 @@ impl StompSession<'_> {
             if let Some(d) = &direct {
                 d.lane.close();
             }
-            return Err(backend_error(e));
+            return Err(e.into());
         }
         if let Some(d) = &direct {
             self.paused_lanes.push(d.lane.clone());
@@ -210,7 +209,7 @@ impl StompSession<'_> {
                 lane: direct.map(|d| d.lane.clone()),
             },
         );
-        crate::metrics::subscriptions(1.0);
+        self.bridge.metrics.subscriptions(1.0);
         Ok(())
     }
 
@@ -257,12 +256,12 @@ impl StompSession<'_> {
         };
         self.by_key.remove(&sub.key);
         self.acks.retain(|_, p| p.key != sub.key);
-        crate::metrics::subscriptions(-1.0);
+        self.bridge.metrics.subscriptions(-1.0);
         let result = self
             .backend()
             .unsubscribe(sub.key)
             .await
-            .map_err(backend_error);
+            .map_err(StompError::from);
         // After the backend: no fan-out reaches the lane any more, and what it still
         // held is dropped as an unsubscribed topic's messages are.
         if let Some(lane) = &sub.lane {
@@ -274,11 +273,7 @@ impl StompSession<'_> {
 
     pub(super) async fn ack_or_tx(&mut self, frame: Frame, nack: bool) -> FrameResult {
         let cmd = if nack { "NACK" } else { "ACK" };
-        let header = if self.version == Version::V1_2 {
-            "id"
-        } else {
-            "message-id"
-        };
+        let header = ack_id_header(self.version);
         let id = frame
             .headers
             .get(header)
@@ -334,7 +329,7 @@ impl StompSession<'_> {
             } else {
                 backend.ack(token).await
             };
-            result.map_err(backend_error)?;
+            result.map_err(StompError::from)?;
         }
         Ok(())
     }
@@ -382,11 +377,7 @@ impl StompSession<'_> {
                 TxOp::Send(f) => self.send(f).await?,
                 TxOp::Ack(f) | TxOp::Nack(f) => {
                     let nack = matches!(f.command, protocol_stomp::Command::Nack);
-                    let header = if self.version == Version::V1_2 {
-                        "id"
-                    } else {
-                        "message-id"
-                    };
+                    let header = ack_id_header(self.version);
                     if let Some(id) = f.headers.get(header).map(str::to_owned) {
                         self.settle(&id, nack).await?;
                     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use protocol_stomp::{Command, Frame, Version};
 
 use super::{FrameResult, StompError, StompSession};
-use crate::backend::{BackendErrorKind, OpenRequest};
+use crate::backend::OpenRequest;
 
 const SUPPORTED: &str = "1.0,1.1,1.2";
 
@@ -26,24 +26,16 @@ fn negotiate(accept: Option<&str>, allowed: &[Version]) -> Option<Version> {
 /// means never. Ours is `StompSettings::heart_beat()`: by default the floor both ways, so
 /// a client gets what it asks for, raised to the floor.
 fn heart_beats(header: Option<&str>, ours: [u64; 2]) -> Result<(u64, u64), String> {
-    let (cx, cy) = match header {
+    let theirs = match header {
         None => (0, 0),
-        Some(h) => {
-            let mut parts = h.split(',').map(|p| p.trim().parse::<u64>());
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(x)), Some(Ok(y)), None) => (x, y),
-                _ => {
-                    return Err(format!(
-                        "heart-beat header {h:?} is not two numbers like 10000,10000"
-                    ))
-                }
-            }
-        }
+        Some(h) => protocol_stomp::parse_heart_beat(h).ok_or_else(|| {
+            format!("heart-beat header {h:?} is not two numbers like 10000,10000")
+        })?,
     };
-    let [sx, sy] = ours;
-    let out = if sx == 0 || cy == 0 { 0 } else { sx.max(cy) };
-    let inc = if cx == 0 || sy == 0 { 0 } else { cx.max(sy) };
-    Ok((out, inc))
+    Ok(protocol_stomp::negotiate_heart_beats(
+        (ours[0], ours[1]),
+        theirs,
+    ))
 }
 
 impl StompSession<'_> {
@@ -121,19 +113,13 @@ impl StompSession<'_> {
             .open(OpenRequest {
                 session_id: self.info.id,
                 inbox: self.inbox.clone(),
-                principal: principal.clone(),
                 login,
             })
             .await
-            .map_err(|e| match e.kind {
-                BackendErrorKind::Refused => {
-                    StompError::policy("backend_refused", e.message.clone(), e.message)
-                }
-                BackendErrorKind::Unavailable => StompError::backend(e.message),
-            })?;
+            .map_err(StompError::from)?;
         self.backend = Some(backend);
         self.acl = self.bridge.acl.grant(principal.as_ref());
-        crate::metrics::session_opened(version);
+        self.bridge.metrics.session_opened(version);
 
         let mut connected = Frame::new(Command::Connected)
             .header("version", version.as_str())

@@ -89,7 +89,7 @@ impl StompSession<'_> {
         self.out_scratch = out;
         if sent > 0 {
             self.last_sent = Instant::now();
-            crate::metrics::delivered(sent);
+            self.bridge.metrics.delivered(sent);
         }
         if let Some(backend) = self.backend.as_deref_mut() {
             for key in drained {

@@ -50,4 +50,16 @@ impl StompError {
     }
 }
 
+/// A broker that refused is the client's business (a policy ERROR); one that failed is ours.
+impl From<crate::backend::BackendError> for StompError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        match e.kind {
+            crate::backend::BackendErrorKind::Refused => {
+                StompError::policy("backend_refused", e.message.clone(), e.message)
+            }
+            crate::backend::BackendErrorKind::Unavailable => StompError::backend(e.message),
+        }
+    }
+}
+
 pub type FrameResult = Result<(), StompError>;

@@ -104,7 +104,7 @@ impl<'a> StompSession<'a> {
             bridge,
             info,
             outbox,
-            inbox: Inbox::new(),
+            inbox: Inbox::new(bridge.metrics.clone()),
             backend: None,
             principal: None,
             acl: crate::acl::Grant::default(),
@@ -205,7 +205,7 @@ impl<'a> StompSession<'a> {
                 None => break,
                 Some(Decoded::HeartBeat) => {}
                 Some(Decoded::Frame(frame)) => {
-                    crate::metrics::frame_in(frame.command);
+                    self.bridge.metrics.frame_in(frame.command);
                     let receipt = frame.headers.get("receipt").map(str::to_owned);
                     if let Err(e) = self.on_frame(frame).await {
                         self.send_error(e, receipt.as_deref()).await;
@@ -284,9 +284,9 @@ impl<'a> StompSession<'a> {
     }
 
     async fn send_frame(&mut self, frame: Frame) {
-        let cmd = frame.command.as_str();
+        let cmd = frame.command;
         let bytes = encode_to_bytes(&frame, self.version);
-        crate::metrics::frame_out(cmd, 1);
+        self.bridge.metrics.frame_out(cmd, 1);
         self.last_sent = Instant::now();
         let _ = self.outbox.send(to_ws_message(bytes)).await;
     }
@@ -295,7 +295,7 @@ impl<'a> StompSession<'a> {
         if e.reason == "sent" {
             return;
         }
-        crate::metrics::error_frame(e.reason);
+        self.bridge.metrics.error_frame(e.reason);
         tracing::debug!(
             session = self.info.id,
             reason = e.reason,
@@ -363,7 +363,9 @@ impl<'a> StompSession<'a> {
     async fn cleanup(&mut self) {
         if let Some(mut backend) = self.backend.take() {
             backend.close().await;
-            crate::metrics::session_closed(self.version, self.subs.len());
+            self.bridge
+                .metrics
+                .session_closed(self.version, self.subs.len());
         }
     }
 }

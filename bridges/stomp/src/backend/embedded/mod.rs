@@ -8,16 +8,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bridge_api::Background;
 use bytes::Bytes;
 use protocol_stomp::Headers;
 
+use crate::backend::fanout::{FanOut, LocalSub};
 use crate::backend::{AckMode, Backend, BackendError, BackendSession, OpenRequest, Subscription};
 use crate::destination::Destination;
-use crate::fanout::FanOut;
 use crate::inbox::{AckToken, Inbox, SubKey};
 use crate::message::SharedMessage;
+use crate::metrics::StompMetrics;
 use queues::Queues;
-use topics::{TopicSub, TopicTree};
+use topics::TopicTree;
 
 pub struct EmbeddedBroker {
     inner: Arc<Inner>,
@@ -28,30 +30,33 @@ struct Inner {
     queues: Mutex<Queues>,
     ids: AtomicU64,
     max_queue_depth: usize,
+    metrics: Arc<StompMetrics>,
 }
 
 impl EmbeddedBroker {
-    pub fn new(max_queue_depth: usize) -> Self {
+    pub fn new(max_queue_depth: usize, metrics: Arc<StompMetrics>) -> Self {
         EmbeddedBroker {
             inner: Arc::new(Inner {
                 topics: RwLock::new(TopicTree::default()),
                 queues: Mutex::new(Queues::default()),
                 ids: AtomicU64::new(1),
                 max_queue_depth,
+                metrics,
             }),
         }
     }
 
-    /// Refresh the destination and depth gauges every `period`.
-    pub fn spawn_gauges(&self, period: std::time::Duration) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+    /// Refresh the destination and depth gauges every `period` until `bg` shuts down.
+    fn start_gauges(&self, bg: &Background, period: std::time::Duration) {
         let inner = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
+        let shutdown = bg.shutdown().clone();
+        bg.spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = inner.upgrade() else { return };
                 let patterns = inner
                     .topics
@@ -62,7 +67,7 @@ impl EmbeddedBroker {
                     let q = inner.queues();
                     (q.count(), q.depth())
                 };
-                crate::metrics::broker_gauges(patterns, queues, depth);
+                inner.metrics.broker_gauges(patterns, queues, depth);
             }
         });
     }
@@ -106,17 +111,17 @@ impl Inner {
             Destination::Topic(key) => {
                 let msg = message(destination.to_string());
                 let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-                let mut fan = FanOut::default();
-                topics.for_each_match(key, |sub: &TopicSub| fan.deliver(&msg, sub));
+                let mut fan = FanOut::new(&self.metrics);
+                topics.for_each_match(key, |sub: &LocalSub| fan.deliver(&msg, sub));
                 drop(topics);
-                crate::metrics::published("topic", fan.finish());
+                self.metrics.published("topic", fan.finish());
                 Ok(())
             }
             Destination::Queue(name) => {
                 let msg = message(destination.to_string());
                 self.queues()
                     .publish(name, msg, self.max_queue_depth, &|| self.next_id())?;
-                crate::metrics::published("queue", 1);
+                self.metrics.published("queue", 1);
                 Ok(())
             }
             Destination::TempQueue(name) => {
@@ -128,7 +133,7 @@ impl Inner {
                 let msg = message(format!("/queue/{qname}"));
                 self.queues()
                     .publish(&qname, msg, self.max_queue_depth, &|| self.next_id())?;
-                crate::metrics::published("queue", 1);
+                self.metrics.published("queue", 1);
                 Ok(())
             }
             Destination::AmqQueue(_) | Destination::Exchange { .. } => {
@@ -152,6 +157,10 @@ fn temp_queue_name(session: u64, name: &str) -> String {
 
 #[async_trait::async_trait]
 impl Backend for EmbeddedBroker {
+    fn start(&self, bg: &Background) {
+        self.start_gauges(bg, std::time::Duration::from_secs(5));
+    }
+
     async fn open(&self, req: OpenRequest) -> Result<Box<dyn BackendSession>, BackendError> {
         Ok(Box::new(EmbeddedSession {
             broker: self.inner.clone(),

@@ -6,12 +6,11 @@ use crate::backend::{Backend, OpenRequest};
 use crate::inbox::{Delivery, Policy};
 
 async fn session(broker: &EmbeddedBroker, id: u64) -> (Box<dyn BackendSession>, Arc<Inbox>) {
-    let inbox = Inbox::new();
+    let inbox = Inbox::new(StompMetrics::new("test"));
     let s = broker
         .open(OpenRequest {
             session_id: id,
             inbox: inbox.clone(),
-            principal: None,
             login: None,
         })
         .await
@@ -22,7 +21,6 @@ async fn session(broker: &EmbeddedBroker, id: u64) -> (Box<dyn BackendSession>, 
 fn sub(key: SubKey, dest: &str, ack: AckMode, prefetch: usize) -> Subscription {
     Subscription {
         key,
-        id: format!("s{key}").into(),
         destination: Destination::parse(dest, true).unwrap(),
         ack,
         prefetch,
@@ -55,7 +53,7 @@ fn bodies(ds: &[Delivery]) -> Vec<String> {
 
 #[tokio::test]
 async fn topic_wildcards_fan_out_one_shared_message() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     let (mut b, ib) = session(&broker, 2).await;
     ia.add(1, 10, Policy::DropOldest);
@@ -79,9 +77,9 @@ async fn topic_wildcards_fan_out_one_shared_message() {
 
 #[tokio::test]
 async fn direct_subscribers_get_one_shared_frame_in_their_outbox_lanes() {
-    use crate::fanout::DirectSub;
+    use crate::backend::fanout::DirectSub;
     use bridge_api::{Outbox, Outgoing};
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let mut outs = Vec::new();
     let mut sessions = Vec::new();
     for id in 1..=3u64 {
@@ -134,7 +132,7 @@ async fn direct_subscribers_get_one_shared_frame_in_their_outbox_lanes() {
 
 #[tokio::test]
 async fn queue_round_robins_between_consumers() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     let (mut b, ib) = session(&broker, 2).await;
     ia.add(1, 10, Policy::Disconnect);
@@ -154,7 +152,7 @@ async fn queue_round_robins_between_consumers() {
 
 #[tokio::test]
 async fn messages_wait_in_the_queue_for_a_consumer() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     send(&mut a, "/queue/later", "x").await;
     ia.add(1, 10, Policy::Disconnect);
@@ -166,7 +164,7 @@ async fn messages_wait_in_the_queue_for_a_consumer() {
 
 #[tokio::test]
 async fn nack_redelivers_flagged_to_another_consumer() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     let (mut b, ib) = session(&broker, 2).await;
     ia.add(1, 10, Policy::Disconnect);
@@ -190,7 +188,7 @@ async fn nack_redelivers_flagged_to_another_consumer() {
 
 #[tokio::test]
 async fn prefetch_bounds_unacknowledged_deliveries() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     ia.add(1, 100, Policy::Disconnect);
     a.subscribe(&sub(1, "/queue/p", AckMode::ClientIndividual, 2))
@@ -207,7 +205,7 @@ async fn prefetch_bounds_unacknowledged_deliveries() {
 
 #[tokio::test]
 async fn a_departing_consumer_returns_unacked_and_undelivered_messages_in_order() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     ia.add(1, 100, Policy::Disconnect);
     a.subscribe(&sub(1, "/queue/r", AckMode::Client, 0))
@@ -236,7 +234,7 @@ async fn a_departing_consumer_returns_unacked_and_undelivered_messages_in_order(
 
 #[tokio::test]
 async fn a_full_queue_refuses_sends() {
-    let broker = EmbeddedBroker::new(2);
+    let broker = EmbeddedBroker::new(2, StompMetrics::new("test"));
     let (mut a, _) = session(&broker, 1).await;
     send(&mut a, "/queue/f", "1").await;
     send(&mut a, "/queue/f", "2").await;
@@ -253,7 +251,7 @@ async fn a_full_queue_refuses_sends() {
 
 #[tokio::test]
 async fn temp_queues_are_private_and_deleted_with_their_session() {
-    let broker = EmbeddedBroker::new(100);
+    let broker = EmbeddedBroker::new(100, StompMetrics::new("test"));
     let (mut a, ia) = session(&broker, 1).await;
     let (mut b, _) = session(&broker, 2).await;
     ia.add(1, 10, Policy::Disconnect);

@@ -4,10 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::fanout::LocalSub;
+use crate::backend::fanout::LocalSub;
 use crate::inbox::SubKey;
-
-pub type TopicSub = LocalSub;
 
 #[derive(Default)]
 pub struct TopicTree {
@@ -20,7 +18,7 @@ struct Node {
     words: HashMap<Box<str>, Node>,
     star: Option<Box<Node>>,
     hash: Option<Box<Node>>,
-    subs: Vec<TopicSub>,
+    subs: Vec<LocalSub>,
 }
 
 impl Node {
@@ -36,13 +34,16 @@ impl Node {
         self.subs.is_empty() && self.words.is_empty() && self.star.is_none() && self.hash.is_none()
     }
 
-    /// Remove a subscription below this node; prune children left empty.
-    fn remove(&mut self, words: &[&str], session: u64, key: SubKey) -> bool {
+    /// Remove a subscription below this node and prune children left empty. `None` if it
+    /// was not there, else whether its pattern lost its last subscriber.
+    fn remove(&mut self, words: &[&str], session: u64, key: SubKey) -> Option<bool> {
         let Some((first, rest)) = words.split_first() else {
-            let before = self.subs.len();
-            self.subs
-                .retain(|s| !(s.session == session && s.key == key));
-            return self.subs.len() != before;
+            let at = self
+                .subs
+                .iter()
+                .position(|s| s.session == session && s.key == key)?;
+            self.subs.swap_remove(at);
+            return Some(self.subs.is_empty());
         };
         let removed;
         match *first {
@@ -52,18 +53,14 @@ impl Node {
                 } else {
                     &mut self.hash
                 };
-                let Some(child) = slot.as_mut() else {
-                    return false;
-                };
+                let child = slot.as_mut()?;
                 removed = child.remove(rest, session, key);
                 if child.is_empty() {
                     *slot = None;
                 }
             }
             w => {
-                let Some(child) = self.words.get_mut(w) else {
-                    return false;
-                };
+                let child = self.words.get_mut(w)?;
                 removed = child.remove(rest, session, key);
                 if child.is_empty() {
                     self.words.remove(w);
@@ -96,7 +93,7 @@ impl Node {
 }
 
 impl TopicTree {
-    pub fn insert(&mut self, pattern: &str, sub: TopicSub) {
+    pub fn insert(&mut self, pattern: &str, sub: LocalSub) {
         let mut node = &mut self.root;
         for word in pattern.split('.') {
             node = node.child_mut(word);
@@ -107,13 +104,15 @@ impl TopicTree {
         node.subs.push(sub);
     }
 
+    /// Walks only the pattern's own path, so a mass disconnect costs O(subscriptions).
     pub fn remove(&mut self, pattern: &str, session: u64, key: SubKey) {
         let words: Vec<&str> = pattern.split('.').collect();
-        if self.root.remove(&words, session, key) {
-            self.patterns = self.count_patterns();
+        if self.root.remove(&words, session, key) == Some(true) {
+            self.patterns -= 1;
         }
     }
 
+    #[cfg(test)]
     fn count_patterns(&self) -> usize {
         fn walk(n: &Node) -> usize {
             usize::from(!n.subs.is_empty())
@@ -130,7 +129,7 @@ impl TopicTree {
     }
 
     /// Call `f` once per subscription whose pattern matches `routing_key`.
-    pub fn for_each_match(&self, routing_key: &str, mut f: impl FnMut(&TopicSub)) {
+    pub fn for_each_match(&self, routing_key: &str, mut f: impl FnMut(&LocalSub)) {
         let words: Vec<&str> = routing_key.split('.').collect();
         let mut nodes = Vec::new();
         self.root.collect(&words, &mut nodes);
@@ -148,16 +147,16 @@ impl TopicTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::Target;
+    use crate::backend::fanout::Target;
     use crate::inbox::Inbox;
 
     fn tree(patterns: &[&str]) -> TopicTree {
         let mut t = TopicTree::default();
-        let inbox = Inbox::new();
+        let inbox = Inbox::new(crate::metrics::StompMetrics::new("test"));
         for (i, p) in patterns.iter().enumerate() {
             t.insert(
                 p,
-                TopicSub {
+                LocalSub {
                     key: i as SubKey,
                     session: 1,
                     target: Target::Session {
@@ -207,6 +206,10 @@ mod tests {
         assert_eq!(t.pattern_count(), 2);
         t.remove("a.*.c", 1, 0);
         assert_eq!(matches(&t, "a.x.c"), Vec::<SubKey>::new());
+        assert_eq!(t.pattern_count(), 1);
+        assert_eq!(t.count_patterns(), 1);
+        t.remove("a.*.c", 1, 0);
+        t.remove("no.such", 1, 0);
         assert_eq!(t.pattern_count(), 1);
         t.remove("a.b", 1, 1);
         assert!(t.root.is_empty());

@@ -11,12 +11,13 @@ use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::ExchangeKind;
 
-use super::errors::{from_lapin, timed};
+use super::from_lapin;
 use super::metrics::Metrics;
-use super::pool::Pool;
 use super::publisher::Publisher;
 use super::topics::TopicHub;
 use crate::backend::BackendError;
+use rabbitmq_pool::timed;
+use rabbitmq_pool::Pool;
 
 pub struct Broker {
     pub pool: Arc<Pool>,

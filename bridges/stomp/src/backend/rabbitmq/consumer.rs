@@ -31,14 +31,15 @@ use lapin::Consumer;
 use tokio::sync::Notify;
 
 use super::address::Declare;
-use super::errors::{from_lapin, timed};
+use super::from_lapin;
 use super::health::Health;
 use super::mapping;
 use super::metrics::Metrics;
-use super::pool::{Chan, Pool};
 use crate::backend::BackendError;
 use crate::inbox::{AckToken, Delivery, Inbox, SubKey};
 use crate::message::SharedMessage;
+use rabbitmq_pool::timed;
+use rabbitmq_pool::{Chan, Pool};
 
 /// How often an auto-ack consumer checks for taken messages without being told.
 const SWEEP_PERIOD: Duration = Duration::from_millis(200);
@@ -258,14 +259,11 @@ impl QueueConsumer {
             self.in_flight().clear();
             let pending = self.unsettled.swap(0, Ordering::Relaxed);
             if pending > 0 {
-                self.health.fail(
-                    Some(self.spec.key),
-                    format!(
-                        "RabbitMQ connection lost ({reason}): {pending} unacknowledged \
+                self.health.fail(format!(
+                    "RabbitMQ connection lost ({reason}): {pending} unacknowledged \
                          message(s) of {} will be redelivered",
-                        self.spec.destination
-                    ),
-                );
+                    self.spec.destination
+                ));
                 return;
             }
             // Nothing outstanding: carry on once the broker is back.
@@ -299,7 +297,7 @@ impl QueueConsumer {
                 }
                 Err(e) if e.kind == crate::backend::BackendErrorKind::Refused => {
                     // E.g. an /amq/queue/ queue that did not survive the restart.
-                    self.health.fail(Some(self.spec.key), e.message);
+                    self.health.fail(e.message);
                     return None;
                 }
                 Err(_) => {
@@ -365,16 +363,7 @@ impl QueueConsumer {
             if self.stop.is_cancelled() {
                 return;
             }
-            let mut last = None;
-            while let Some((tag, m)) = q.front() {
-                // The inbox's delivery held the other reference; the session took it.
-                if Arc::strong_count(m) > 1 {
-                    break;
-                }
-                last = Some(*tag);
-                q.pop_front();
-            }
-            last
+            crate::backend::handed_over::pop_handed_over(&mut q, |(_, m)| m).map(|(tag, _)| tag)
         };
         let Some(tag) = last else { return };
         let chan = self.chan_slot().clone();

@@ -3,65 +3,35 @@
 //! with an ERROR frame naming the outage, and every later operation fails with the same
 //! reason, which ends the session.
 //!
-//! The session learns of it through its inbox (`Inbox::fail`) and ends with an ERROR.
+//! The session learns of it through its inbox (`Inbox::fail`, where the first failure
+//! wins) and ends with an ERROR; the backend's own operations check the same record.
 
-use std::sync::{Arc, Mutex};
-
-use protocol_stomp::Version;
+use std::sync::Arc;
 
 use crate::backend::BackendError;
-use crate::inbox::{Inbox, SubKey};
+use crate::inbox::Inbox;
 
 pub struct Health {
     inbox: Arc<Inbox>,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    failure: Option<String>,
-    /// Live subscriptions, newest last: where an ERROR can be delivered.
-    subs: Vec<(SubKey, Version)>,
 }
 
 impl Health {
     pub fn new(inbox: Arc<Inbox>) -> Arc<Health> {
-        Arc::new(Health {
-            inbox,
-            state: Mutex::new(State::default()),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        Arc::new(Health { inbox })
     }
 
     pub fn check(&self) -> Result<(), BackendError> {
-        match &self.lock().failure {
-            Some(reason) => Err(BackendError::unavailable(reason.clone())),
+        match self.inbox.failure() {
+            Some(reason) => Err(BackendError::unavailable(reason)),
             None => Ok(()),
         }
     }
 
-    pub fn subscribed(&self, key: SubKey, version: Version) {
-        self.lock().subs.push((key, version));
-    }
-
-    pub fn unsubscribed(&self, key: SubKey) {
-        self.lock().subs.retain(|(k, _)| *k != key);
-    }
-
-    /// Fail the session with `reason`: the session sends the ERROR and closes. Only the
-    /// first failure is reported.
-    pub fn fail(&self, _key: Option<SubKey>, reason: String) {
-        {
-            let mut st = self.lock();
-            if st.failure.is_some() {
-                return;
-            }
-            st.failure = Some(reason.clone());
+    /// Fail the session with `reason`: the session sends the ERROR and closes.
+    pub fn fail(&self, reason: String) {
+        if self.inbox.failure().is_none() {
+            tracing::info!("STOMP session failed by the RabbitMQ backend: {reason}");
         }
-        tracing::info!("STOMP session failed by the RabbitMQ backend: {reason}");
         self.inbox.fail(reason);
     }
 }

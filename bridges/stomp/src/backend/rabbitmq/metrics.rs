@@ -5,23 +5,25 @@ use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram};
 
+use rabbitmq_pool::PoolMetrics;
+
+use crate::metrics::StompMetrics;
+
 pub struct Metrics {
-    pub service: Arc<str>,
-    /// Open AMQP connections (pooled, or one per client with pass-through credentials).
-    pub connections: Gauge,
-    pub channels: Gauge,
+    /// Open AMQP connections (pooled, or one per client with pass-through credentials),
+    /// their channels and reconnections, as the pool counts them.
+    pub pool: Arc<PoolMetrics>,
     /// Shared upstream subscriptions (one queue + consumer per topic pattern).
     pub upstream_subscriptions: Gauge,
     /// Local subscribers attached to the shared upstream subscriptions.
-    pub upstream_subscribers: Gauge,
+    pub local_subscribers: Gauge,
     pub confirm_seconds: Histogram,
-    pub reconnects: Counter,
     /// Messages the broker delivered to the gateway.
     pub messages_in: Counter,
     /// Messages the gateway published to the broker (confirmed).
     pub messages_out: Counter,
-    /// Inbox deliveries made by local fan-out of shared subscriptions.
-    pub fanout_deliveries: Counter,
+    /// The bridge's own series (fan-out, deliveries, policies) for this service.
+    pub stomp: Arc<StompMetrics>,
     /// Times a shared subscription lost its upstream (broker outage) and how long until
     /// it was re-established: messages published meanwhile were not seen.
     pub upstream_gaps: Counter,
@@ -29,24 +31,26 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(service: &str) -> Arc<Metrics> {
+    pub fn new(service: &str, stomp: Arc<StompMetrics>) -> Arc<Metrics> {
         describe();
         let s = service.to_string();
         Arc::new(Metrics {
-            service: service.into(),
-            connections: metrics::gauge!("gateway_stomp_backend_connections", "service" => s.clone()),
-            channels: metrics::gauge!("gateway_stomp_backend_channels", "service" => s.clone()),
+            pool: Arc::new(PoolMetrics {
+                service: service.into(),
+                connections: metrics::gauge!("gateway_stomp_backend_connections", "service" => s.clone()),
+                channels: metrics::gauge!("gateway_stomp_backend_channels", "service" => s.clone()),
+                reconnects: metrics::counter!(
+                    "gateway_stomp_backend_reconnects_total", "service" => s.clone()
+                ),
+            }),
             upstream_subscriptions: metrics::gauge!(
                 "gateway_stomp_upstream_subscriptions", "service" => s.clone()
             ),
-            upstream_subscribers: metrics::gauge!(
+            local_subscribers: metrics::gauge!(
                 "gateway_stomp_upstream_local_subscribers", "service" => s.clone()
             ),
             confirm_seconds: metrics::histogram!(
                 "gateway_stomp_broker_confirm_seconds", "service" => s.clone()
-            ),
-            reconnects: metrics::counter!(
-                "gateway_stomp_backend_reconnects_total", "service" => s.clone()
             ),
             messages_in: metrics::counter!(
                 "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "in"
@@ -54,9 +58,7 @@ impl Metrics {
             messages_out: metrics::counter!(
                 "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "out"
             ),
-            fanout_deliveries: metrics::counter!(
-                "gateway_stomp_fanout_deliveries_total", "kind" => "topic"
-            ),
+            stomp,
             upstream_gaps: metrics::counter!(
                 "gateway_stomp_upstream_gaps_total", "service" => s.clone()
             ),
@@ -70,7 +72,7 @@ impl Metrics {
     pub fn publish_failure(&self, reason: &'static str) {
         metrics::counter!(
             "gateway_stomp_publish_failures_total",
-            "service" => self.service.to_string(),
+            "service" => self.pool.service.to_string(),
             "reason" => reason
         )
         .increment(1);

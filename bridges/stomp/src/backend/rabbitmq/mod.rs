@@ -11,11 +11,9 @@
 mod address;
 mod broker;
 mod consumer;
-mod errors;
 mod health;
 mod mapping;
 mod metrics;
-mod pool;
 mod publisher;
 mod session;
 mod topics;
@@ -23,18 +21,18 @@ mod topics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bridge_api::{AuthMethod, CancellationToken, CredentialCheck, Principal};
+use bridge_api::{Background, CancellationToken};
 use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
 
+use crate::backend::probe::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::settings::{Credentials, StompSettings};
 use broker::Broker;
 use health::Health;
 use metrics::Metrics;
-use pool::Pool;
-use session::AmqpSession;
+use rabbitmq_pool::Pool;
+use session::RabbitMqSession;
 
 /// Parse and check a backend URI (`amqp://` only: this build has no TLS for AMQP).
 pub fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
@@ -54,7 +52,12 @@ pub fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
     Ok(uri)
 }
 
-pub struct AmqpBackend {
+/// lapin's error as the session needs it; `what` says what was being done.
+pub(crate) fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
+    rabbitmq_pool::from_lapin(e, what).into()
+}
+
+pub struct RabbitMqBackend {
     uri: AMQPUri,
     service: Arc<str>,
     settings: Arc<StompSettings>,
@@ -75,39 +78,41 @@ enum Mode {
     },
 }
 
-impl AmqpBackend {
-    /// Start connecting (in the background: an unreachable broker makes the service
-    /// not ready, not the gateway fail). Needs a tokio runtime.
-    pub fn start(service: &str, settings: &StompSettings) -> Result<AmqpBackend, String> {
-        let mut uri = parse_uri(&settings.backend)?;
+impl RabbitMqBackend {
+    /// Checks and wiring only; connecting begins at [`Backend::start`] (in the background:
+    /// an unreachable broker makes the service not ready, not the gateway fail).
+    pub fn new(
+        service: &str,
+        mut uri: AMQPUri,
+        settings: &StompSettings,
+        stomp: Arc<crate::metrics::StompMetrics>,
+    ) -> Result<RabbitMqBackend, String> {
         // A broker that vanishes without closing its sockets is noticed within two
         // heart-beats; RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(10);
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err("the RabbitMQ backend needs a tokio runtime".into());
-        }
-        let metrics = Metrics::new(service);
+        let metrics = Metrics::new(service, stomp);
         let ids = Arc::new(AtomicU64::new(1));
         let mode = match settings.credentials {
             Credentials::Service => {
-                let pool = Pool::start(
+                let pool = Pool::supervised(
                     uri.clone(),
                     format!("gateway stomp {service}"),
                     settings.pool_size,
-                    metrics.clone(),
+                    metrics.pool.clone(),
                 );
                 Mode::Service(Broker::new(pool, metrics.clone(), ids.clone()))
             }
             Credentials::PassThrough => {
                 let reachable = Arc::new(AtomicBool::new(false));
-                let stop = CancellationToken::new();
-                tokio::spawn(probe(pool::endpoint(&uri), reachable.clone(), stop.clone()));
-                Mode::PassThrough { reachable, stop }
+                Mode::PassThrough {
+                    reachable,
+                    stop: CancellationToken::new(),
+                }
             }
         };
-        Ok(AmqpBackend {
+        Ok(RabbitMqBackend {
             uri,
             service: service.into(),
             settings: Arc::new(settings.clone()),
@@ -124,8 +129,8 @@ impl AmqpBackend {
         own_broker: bool,
         health: Arc<Health>,
         req: &OpenRequest,
-    ) -> AmqpSession {
-        AmqpSession {
+    ) -> RabbitMqSession {
+        RabbitMqSession {
             broker,
             own_broker,
             settings: self.settings.clone(),
@@ -154,12 +159,12 @@ impl AmqpBackend {
             password: pass.clone(),
         };
         let name = format!("gateway stomp {} session {}", self.service, req.session_id);
-        let conn = match pool::connect(&uri, &name).await {
+        let conn = match rabbitmq_pool::connect(&uri, &name).await {
             Ok(c) => c,
-            Err(e) if errors::is_refusal(&e) => {
+            Err(e) if rabbitmq_pool::is_refusal(&e) => {
                 return Err(BackendError::refused(format!(
                     "RabbitMQ refused the login for {user:?}: {}",
-                    errors::describe_connect(&e)
+                    rabbitmq_pool::describe_connect(&e)
                 )))
             }
             Err(e) => {
@@ -168,14 +173,14 @@ impl AmqpBackend {
                 }
                 return Err(BackendError::unavailable(format!(
                     "RabbitMQ at {} is unavailable ({})",
-                    pool::endpoint(&uri),
-                    errors::describe_connect(&e)
+                    rabbitmq_pool::endpoint(&uri),
+                    rabbitmq_pool::describe_connect(&e)
                 )));
             }
         };
         // A lost connection fails the session: its client reconnects as itself.
-        let pool = Pool::single(conn, uri, name, self.metrics.clone(), move |reason| {
-            health.fail(None, format!("RabbitMQ connection lost ({reason})"));
+        let pool = Pool::single(conn, uri, name, self.metrics.pool.clone(), move |reason| {
+            health.fail(format!("RabbitMQ connection lost ({reason})"));
         });
         if let Mode::PassThrough { reachable, .. } = &self.mode {
             reachable.store(true, Ordering::Relaxed);
@@ -186,11 +191,27 @@ impl AmqpBackend {
 }
 
 #[async_trait::async_trait]
-impl Backend for AmqpBackend {
+impl Backend for RabbitMqBackend {
     fn is_ready(&self) -> bool {
         match &self.mode {
             Mode::Service(broker) => broker.pool.is_up(),
             Mode::PassThrough { reachable, .. } => reachable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn start(&self, bg: &Background) {
+        match &self.mode {
+            Mode::Service(broker) => broker.pool.start(bg.tracker(), bg.shutdown().clone()),
+            Mode::PassThrough { reachable, stop } => {
+                let addr = rabbitmq_pool::endpoint(&self.uri);
+                let stop = stop.clone();
+                let shutdown = bg.shutdown().clone();
+                bg.spawn(probe("RabbitMQ", addr, reachable.clone(), stop.clone()));
+                bg.spawn(async move {
+                    shutdown.cancelled().await;
+                    stop.cancel();
+                });
+            }
         }
     }
 
@@ -212,50 +233,12 @@ impl Backend for AmqpBackend {
     }
 }
 
-impl Drop for AmqpBackend {
+impl Drop for RabbitMqBackend {
     fn drop(&mut self) {
         match &self.mode {
             Mode::Service(broker) => broker.pool.stop(),
             Mode::PassThrough { stop, .. } => stop.cancel(),
         }
-    }
-}
-
-/// Pass-through readiness: can the broker's port be reached at all (logins are per client).
-async fn probe(endpoint: String, reachable: Arc<AtomicBool>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let ok = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::net::TcpStream::connect(&endpoint)
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        if reachable.swap(ok, Ordering::Relaxed) != ok {
-            tracing::info!(broker = %endpoint, reachable = ok, "RabbitMQ reachability changed");
-        }
-    }
-}
-
-/// With pass-through credentials the broker checks the login when the session opens its
-/// connection; the gateway's realm is not asked.
-pub struct BrokerChecksLogin;
-
-#[async_trait::async_trait]
-impl CredentialCheck for BrokerChecksLogin {
-    async fn check_password(&self, user: &str, _password: &str) -> Option<Principal> {
-        Some(Principal {
-            name: user.to_string(),
-            roles: Vec::new(),
-            method: AuthMethod::Bridge,
-            expires_at: None,
-        })
     }
 }
 
@@ -267,7 +250,7 @@ mod tests {
     fn uris() {
         let u = parse_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
         assert_eq!(u.vhost, "/");
-        assert_eq!(pool::endpoint(&u), "127.0.0.1:5672");
+        assert_eq!(rabbitmq_pool::endpoint(&u), "127.0.0.1:5672");
         assert!(parse_uri("amqps://h/")
             .unwrap_err()
             .contains("not supported"));

@@ -10,10 +10,11 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Confirmation};
 
-use super::errors::{from_lapin, timed};
+use super::from_lapin;
 use super::metrics::Metrics;
-use super::pool::{Chan, Pool};
 use crate::backend::BackendError;
+use rabbitmq_pool::timed;
+use rabbitmq_pool::{Chan, Pool};
 
 /// A confirm that takes longer than this fails the SEND rather than holding the client
 /// (and its memory) indefinitely; the broker may still have taken the message.
@@ -67,7 +68,7 @@ impl Publisher {
             let chan = match self.pool.channel_on(i).await {
                 Ok(c) => c,
                 Err(e) => {
-                    last = Some(e);
+                    last = Some(BackendError::from(e));
                     continue;
                 }
             };

@@ -19,7 +19,7 @@ use crate::destination::Destination;
 use crate::inbox::{AckToken, Inbox, SubKey};
 use crate::settings::StompSettings;
 
-pub struct AmqpSession {
+pub struct RabbitMqSession {
     pub(super) broker: Arc<Broker>,
     /// Pass-through: the broker (and its connection) belongs to this session alone.
     pub(super) own_broker: bool,
@@ -32,7 +32,7 @@ pub struct AmqpSession {
     pub(super) queues: HashMap<SubKey, Arc<QueueConsumer>>,
 }
 
-impl AmqpSession {
+impl RabbitMqSession {
     fn temp_queue(&self, name: &str) -> String {
         address::temp_queue_name(&self.instance, self.session, name)
     }
@@ -66,7 +66,7 @@ impl AmqpSession {
     }
 }
 
-impl Drop for AmqpSession {
+impl Drop for RabbitMqSession {
     fn drop(&mut self) {
         self.release();
         if self.own_broker {
@@ -76,7 +76,7 @@ impl Drop for AmqpSession {
 }
 
 #[async_trait::async_trait]
-impl BackendSession for AmqpSession {
+impl BackendSession for RabbitMqSession {
     async fn publish(
         &mut self,
         destination: &Destination,
@@ -145,12 +145,10 @@ impl BackendSession for AmqpSession {
                 self.queues.insert(sub.key, c);
             }
         }
-        self.health.subscribed(sub.key, sub.version);
         Ok(())
     }
 
     async fn unsubscribe(&mut self, key: SubKey) -> Result<(), BackendError> {
-        self.health.unsubscribed(key);
         if let Some(binding) = self.topics.remove(&key) {
             self.broker.topics.unsubscribe(&binding, self.session, key);
         }
@@ -189,7 +187,7 @@ impl BackendSession for AmqpSession {
     }
 }
 
-impl AmqpSession {
+impl RabbitMqSession {
     async fn settle(&mut self, token: AckToken, nack: bool) -> Result<(), BackendError> {
         self.health.check()?;
         let (key, generation, tag) = consumer::untoken(token);

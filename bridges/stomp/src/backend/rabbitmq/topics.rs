@@ -20,17 +20,18 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Consumer;
-use tokio::sync::watch;
 
 use super::address::Binding;
-use super::errors::{from_lapin, timed};
+use super::from_lapin;
 use super::mapping;
 use super::metrics::Metrics;
-use super::pool::{Chan, Pool};
+use crate::backend::fanout::{FanOut, LocalSub};
+use crate::backend::upstream::{settled, Upstream};
 use crate::backend::BackendError;
-use crate::fanout::{FanOut, LocalSub, Locals};
 use crate::inbox::SubKey;
 use crate::message::SharedMessage;
+use rabbitmq_pool::timed;
+use rabbitmq_pool::{Chan, Pool};
 
 /// Unacknowledged deliveries the broker may push to one shared consumer.
 const PREFETCH: u16 = 1000;
@@ -40,23 +41,16 @@ const ACK_EVERY: u16 = 100;
 /// Messages the broker keeps for a shared consumer that falls behind (oldest dropped).
 const MAX_LENGTH: i32 = 10_000;
 
-#[derive(Clone)]
-enum UpState {
-    Starting,
-    Live,
-    Failed(BackendError),
-}
-
-struct Upstream {
+/// One broker queue bound for `binding`, and its local subscribers.
+struct SharedQueue {
     binding: Binding,
-    locals: Locals,
-    state: watch::Sender<UpState>,
+    local: Upstream,
     stop: CancellationToken,
 }
 
 pub struct TopicHub {
     pool: Arc<Pool>,
-    upstreams: Mutex<HashMap<Binding, Arc<Upstream>>>,
+    upstreams: Mutex<HashMap<Binding, Arc<SharedQueue>>>,
     ids: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
@@ -71,7 +65,7 @@ impl TopicHub {
         })
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Binding, Arc<Upstream>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Binding, Arc<SharedQueue>>> {
         self.upstreams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -82,15 +76,14 @@ impl TopicHub {
         binding: Binding,
         local: LocalSub,
     ) -> Result<(), BackendError> {
-        let mut state = {
+        let phase = {
             let mut map = self.map();
             let up = map
                 .entry(binding.clone())
                 .or_insert_with(|| {
-                    let up = Arc::new(Upstream {
+                    let up = Arc::new(SharedQueue {
                         binding: binding.clone(),
-                        locals: Locals::default(),
-                        state: watch::Sender::new(UpState::Starting),
+                        local: Upstream::new(self.metrics.local_subscribers.clone()),
                         stop: CancellationToken::new(),
                     });
                     self.metrics.upstream_subscriptions.increment(1.0);
@@ -98,19 +91,9 @@ impl TopicHub {
                     up
                 })
                 .clone();
-            up.locals.join(local);
-            self.metrics.upstream_subscribers.increment(1.0);
-            up.state.subscribe()
+            up.local.join(local)
         };
-        let outcome = state
-            .wait_for(|s| !matches!(s, UpState::Starting))
-            .await
-            .map(|s| s.clone());
-        match outcome {
-            Ok(UpState::Failed(e)) => Err(e),
-            Ok(_) => Ok(()),
-            Err(_) => Err(BackendError::unavailable("the upstream subscription ended")),
-        }
+        settled(phase).await
     }
 
     /// Detach a local subscriber; the last one out cancels the consumer and deletes the queue.
@@ -119,10 +102,9 @@ impl TopicHub {
         let Some(up) = map.get(binding).cloned() else {
             return;
         };
-        let Some(left) = up.locals.leave(session, key) else {
+        let Some(left) = up.local.leave(session, key) else {
             return;
         };
-        self.metrics.upstream_subscribers.decrement(1.0);
         if left == 0 {
             map.remove(binding);
             self.metrics.upstream_subscriptions.decrement(1.0);
@@ -131,16 +113,14 @@ impl TopicHub {
     }
 
     /// The first setup failed: the upstream goes away and its waiting subscribers get `e`.
-    fn retire(&self, up: &Arc<Upstream>, e: BackendError) {
+    fn retire(&self, up: &Arc<SharedQueue>, e: BackendError) {
         let mut map = self.map();
         if map.get(&up.binding).is_some_and(|u| Arc::ptr_eq(u, up)) {
             map.remove(&up.binding);
             self.metrics.upstream_subscriptions.decrement(1.0);
         }
         // Under the map lock: nobody joins it any more, and those who did are told.
-        let joined = up.locals.clear();
-        self.metrics.upstream_subscribers.decrement(joined as f64);
-        up.state.send_replace(UpState::Failed(e));
+        up.local.fail(e);
     }
 
     async fn setup(
@@ -199,7 +179,7 @@ impl TopicHub {
         Ok((chan, consumer, name))
     }
 
-    async fn run(self: Arc<Self>, up: Arc<Upstream>) {
+    async fn run(self: Arc<Self>, up: Arc<SharedQueue>) {
         let mut lost_at: Option<Instant> = None;
         let mut live_once = false;
         let mut retry = Duration::from_millis(250);
@@ -254,9 +234,9 @@ impl TopicHub {
             }
             if !live_once {
                 live_once = true;
-                up.state.send_replace(UpState::Live);
+                up.local.go_live();
             }
-            let mut fan = FanOut::default();
+            let mut fan = FanOut::new(&self.metrics.stomp);
             let mut unacked = 0u16;
             loop {
                 tokio::select! {
@@ -312,9 +292,9 @@ impl TopicHub {
         }
     }
 
-    fn fan_out(&self, up: &Upstream, d: lapin::message::Delivery, fan: &mut FanOut) {
+    fn fan_out(&self, up: &SharedQueue, d: lapin::message::Delivery, fan: &mut FanOut) {
         self.metrics.messages_in.increment(1);
-        if up.locals.is_empty() {
+        if up.local.locals().is_empty() {
             return;
         }
         let message = Arc::new(SharedMessage::new(
@@ -323,14 +303,14 @@ impl TopicHub {
             &mapping::to_stomp(&d.properties),
             Bytes::from(d.data),
         ));
-        let reached = up.locals.fan_out(&message, fan);
-        self.metrics.fanout_deliveries.increment(reached);
+        let reached = up.local.locals().fan_out(&message, fan);
+        self.metrics.stomp.published("topic", reached);
     }
 }
 
 async fn delete_queue(chan: &Chan, queue: ShortString) {
     let _ = tokio::time::timeout(
-        super::errors::RPC_TIMEOUT,
+        rabbitmq_pool::RPC_TIMEOUT,
         chan.queue_delete(queue, QueueDeleteOptions::default()),
     )
     .await;

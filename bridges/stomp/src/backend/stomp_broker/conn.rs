@@ -384,13 +384,13 @@ impl Conn {
 /// Our intervals from the broker's `heart-beat: sx,sy` (STOMP 1.1 heart-beating): we send
 /// every max(our cx, sy) and expect every max(sx, our cy); 0 on either side means never.
 fn heart_beats(header: Option<&str>) -> (Option<Duration>, Option<Duration>) {
-    let (sx, sy) = header
-        .and_then(|h| h.split_once(','))
-        .and_then(|(x, y)| Some((x.trim().parse::<u64>().ok()?, y.trim().parse::<u64>().ok()?)))
+    let theirs = header
+        .and_then(protocol_stomp::parse_heart_beat)
         .unwrap_or((0, 0));
     let [cx, cy] = HEART_BEAT_MS;
-    let every = |a: u64, b: u64| (a > 0 && b > 0).then(|| Duration::from_millis(a.max(b)));
-    (every(cx, sy), every(sx, cy))
+    let (out, inc) = protocol_stomp::negotiate_heart_beats((cx, cy), theirs);
+    let every = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+    (every(out), every(inc))
 }
 
 // === impl Io ===

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use metrics::{Counter, Gauge};
 
+use crate::metrics::StompMetrics;
+
 pub struct Metrics {
     /// Shared upstream subscriptions (one SUBSCRIBE per topic on the shared connection).
     pub shared_subscriptions: Gauge,
@@ -17,10 +19,12 @@ pub struct Metrics {
     /// Messages the broker delivered to the gateway / the gateway sent to it (receipted).
     pub messages_in: Counter,
     pub messages_out: Counter,
+    /// The bridge's own series (fan-out, deliveries, policies) for this service.
+    pub stomp: Arc<StompMetrics>,
 }
 
 impl Metrics {
-    pub fn new(service: &str) -> Arc<Metrics> {
+    pub fn new(service: &str, stomp: Arc<StompMetrics>) -> Arc<Metrics> {
         describe();
         let s = service.to_string();
         Arc::new(Metrics {
@@ -40,6 +44,7 @@ impl Metrics {
             messages_out: metrics::counter!(
                 "gateway_stomp_backend_messages_total", "service" => s, "direction" => "out"
             ),
+            stomp,
         })
     }
 }

@@ -19,19 +19,19 @@ mod uri;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bridge_api::CancellationToken;
+use bridge_api::{Background, CancellationToken};
 use protocol_stomp::Frame;
 
+use crate::backend::probe::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::destination::Destination;
 use crate::message::SharedMessage;
 use crate::settings::{Credentials, StompSettings};
 use metrics::Metrics;
-use session::UpstreamSession;
+use session::StompBrokerSession;
 use shared::SharedConn;
-use uri::Endpoint;
+pub(crate) use uri::Endpoint;
 
 pub use uri::parse_uri;
 
@@ -122,36 +122,36 @@ impl Core {
     }
 }
 
-pub struct StompUpstream {
+pub struct StompBrokerBackend {
     core: Arc<Core>,
     /// Pass-through: whether the broker's port answered lately.
     reachable: Arc<AtomicBool>,
     stop: CancellationToken,
 }
 
-impl StompUpstream {
-    /// Start connecting in the background: an unreachable broker makes the service not
-    /// ready, it does not stop the gateway. Needs a tokio runtime.
-    pub fn start(service: &str, settings: &StompSettings) -> Result<StompUpstream, String> {
-        let endpoint = parse_uri(&settings.backend)?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err("the STOMP broker backend needs a tokio runtime".into());
-        }
-        let metrics = Metrics::new(service);
+impl StompBrokerBackend {
+    /// Checks and wiring only; connecting begins at [`Backend::start`] (in the background:
+    /// an unreachable broker makes the service not ready, it does not stop the gateway).
+    pub fn new(
+        service: &str,
+        endpoint: Endpoint,
+        settings: &StompSettings,
+        stomp: Arc<crate::metrics::StompMetrics>,
+    ) -> Result<StompBrokerBackend, String> {
+        let metrics = Metrics::new(service, stomp);
         let pass_through = settings.credentials == Credentials::PassThrough;
         let stop = CancellationToken::new();
         let reachable = Arc::new(AtomicBool::new(false));
         let shared = if pass_through {
-            tokio::spawn(probe(endpoint.addr(), reachable.clone(), stop.clone()));
             None
         } else {
-            Some(SharedConn::start(
+            Some(SharedConn::new(
                 endpoint.clone(),
                 settings.max_frame_size,
                 metrics.clone(),
             ))
         };
-        Ok(StompUpstream {
+        Ok(StompBrokerBackend {
             core: Arc::new(Core {
                 endpoint,
                 settings: Arc::new(settings.clone()),
@@ -167,11 +167,31 @@ impl StompUpstream {
 }
 
 #[async_trait::async_trait]
-impl Backend for StompUpstream {
+impl Backend for StompBrokerBackend {
     fn is_ready(&self) -> bool {
         match &self.core.shared {
             Some(shared) => shared.is_up(),
             None => self.reachable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn start(&self, bg: &Background) {
+        match &self.core.shared {
+            Some(shared) => shared.start(bg),
+            None => {
+                let stop = self.stop.clone();
+                let shutdown = bg.shutdown().clone();
+                bg.spawn(probe(
+                    "STOMP broker",
+                    self.core.endpoint.addr(),
+                    self.reachable.clone(),
+                    stop.clone(),
+                ));
+                bg.spawn(async move {
+                    shutdown.cancelled().await;
+                    stop.cancel();
+                });
+            }
         }
     }
 
@@ -180,7 +200,7 @@ impl Backend for StompUpstream {
             if !shared.is_up() {
                 return Err(shared.outage());
             }
-            return Ok(Box::new(UpstreamSession::new(
+            return Ok(Box::new(StompBrokerSession::new(
                 self.core.clone(),
                 req.session_id,
                 req.inbox,
@@ -193,7 +213,7 @@ impl Backend for StompUpstream {
             ));
         }
         let mut session =
-            UpstreamSession::new(self.core.clone(), req.session_id, req.inbox, req.login);
+            StompBrokerSession::new(self.core.clone(), req.session_id, req.inbox, req.login);
         // Log in now, so a bad login is refused at CONNECT with the broker's words.
         match session.conn().await {
             Ok(_) => self.reachable.store(true, Ordering::Relaxed),
@@ -208,33 +228,11 @@ impl Backend for StompUpstream {
     }
 }
 
-impl Drop for StompUpstream {
+impl Drop for StompBrokerBackend {
     fn drop(&mut self) {
         self.stop.cancel();
         if let Some(shared) = &self.core.shared {
             shared.stop();
-        }
-    }
-}
-
-/// Pass-through readiness: does the broker's port accept connections (logins are per client).
-async fn probe(addr: String, reachable: Arc<AtomicBool>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let ok = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::net::TcpStream::connect(&addr)
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        if reachable.swap(ok, Ordering::Relaxed) != ok {
-            tracing::info!(broker = %addr, reachable = ok, "STOMP broker reachability changed");
         }
     }
 }

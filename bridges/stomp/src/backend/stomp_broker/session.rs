@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use protocol_stomp::{encode_to_bytes, Command, Frame, Headers, Version};
+use protocol_stomp::{Command, Frame, Headers, Version};
 
 use super::conn::{Conn, Handler, Options};
 
@@ -23,7 +23,7 @@ use super::{message_from, Core, Flavor};
 use crate::backend::{AckMode, BackendError, BackendErrorKind, BackendSession, Subscription};
 use crate::destination::Destination;
 use crate::inbox::{AckToken, Delivery, Inbox, SubKey};
-use crate::message::{to_ws_message, SharedMessage};
+use crate::message::SharedMessage;
 
 /// Frames a session's own connection may hold for the socket (one request at a time is
 /// in flight; this is slack).
@@ -49,7 +49,7 @@ enum Route {
     Own,
 }
 
-pub struct UpstreamSession {
+pub struct StompBrokerSession {
     core: Arc<Core>,
     session: u64,
     inbox: Arc<Inbox>,
@@ -137,13 +137,7 @@ impl Own {
         let Some(sub) = st.subs.get_mut(&key).filter(|s| s.mode == Mode::Gateway) else {
             return;
         };
-        let mut newest = None;
-        while let Some((msg, _)) = sub.in_flight.front() {
-            if Arc::strong_count(msg) > 1 {
-                break;
-            }
-            newest = sub.in_flight.pop_front();
-        }
+        let newest = crate::backend::handed_over::pop_handed_over(&mut sub.in_flight, |(m, _)| m);
         if let Some((msg, ack_id)) = newest {
             let frame = ack_frame(
                 Command::Ack,
@@ -235,34 +229,15 @@ impl Handler for Own {
             st.failure = Some(reason.clone());
             st.live.last().copied()
         };
-        // The seam has no way for a backend to end a session, so the client is told through
-        // one of its subscriptions; the session's next operation fails with the same reason.
-        let Some((key, version)) = target else { return };
-        tracing::info!("STOMP session lost its broker connection: {reason}");
-        let frame = Frame::new(Command::Error)
-            .header("message", reason.message.as_str())
-            .header("content-type", "text/plain")
-            .with_body(format!("The broker behind the gateway failed: {reason}").into_bytes());
-        crate::metrics::error_frame("backend");
-        let placeholder = Arc::new(SharedMessage::new(
-            String::new(),
-            String::new(),
-            &Headers::new(),
-            Bytes::new(),
-        ));
-        self.inbox.deliver(
-            key,
-            Delivery {
-                message: placeholder,
-                ack: None,
-                redelivered: false,
-                frame: Some(to_ws_message(encode_to_bytes(&frame, version))),
-            },
-        );
+        // The session ends with an ERROR naming the reason (as for RabbitMQ's outages).
+        if target.is_some() {
+            tracing::info!("STOMP session lost its broker connection: {reason}");
+            self.inbox.fail(reason.message.clone());
+        }
     }
 }
 
-impl UpstreamSession {
+impl StompBrokerSession {
     pub(super) fn new(
         core: Arc<Core>,
         session: u64,
@@ -274,7 +249,7 @@ impl UpstreamSession {
             core: core.clone(),
             state: Mutex::new(OwnState::default()),
         });
-        UpstreamSession {
+        StompBrokerSession {
             core,
             session,
             inbox,
@@ -390,7 +365,7 @@ impl UpstreamSession {
 }
 
 #[async_trait::async_trait]
-impl BackendSession for UpstreamSession {
+impl BackendSession for StompBrokerSession {
     async fn publish(
         &mut self,
         destination: &Destination,
@@ -512,7 +487,7 @@ impl BackendSession for UpstreamSession {
     }
 }
 
-impl UpstreamSession {
+impl StompBrokerSession {
     async fn settle(&mut self, token: AckToken, command: Command) -> Result<(), BackendError> {
         self.check()?;
         let (frame, what) = {

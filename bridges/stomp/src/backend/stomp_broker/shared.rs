@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bridge_api::CancellationToken;
+use bridge_api::{Background, CancellationToken};
 use protocol_stomp::{Command, Frame};
-use tokio::sync::watch;
 
 use super::conn::{Conn, Handler, Options, Receipt};
 use super::metrics::Metrics;
 use super::uri::Endpoint;
 use super::{message_from, Flavor};
+use crate::backend::fanout::{FanOut, LocalSub};
+use crate::backend::upstream::{settled, Upstream};
 use crate::backend::BackendError;
-use crate::fanout::{FanOut, LocalSub, Locals};
 use crate::inbox::SubKey;
 
 /// Frames the shared connection may hold for the socket (SUBSCRIBE/UNSUBSCRIBE only: a
@@ -52,17 +52,9 @@ struct State {
 
 struct Topic {
     dest: String,
-    subscribers: Locals,
+    local: Upstream,
     /// The connection the topic's SUBSCRIBE was last queued on.
     generation: u64,
-    phase: watch::Sender<Phase>,
-}
-
-#[derive(Clone)]
-enum Phase {
-    Pending,
-    Subscribed,
-    Failed(BackendError),
 }
 
 fn subscribe_frame(id: &str, dest: &str) -> Frame {
@@ -77,9 +69,9 @@ fn unsubscribe_frame(id: &str) -> Frame {
 }
 
 impl SharedConn {
-    /// Start connecting in the background (needs a tokio runtime).
-    pub fn start(endpoint: Endpoint, max_frame_size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        let shared = Arc::new(SharedConn {
+    /// Not connected before [`start`](Self::start).
+    pub fn new(endpoint: Endpoint, max_frame_size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(SharedConn {
             endpoint,
             max_frame_size,
             metrics,
@@ -93,9 +85,21 @@ impl SharedConn {
             up: AtomicBool::new(false),
             ids: AtomicU64::new(1),
             stop: CancellationToken::new(),
+        })
+    }
+
+    /// Connect (and reconnect) in the background on `bg` until its shutdown, which closes
+    /// the connection with a DISCONNECT.
+    pub fn start(self: &Arc<Self>, bg: &Background) {
+        bg.spawn(supervise(self.clone()));
+        let shared = Arc::downgrade(self);
+        let shutdown = bg.shutdown().clone();
+        bg.spawn(async move {
+            shutdown.cancelled().await;
+            if let Some(shared) = shared.upgrade() {
+                shared.stop();
+            }
         });
-        tokio::spawn(supervise(shared.clone()));
-        shared
     }
 
     pub fn stop(&self) {
@@ -130,7 +134,7 @@ impl SharedConn {
     /// Add a subscriber to topic `key` (as in `/topic/KEY`), subscribing upstream if it is
     /// the first. Returns the upstream destination, which [`leave`](Self::leave) takes.
     pub async fn join(&self, key: &str, sub: LocalSub) -> Result<String, BackendError> {
-        let (dest, mut phase, created) = {
+        let (dest, phase, created) = {
             let mut st = self.lock();
             let Some(conn) = st.conn.clone() else {
                 drop(st);
@@ -139,26 +143,21 @@ impl SharedConn {
             let dest = st.flavor.topic(key)?;
             if let Some(id) = st.by_dest.get(&dest).cloned() {
                 let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
-                topic.subscribers.join(sub);
-                self.metrics.local_subscribers.increment(1.0);
-                (dest, topic.phase.subscribe(), None)
+                (dest, topic.local.join(sub), None)
             } else {
                 let id = format!("t-{}", self.ids.fetch_add(1, Ordering::Relaxed));
                 let receipt = conn.try_request(subscribe_frame(&id, &dest))?;
-                let (tx, rx) = watch::channel(Phase::Pending);
-                let subscribers = Locals::default();
-                subscribers.join(sub);
+                let local = Upstream::new(self.metrics.local_subscribers.clone());
+                let rx = local.join(sub);
                 st.topics.insert(
                     id.clone(),
                     Topic {
                         dest: dest.clone(),
-                        subscribers,
+                        local,
                         generation: conn.generation(),
-                        phase: tx,
                     },
                 );
                 st.by_dest.insert(dest.clone(), id.clone());
-                self.metrics.local_subscribers.increment(1.0);
                 self.set_gauge(&st);
                 (dest, rx, Some((id, conn.generation(), receipt)))
             }
@@ -172,38 +171,25 @@ impl SharedConn {
             };
             return match result {
                 Ok(()) => {
-                    topic.phase.send_replace(Phase::Subscribed);
+                    topic.local.go_live();
                     Ok(dest)
                 }
                 // Resubscribed on a newer connection meanwhile: that SUBSCRIBE stands for it.
                 Err(_) if topic.generation != generation => {
-                    topic.phase.send_replace(Phase::Subscribed);
+                    topic.local.go_live();
                     Ok(dest)
                 }
                 Err(e) => {
                     if let Some(topic) = st.topics.remove(&id) {
                         st.by_dest.remove(&topic.dest);
-                        self.metrics
-                            .local_subscribers
-                            .decrement(topic.subscribers.len() as f64);
-                        topic.phase.send_replace(Phase::Failed(e.clone()));
+                        topic.local.fail(e.clone());
                     }
                     self.set_gauge(&st);
                     Err(e)
                 }
             };
         }
-        let outcome = phase
-            .wait_for(|p| !matches!(p, Phase::Pending))
-            .await
-            .map(|p| p.clone());
-        match outcome {
-            Ok(Phase::Failed(e)) => Err(e),
-            Ok(_) => Ok(dest),
-            Err(_) => Err(BackendError::unavailable(
-                "the shared broker subscription ended before it was confirmed",
-            )),
-        }
+        settled(phase).await.map(|()| dest)
     }
 
     /// Remove a subscriber; the last one out unsubscribes upstream.
@@ -213,10 +199,9 @@ impl SharedConn {
             return;
         };
         let topic = st.topics.get_mut(&id).expect("by_dest and topics agree");
-        let Some(left) = topic.subscribers.leave(session, key) else {
+        let Some(left) = topic.local.leave(session, key) else {
             return;
         };
-        self.metrics.local_subscribers.decrement(1.0);
         if left > 0 {
             return;
         }
@@ -276,8 +261,11 @@ impl SharedConn {
         }
         self.metrics.messages_in.increment(1);
         let msg = message_from(&frame, &topic.dest);
-        let reached = topic.subscribers.fan_out(&msg, &mut FanOut::default());
-        crate::metrics::published("topic", reached);
+        let reached = topic
+            .local
+            .locals()
+            .fan_out(&msg, &mut FanOut::new(&self.metrics.stomp));
+        self.metrics.stomp.published("topic", reached);
     }
 }
 

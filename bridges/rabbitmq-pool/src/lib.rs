@@ -1,0 +1,15 @@
+//! A service's RabbitMQ connections: a fixed pool of supervised lapin connections with
+//! channels multiplexed on them, reconnecting with backoff, readiness for the service, and
+//! lapin's errors sorted into what a client can act on. Shared by every bridge that talks
+//! to RabbitMQ, so a service's broker connections are counted and kept in one place.
+
+mod error;
+mod errors;
+mod metrics;
+mod pool;
+
+pub use error::{Error, ErrorKind};
+pub use errors::{describe_connect, from_lapin, is_refusal, timed, RPC_TIMEOUT};
+pub use lapin;
+pub use metrics::PoolMetrics;
+pub use pool::{connect, endpoint, Chan, Pool};

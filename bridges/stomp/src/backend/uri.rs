@@ -1,0 +1,106 @@
+//! The `backend` setting, parsed once when the settings are read: which broker, and where.
+
+use std::fmt;
+
+use lapin::uri::AMQPUri;
+use serde::Deserialize;
+
+use super::rabbitmq;
+use super::stomp_broker::{self, Endpoint};
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum BackendUri {
+    /// The in-process broker.
+    #[default]
+    Embedded,
+    /// `amqp://user:pass@host:port/vhost`.
+    RabbitMq(AMQPUri),
+    /// `stomp://user:pass@host:port[/vhost]`: ActiveMQ, Artemis or any STOMP 1.2 broker.
+    StompBroker(Endpoint),
+}
+
+impl BackendUri {
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, BackendUri::Embedded)
+    }
+}
+
+impl TryFrom<String> for BackendUri {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        let scheme = raw.split_once("://").map(|(s, _)| s);
+        match (raw.as_str(), scheme) {
+            ("embedded", _) => Ok(BackendUri::Embedded),
+            (_, Some("amqp" | "amqps")) => rabbitmq::parse_uri(&raw).map(BackendUri::RabbitMq),
+            (_, Some("stomp" | "stomp+ssl" | "stomps")) => {
+                stomp_broker::parse_uri(&raw).map(BackendUri::StompBroker)
+            }
+            _ => Err(format!(
+                "unknown backend {raw:?}: use \"embedded\", \"amqp://user:pass@host:5672/vhost\" \
+                 (RabbitMQ) or \"stomp://user:pass@host:61613\" (a STOMP broker)"
+            )),
+        }
+    }
+}
+
+/// Never prints a password.
+impl fmt::Debug for BackendUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendUri::Embedded => f.write_str("embedded"),
+            BackendUri::RabbitMq(u) => write!(
+                f,
+                "amqp://{}@{}:{}/{}",
+                u.authority.userinfo.username, u.authority.host, u.authority.port, u.vhost
+            ),
+            BackendUri::StompBroker(e) => write!(f, "{e:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<BackendUri, String> {
+        BackendUri::try_from(raw.to_string())
+    }
+
+    #[test]
+    fn each_scheme_picks_its_backend() {
+        assert!(parse("embedded").unwrap().is_embedded());
+        assert!(matches!(
+            parse("amqp://u:p@127.0.0.1:5672/%2f"),
+            Ok(BackendUri::RabbitMq(_))
+        ));
+        assert!(matches!(
+            parse("stomp://u:p@127.0.0.1:61613"),
+            Ok(BackendUri::StompBroker(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_backend_names_every_choice() {
+        let e = parse("kafka://x").unwrap_err();
+        assert!(
+            e.contains("embedded") && e.contains("amqp://") && e.contains("stomp://"),
+            "{e}"
+        );
+        assert!(parse("amqps://u:p@h/v")
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(parse("stomp+ssl://h")
+            .unwrap_err()
+            .contains("not supported"));
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        for raw in ["amqp://u:secret@h:5672/v", "stomp://u:secret@h:61613"] {
+            let shown = format!("{:?}", parse(raw).unwrap());
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The bridges' background work over the gateway's life: started once the services are
+//! built (building is pure, so `--check-config` starts nothing), stopped after the sessions
+//! have drained, and waited for, so broker connections are closed politely, not dropped
+//! with the runtime.
+
+use std::time::Duration;
+
+use crate::services::ServiceTable;
+
+pub fn start(services: &ServiceTable) {
+    for s in services.all() {
+        s.bridge.start(s.background.clone());
+    }
+}
+
+/// Fire every service's shutdown and wait up to `deadline` for their tasks. Each service's
+/// outcome is counted in `gateway_bridge_stops_total{service,result}` (`clean` or `timeout`).
+pub async fn stop(services: &ServiceTable, deadline: Duration) {
+    for s in services.all() {
+        s.background.stop();
+    }
+    let waits = services.all().iter().map(|s| async move {
+        let clean = tokio::time::timeout(deadline, s.background.stopped())
+            .await
+            .is_ok();
+        let result = if clean { "clean" } else { "timeout" };
+        metrics::counter!("gateway_bridge_stops_total", "service" => s.name.to_string(), "result" => result)
+            .increment(1);
+        if clean {
+            tracing::debug!(service = %s.name, "background work stopped");
+        } else {
+            tracing::warn!(
+                service = %s.name,
+                "{} background tasks still running after {deadline:?}; exiting anyway",
+                s.background.running()
+            );
+        }
+    });
+    futures::future::join_all(waits).await;
+}
