@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{close_code, EndKind};
+use crate::EndKind;
 
 /// Which side of the gateway failed (cf. pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +60,6 @@ impl BridgeError {
         self
     }
 
-    // Kept until the STOMP bridge moves to EndKind.
-    #[doc(hidden)]
-    pub fn with_close_code(self, code: u16) -> Self {
-        self.with_end(close_code::end_kind(code))
-    }
-
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.cause = Some(Box::new(cause));
         self
@@ -86,12 +80,6 @@ impl BridgeError {
             ErrorSource::Backend => EndKind::BackendFailed,
             ErrorSource::Internal => EndKind::Internal,
         })
-    }
-
-    // Kept until the STOMP bridge moves to EndKind.
-    #[doc(hidden)]
-    pub fn close_code(&self) -> u16 {
-        close_code::for_end(self.end_kind())
     }
 }
 

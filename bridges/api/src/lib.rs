@@ -7,7 +7,6 @@
 mod bridge;
 // Kept until the STOMP bridge moves to EndKind.
 #[doc(hidden)]
-pub mod close_code;
 mod end;
 mod error;
 mod lifecycle;

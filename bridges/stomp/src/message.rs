@@ -78,7 +78,7 @@ impl SharedMessage {
         {
             return m.clone();
         }
-        let msg = to_ws_message(encode_to_bytes(
+        let msg = Message::text_or_binary(encode_to_bytes(
             &self.frame(subscription, None, false),
             version,
         ));
@@ -98,17 +98,9 @@ impl SharedMessage {
         redelivered: bool,
         version: Version,
     ) -> Message {
-        to_ws_message(encode_to_bytes(
+        Message::text_or_binary(encode_to_bytes(
             &self.frame(subscription, ack, redelivered),
             version,
         ))
-    }
-}
-
-/// STOMP frames go out as text when they are UTF-8 (what browsers expect), else binary.
-pub fn to_ws_message(frame: Bytes) -> Message {
-    match bridge_api::Text::try_from(frame.clone()) {
-        Ok(text) => Message::Text(text),
-        Err(_) => Message::Binary(frame),
     }
 }

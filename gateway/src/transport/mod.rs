@@ -107,8 +107,15 @@ where
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
-                if let Err(e) = &result {
-                    tracing::info!(source = e.source_side().as_str(), "session ended: {e}");
+                match &result {
+                    // A misbehaving client is routine; a failed backend or a bug is news.
+                    Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
+                        tracing::debug!(source = "client", "session ended: {e}")
+                    }
+                    Err(e) => {
+                        tracing::info!(source = e.source_side().as_str(), "session ended: {e}")
+                    }
+                    Ok(()) => {}
                 }
                 let frame = shared
                     .take_close()

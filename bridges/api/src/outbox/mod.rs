@@ -11,7 +11,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use crate::outgoing::Outgoing;
-use crate::{close_code, End, EndKind, Message};
+use crate::{End, EndKind, Message};
 use chan::{Chan, LaneQueue};
 
 pub use chan::{LanePolicy, Pushed};
@@ -188,12 +188,6 @@ impl Outbox {
         self.push(Outgoing::Close(End::new(kind, reason)))
             .await
             .is_ok()
-    }
-
-    // Kept until the STOMP bridge moves to EndKind.
-    #[doc(hidden)]
-    pub async fn close(&self, code: u16, reason: impl Into<String>) -> bool {
-        self.end(close_code::end_kind(code), reason).await
     }
 
     /// A lane for one fan-out subscription: at most `capacity` messages, `policy` when

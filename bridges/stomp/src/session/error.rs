@@ -1,15 +1,17 @@
 //! Why a STOMP session ends with an ERROR frame.
 
-use bridge_api::close_code;
+use bridge_api::{BridgeError, EndKind, ErrorSource};
 
-/// An ERROR frame to send, then close. `reason` labels the metric; `message` is the
-/// frame's `message` header; `detail` its body.
+/// An ERROR frame to send, then the end of the session. `reason` labels the metric;
+/// `message` is the frame's `message` header; `detail` its body; `receipt` the `receipt`
+/// header of the frame that failed, which the ERROR names.
 #[derive(Debug)]
 pub struct StompError {
     pub reason: &'static str,
     pub message: String,
     pub detail: String,
-    pub close_code: u16,
+    pub end: EndKind,
+    pub receipt: Option<String>,
 }
 
 impl StompError {
@@ -22,7 +24,8 @@ impl StompError {
             reason,
             message: message.into(),
             detail: detail.into(),
-            close_code: close_code::PROTOCOL_ERROR,
+            end: EndKind::ProtocolError,
+            receipt: None,
         }
     }
 
@@ -35,7 +38,8 @@ impl StompError {
             reason,
             message: message.into(),
             detail: detail.into(),
-            close_code: close_code::POLICY_VIOLATION,
+            end: EndKind::PolicyViolation,
+            receipt: None,
         }
     }
 
@@ -45,8 +49,34 @@ impl StompError {
             reason: "backend",
             detail: format!("The broker behind the gateway failed: {message}"),
             message,
-            close_code: close_code::BAD_GATEWAY,
+            end: EndKind::BackendFailed,
+            receipt: None,
         }
+    }
+}
+
+impl StompError {
+    pub fn with_receipt(mut self, receipt: Option<String>) -> Self {
+        self.receipt = receipt;
+        self
+    }
+
+    /// Whose fault it was: a broken or forbidden frame is the client's, a failed broker
+    /// the backend's.
+    pub fn source(&self) -> ErrorSource {
+        match self.end {
+            EndKind::BackendFailed => ErrorSource::Backend,
+            EndKind::Internal => ErrorSource::Internal,
+            _ => ErrorSource::Client,
+        }
+    }
+}
+
+/// The session's result once its ERROR frame is out: the transport closes with `end`.
+impl From<StompError> for BridgeError {
+    fn from(e: StompError) -> Self {
+        let source = e.source();
+        BridgeError::new(source, e.message).with_end(e.end)
     }
 }
 

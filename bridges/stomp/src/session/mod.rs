@@ -19,7 +19,6 @@ use tokio::time::Instant;
 use crate::backend::{AckMode, BackendSession};
 use crate::destination::Destination;
 use crate::inbox::{AckToken, Inbox, SubKey};
-use crate::message::to_ws_message;
 use crate::StompBridge;
 pub use error::{FrameResult, StompError};
 
@@ -188,11 +187,15 @@ impl<'a> StompSession<'a> {
                 }
             }
         };
-        if let End::Error(e) = end {
-            self.send_error(e, None).await;
-        }
+        let result = match end {
+            End::Done => Ok(()),
+            End::Error(e) => {
+                self.send_error(&e).await;
+                Err(e.into())
+            }
+        };
         self.cleanup().await;
-        Ok(())
+        result
     }
 
     async fn on_bytes(&mut self, msg: Message) -> FrameResult {
@@ -208,14 +211,7 @@ impl<'a> StompSession<'a> {
                     self.bridge.metrics.frame_in(frame.command);
                     let receipt = frame.headers.get("receipt").map(str::to_owned);
                     if let Err(e) = self.on_frame(frame).await {
-                        self.send_error(e, receipt.as_deref()).await;
-                        // Already sent: end the session without a second ERROR.
-                        return Err(StompError {
-                            reason: "sent",
-                            message: String::new(),
-                            detail: String::new(),
-                            close_code: 0,
-                        });
+                        return Err(e.with_receipt(receipt));
                     }
                     if self.disconnecting {
                         break;
@@ -288,13 +284,11 @@ impl<'a> StompSession<'a> {
         let bytes = encode_to_bytes(&frame, self.version);
         self.bridge.metrics.frame_out(cmd, 1);
         self.last_sent = Instant::now();
-        let _ = self.outbox.send(to_ws_message(bytes)).await;
+        let _ = self.outbox.send(Message::text_or_binary(bytes)).await;
     }
 
-    async fn send_error(&mut self, e: StompError, receipt: Option<&str>) {
-        if e.reason == "sent" {
-            return;
-        }
+    /// The one ERROR frame of a session that ends for `e`; the transport closes after it.
+    async fn send_error(&mut self, e: &StompError) {
         self.bridge.metrics.error_frame(e.reason);
         tracing::debug!(
             session = self.info.id,
@@ -305,12 +299,11 @@ impl<'a> StompSession<'a> {
         let mut frame = Frame::new(Command::Error)
             .header("message", e.message.as_str())
             .header("content-type", "text/plain");
-        if let Some(r) = receipt {
+        if let Some(r) = &e.receipt {
             frame = frame.header("receipt-id", r);
         }
         let frame = frame.with_body(e.detail.clone().into_bytes());
         self.send_frame(frame).await;
-        self.outbox.close(e.close_code, e.message).await;
     }
 
     fn slow_consumer(&self, key: SubKey) -> StompError {
