@@ -44,6 +44,8 @@ const ALL: [Command; 15] = [
 pub(crate) const MAX_COMMAND_LEN: usize = 11;
 
 impl Command {
+    /// Every command, in declaration order: `Command::ALL[c as usize] == c`.
+    pub const ALL: [Command; 15] = ALL;
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Connect => "CONNECT",
@@ -97,7 +99,8 @@ mod tests {
 
     #[test]
     fn parse_round_trips_every_command() {
-        for c in ALL {
+        for (i, c) in ALL.into_iter().enumerate() {
+            assert_eq!(c as usize, i, "ALL is in declaration order");
             assert_eq!(Command::parse(c.as_str().as_bytes()), Some(c));
             assert!(c.as_str().len() <= MAX_COMMAND_LEN);
         }

@@ -29,29 +29,6 @@ pub(crate) struct StompMetrics {
     queue_depth: Gauge,
 }
 
-/// Commands by position in `Command::ALL`-order; the counters are indexed the same way.
-const COMMANDS: [Command; 15] = [
-    Command::Connect,
-    Command::Stomp,
-    Command::Send,
-    Command::Subscribe,
-    Command::Unsubscribe,
-    Command::Ack,
-    Command::Nack,
-    Command::Begin,
-    Command::Commit,
-    Command::Abort,
-    Command::Disconnect,
-    Command::Connected,
-    Command::Message,
-    Command::Receipt,
-    Command::Error,
-];
-
-fn index(cmd: Command) -> usize {
-    COMMANDS.iter().position(|c| *c == cmd).unwrap_or(0)
-}
-
 fn version_index(v: Version) -> usize {
     match v {
         Version::V1_0 => 0,
@@ -66,7 +43,7 @@ impl StompMetrics {
         let s: Arc<str> = service.into();
         let counter = |name: &'static str, key: &'static str, value: &'static str| metrics::counter!(name, "service" => s.to_string(), key => value);
         let frames = |name: &'static str| {
-            COMMANDS
+            Command::ALL
                 .iter()
                 .map(|c| counter(name, "command", c.as_str()))
                 .collect()
@@ -128,11 +105,11 @@ impl StompMetrics {
     }
 
     pub(crate) fn frame_in(&self, cmd: Command) {
-        self.frames_in[index(cmd)].increment(1);
+        self.frames_in[cmd as usize].increment(1);
     }
 
     pub(crate) fn frame_out(&self, cmd: Command, n: u64) {
-        self.frames_out[index(cmd)].increment(n);
+        self.frames_out[cmd as usize].increment(n);
     }
 
     pub(crate) fn error_frame(&self, reason: &'static str) {
@@ -170,6 +147,31 @@ impl StompMetrics {
         self.queues.set(queues as f64);
         self.queue_depth.set(depth as f64);
     }
+}
+
+/// The series every broker backend (RabbitMQ, STOMP broker) reports, one help text each.
+pub(crate) fn describe_backend() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "gateway_stomp_backend_connections",
+        "Open connections to the broker (pooled, or one per client with pass-through credentials)"
+    );
+    describe_gauge!(
+        "gateway_stomp_upstream_subscriptions",
+        "Shared upstream subscriptions (one broker subscription per topic, fanned out to local subscribers)"
+    );
+    describe_gauge!(
+        "gateway_stomp_upstream_local_subscribers",
+        "Local subscribers fed by the shared upstream subscriptions"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_reconnects_total",
+        "Backend connections re-established after a loss"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_messages_total",
+        "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
+    );
 }
 
 fn describe() {

@@ -81,34 +81,15 @@ impl Metrics {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!(
-        "gateway_stomp_backend_connections",
-        "Open AMQP connections to RabbitMQ"
-    );
+    crate::metrics::describe_backend();
     describe_gauge!(
         "gateway_stomp_backend_channels",
         "Open AMQP channels on the backend connections"
-    );
-    describe_gauge!(
-        "gateway_stomp_upstream_subscriptions",
-        "Shared upstream subscriptions (one broker queue and consumer per topic pattern)"
-    );
-    describe_gauge!(
-        "gateway_stomp_upstream_local_subscribers",
-        "Local subscribers fed by the shared upstream subscriptions"
     );
     describe_histogram!(
         "gateway_stomp_broker_confirm_seconds",
         Unit::Seconds,
         "Time from publishing to the broker's publisher confirm"
-    );
-    describe_counter!(
-        "gateway_stomp_backend_reconnects_total",
-        "Backend connections re-established after a loss"
-    );
-    describe_counter!(
-        "gateway_stomp_backend_messages_total",
-        "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
     );
     describe_counter!(
         "gateway_stomp_publish_failures_total",

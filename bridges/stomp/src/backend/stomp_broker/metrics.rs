@@ -50,25 +50,5 @@ impl Metrics {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge};
-    describe_gauge!(
-        "gateway_stomp_upstream_subscriptions",
-        "Shared upstream subscriptions (one per topic, fanned out to local subscribers)"
-    );
-    describe_gauge!(
-        "gateway_stomp_upstream_local_subscribers",
-        "Local subscribers fed by the shared upstream subscriptions"
-    );
-    describe_gauge!(
-        "gateway_stomp_backend_connections",
-        "Open connections to the broker"
-    );
-    describe_counter!(
-        "gateway_stomp_backend_reconnects_total",
-        "Backend connections re-established after a loss"
-    );
-    describe_counter!(
-        "gateway_stomp_backend_messages_total",
-        "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
-    );
+    crate::metrics::describe_backend();
 }
