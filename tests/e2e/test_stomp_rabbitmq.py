@@ -365,6 +365,42 @@ def test_offloading_one_upstream_for_1000_subscribers(rabbit, rgw):
     assert not left, "the shared queue outlived its last subscriber"
 
 
+def _broker_log(rabbit) -> str:
+    """The node's own log (where RabbitMQ logs each connection opening and closing)."""
+    return (rabbit.dir / "log" / f"{rabbit.node}.log").read_text(errors="replace")
+
+
+def _gateway_connections(rabbit) -> list:
+    """The gateway's pooled connections (named "gateway stomp SERVICE" in client_properties)."""
+    return [r for r in rabbit.rows("list_connections", "client_properties") if "gateway stomp" in r[0]]
+
+
+def test_shutdown_closes_the_pooled_connections_politely(rabbit, rgw):
+    gw = rgw(pool_size=2)
+    with stomp(gw) as s:  # a live session, which the drain ends first
+        subscribe(s, "/topic/drain.a", "sub-0")
+        deadline = time.monotonic() + 15
+        while True:
+            ours = _gateway_connections(rabbit)
+            if len(ours) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(ours) == 2, ours
+        before = _broker_log(rabbit)
+        assert gw.stop() == 0
+    # Gone as soon as the gateway has exited, each with AMQP's connection.close (RabbitMQ
+    # logs "closing AMQP connection"), not a dropped socket ("unexpectedly closed").
+    assert not _gateway_connections(rabbit)
+    deadline = time.monotonic() + 10
+    while True:
+        after = _broker_log(rabbit)[len(before):]
+        if after.count("closing AMQP connection") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after.count("closing AMQP connection") >= 2, after[-2000:]
+    assert "unexpectedly closed TCP connection" not in after, after[-2000:]
+
+
 # --- outages --------------------------------------------------------------------------
 
 def test_unreachable_broker_at_start_is_not_ready(gateway_factory):
