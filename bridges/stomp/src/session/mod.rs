@@ -191,6 +191,9 @@ impl<'a> StompSession<'a> {
             End::Done => Ok(()),
             End::Error(e) => {
                 self.send_error(&e).await;
+                // Closed right after the ERROR, not after the backend's clean-up, which may
+                // wait on a broker that is gone.
+                self.outbox.end(e.end, e.message.clone()).await;
                 Err(e.into())
             }
         };
