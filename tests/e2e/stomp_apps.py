@@ -54,6 +54,8 @@ class App(threading.Thread):
     def ended(self, c: RawStomp, f: Frame | None) -> None:
         """The session is over: ERROR `f`, or dropped when `f` is None."""
         if f is None:
+            f = c.unread_error()
+        if f is None:
             self.drops += 1
         else:
             self.errors.append(f.headers.get("message", f.text))

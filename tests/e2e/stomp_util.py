@@ -120,6 +120,22 @@ class RawStomp:
         else:
             self.close_code = 1006
 
+    def unread_error(self) -> Frame | None:
+        """An ERROR frame that arrived but was not read yet. A send fails as soon as the
+        peer's close frame is in, even when an ERROR sits before it in the receive queue;
+        an event-driven client (stomp.js, stomp.py) would have seen that ERROR."""
+        while True:
+            if self.pending:
+                f = self.pending.pop(0)
+                if f.command == "ERROR":
+                    return f
+                continue
+            try:
+                msg = self.ws.recv(timeout=0.5)
+            except (TimeoutError, ConnectionClosed):
+                return None
+            self.pending.extend(parse(msg.encode() if isinstance(msg, str) else msg))
+
     def receipt(self, command: str, headers: dict | None = None, body: bytes | str = b"",
                 rid: str = "sync") -> Frame:
         """Send with a receipt header and wait for that RECEIPT (frames before it are kept)."""
