@@ -6,6 +6,8 @@ mod commands;
 mod connect;
 mod deliver;
 mod error;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
