@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bridge_api::testkit::{self, SessionBuilder, StaticRealm, TestClient};
 use bridge_api::{
-    Bridge, BridgeError, BridgeFactory, CredentialCheck, EndKind, ErrorSource, Message, Outgoing,
+    Bridge, BridgeError, BridgeFactory, CredentialCheck, End, EndKind, ErrorSource, Message,
+    Outgoing,
 };
 use bytes::BytesMut;
 use protocol_stomp::{encode_to_bytes, Command, Decoded, Decoder, Frame, Limits, Version};
@@ -73,6 +74,8 @@ pub(super) struct Stomp {
     pub client: TestClient,
     task: Option<JoinHandle<Result<(), BridgeError>>>,
     decoder: Decoder,
+    /// The end the bridge queued, once it has.
+    end: Option<End>,
 }
 
 impl Stomp {
@@ -85,6 +88,7 @@ impl Stomp {
             client,
             task: Some(task),
             decoder: Decoder::new(Limits::default()),
+            end: None,
         }
     }
 
@@ -109,15 +113,21 @@ impl Stomp {
         self.client.send(frame(command, headers, body));
     }
 
-    /// The next frame or heart-beat the bridge queued; `None` once it let go of the
-    /// outbox.
+    /// The next frame or heart-beat the bridge queued; `None` once it queued an end or
+    /// let go of the outbox.
     pub async fn next_item(&mut self) -> Option<Decoded> {
+        if self.end.is_some() {
+            return None;
+        }
         let item = tokio::time::timeout(WAIT, self.client.next())
             .await
             .expect("the bridge queued nothing in time")?;
         let msg = match item {
             Outgoing::Message(m) => m,
-            Outgoing::Close(end) => panic!("the STOMP bridge queued an end: {end:?}"),
+            Outgoing::Close(end) => {
+                self.end = Some(end);
+                return None;
+            }
         };
         let mut buf = BytesMut::from(&msg.payload()[..]);
         let decoded = self
@@ -186,16 +196,21 @@ impl Stomp {
         assert!(left.is_empty(), "unexpected frames: {left:?}");
     }
 
-    /// How the session ended: the bridge let go of the outbox with nothing more queued,
-    /// and `serve` returned this.
+    /// How the session ended: the bridge queued an end or let go of the outbox with
+    /// nothing more queued, and `serve` returned this.
     pub async fn result(&mut self) -> Result<(), BridgeError> {
         let rest = self.next_item().await;
         assert!(rest.is_none(), "more after the end: {rest:?}");
         let task = self.task.take().expect("the result is taken once");
-        tokio::time::timeout(WAIT, task)
+        let result = tokio::time::timeout(WAIT, task)
             .await
             .expect("serve returned in time")
-            .expect("serve did not panic")
+            .expect("serve did not panic");
+        if self.end.is_some() {
+            let after = self.client.texts();
+            assert!(after.is_empty(), "queued after the end: {after:?}");
+        }
+        result
     }
 
     /// The session fails: the next frame is its one ERROR, nothing follows it, and `serve`
@@ -206,6 +221,9 @@ impl Stomp {
         assert_eq!(err.source_side(), ErrorSource::Client, "{err}");
         assert_eq!(err.end_kind(), kind, "{err}");
         assert_eq!(err.message(), header(&error, "message"));
+        let end = self.end.as_ref().expect("the ERROR is followed by an end");
+        assert_eq!(end.kind, kind, "{end:?}");
+        assert_eq!(end.reason, err.message(), "{end:?}");
         error
     }
 
