@@ -167,7 +167,7 @@ impl ServiceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bridge_api::{async_trait, BridgeError, Principal, Session, SettingsError};
+    use bridge_api::{async_trait, testkit, BridgeError, Session, SettingsError};
 
     struct Fake(&'static str, &'static [&'static str]);
     struct FakeBridge(&'static [&'static str]);
@@ -192,14 +192,6 @@ mod tests {
             Ok(Arc::new(FakeBridge(self.1)))
         }
     }
-    struct NoRealm;
-    #[async_trait]
-    impl CredentialCheck for NoRealm {
-        async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
-            None
-        }
-    }
-
     fn svc(name: &str, path: &str, bridge: &str, no_sub: bool) -> ServiceConfig {
         ServiceConfig {
             name: name.into(),
@@ -219,7 +211,7 @@ mod tests {
             Box::new(Fake("stomp", &["v12.stomp", "v11.stomp", "stomp"])),
             Box::new(Fake("xmpp", &["xmpp"])),
         ];
-        ServiceTable::build(configs, &factories, Arc::new(NoRealm))
+        ServiceTable::build(configs, &factories, Arc::new(testkit::NoRealm))
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_api::{async_trait, Bridge, BridgeError, Session, SessionInfo};
+use bridge_api::{async_trait, testkit, Bridge, BridgeError, Session};
 use futures::{SinkExt, StreamExt};
 use tokio::io::DuplexStream;
 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, Role, WebSocketConfig};
@@ -42,18 +42,6 @@ impl Bridge for FailsAtOnce {
     }
 }
 
-fn info() -> SessionInfo {
-    SessionInfo {
-        id: 1,
-        service: "t".into(),
-        peer: "127.0.0.1:9".parse().unwrap(),
-        origin: None,
-        principal: None,
-        subprotocol: None,
-        transport: "websocket",
-    }
-}
-
 fn settings(idle: Duration) -> TransportSettings {
     TransportSettings {
         idle_timeout: idle,
@@ -77,7 +65,7 @@ async fn start(
     let task = tokio::spawn(run_session(
         server,
         bridge,
-        Arc::new(info()),
+        Arc::new(testkit::info("t")),
         settings(idle),
         shutdown,
         TrafficCounters::new("t"),
@@ -92,7 +80,7 @@ async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>
     let task = tokio::spawn(run_session(
         server,
         Arc::new(Echo),
-        Arc::new(info()),
+        Arc::new(testkit::info("t")),
         settings(idle),
         CancellationToken::new(),
         TrafficCounters::new("t"),
