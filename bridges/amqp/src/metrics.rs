@@ -81,19 +81,58 @@ impl AmqpMetrics {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge};
-    describe_gauge!("gateway_amqp_sessions", "AMQP 0-9-1 sessions past the handshake");
-    describe_gauge!("gateway_amqp_channels", "Client channels open, each on a pooled broker channel");
+    describe_gauge!(
+        "gateway_amqp_sessions",
+        "AMQP 0-9-1 sessions past the handshake"
+    );
+    describe_gauge!(
+        "gateway_amqp_channels",
+        "Client channels open, each on a pooled broker channel"
+    );
     describe_gauge!("gateway_amqp_backend_connections", "Open AMQP connections to RabbitMQ (the pool, or one per client with pass-through credentials)");
-    describe_gauge!("gateway_amqp_backend_channels", "Open channels on the broker connections");
-    describe_counter!("gateway_amqp_backend_reconnects_total", "Broker connections re-established after a loss");
-    describe_counter!("gateway_amqp_methods_in_total", "Methods received from clients, by class");
-    describe_counter!("gateway_amqp_methods_out_total", "Methods sent to clients, by class");
-    describe_counter!("gateway_amqp_publishes_total", "basic.publish relayed to the broker");
-    describe_counter!("gateway_amqp_deliveries_total", "Messages delivered to clients (basic.deliver and basic.get-ok)");
-    describe_counter!("gateway_amqp_returns_total", "Unroutable mandatory messages returned to clients");
-    describe_counter!("gateway_amqp_confirms_total", "Publisher confirms relayed to clients, by result");
-    describe_counter!("gateway_amqp_acks_total", "Client acknowledgements relayed, by kind (ack, nack, reject)");
-    describe_counter!("gateway_amqp_channel_exceptions_total", "Channels closed on clients, by reply code");
-    describe_counter!("gateway_amqp_connection_exceptions_total", "Client connections closed with an error, by reply code");
+    describe_gauge!(
+        "gateway_amqp_backend_channels",
+        "Open channels on the broker connections"
+    );
+    describe_counter!(
+        "gateway_amqp_backend_reconnects_total",
+        "Broker connections re-established after a loss"
+    );
+    describe_counter!(
+        "gateway_amqp_methods_in_total",
+        "Methods received from clients, by class"
+    );
+    describe_counter!(
+        "gateway_amqp_methods_out_total",
+        "Methods sent to clients, by class"
+    );
+    describe_counter!(
+        "gateway_amqp_publishes_total",
+        "basic.publish relayed to the broker"
+    );
+    describe_counter!(
+        "gateway_amqp_deliveries_total",
+        "Messages delivered to clients (basic.deliver and basic.get-ok)"
+    );
+    describe_counter!(
+        "gateway_amqp_returns_total",
+        "Unroutable mandatory messages returned to clients"
+    );
+    describe_counter!(
+        "gateway_amqp_confirms_total",
+        "Publisher confirms relayed to clients, by result"
+    );
+    describe_counter!(
+        "gateway_amqp_acks_total",
+        "Client acknowledgements relayed, by kind (ack, nack, reject)"
+    );
+    describe_counter!(
+        "gateway_amqp_channel_exceptions_total",
+        "Channels closed on clients, by reply code"
+    );
+    describe_counter!(
+        "gateway_amqp_connection_exceptions_total",
+        "Client connections closed with an error, by reply code"
+    );
     describe_counter!("gateway_amqp_logins_refused_total", "SASL logins refused");
 }
