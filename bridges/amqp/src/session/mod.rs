@@ -436,6 +436,10 @@ impl<'a> AmqpSession<'a> {
                 let e = BridgeError::client(c.text.clone()).with_end(EndKind::GoingAway);
                 (c, e)
             }
+            Fault::Connection(c) if c.code == protocol_amqp::ACCESS_REFUSED => {
+                let e = BridgeError::client(c.text.clone()).with_end(EndKind::PolicyViolation);
+                (c, e)
+            }
             Fault::Connection(c) => {
                 let e = BridgeError::client(c.text.clone()).with_end(EndKind::ProtocolError);
                 (c, e)
