@@ -1,3 +1,4 @@
+pub use bridge_api::Credentials;
 use serde::Deserialize;
 
 /// `[service.settings]` of an `amqp` service.
@@ -39,17 +40,6 @@ pub struct AmqpSettings {
     pub gate_readiness: bool,
     #[serde(default)]
     pub acl: Vec<AclRule>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Credentials {
-    /// The client's SASL login is checked against the gateway's realm (or the handshake's
-    /// identity is taken); the broker sees the URI's user.
-    #[default]
-    Service,
-    /// The client's login is the broker's to check, on a broker connection of its own.
-    PassThrough,
 }
 
 /// RabbitMQ's permission model, per role: names matching `configure` may be declared and
