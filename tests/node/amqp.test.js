@@ -1,0 +1,483 @@
+'use strict';
+// AMQP 0-9-1 over WebSocket with real clients: amqplib (its Connection over a `ws` stream,
+// promise and callback models) and @cloudamqp/amqp-client's AMQPWebSocketClient, each run
+// side by side against two targets on the same RabbitMQ:
+//   - the gateway's `amqp` bridge at /amqp (clients log in as a gateway realm user; the
+//     bridge uses its own pooled broker connections);
+//   - a plain byte relay from a WebSocket to RabbitMQ's TCP port, so the same check shows
+//     what RabbitMQ itself does.
+// Where the gateway legitimately differs from RabbitMQ a check reads `target.expect` (kept
+// short). Both ways across the bridge: what a WebSocket client publishes, amqplib connected
+// straight to RabbitMQ reads, and the other way round. Gateway only: many clients share
+// `pool_size` broker connections, and the bridge's metrics appear after traffic.
+//
+// RabbitMQ is the node tests/run.sh starts (RABBITMQ_AMQP_URL), or a private one started
+// here. A gateway built without the amqp bridge skips its half with that reason.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const { Gateway, gatewayBin, httpGet, sleep } = require('./lib/gateway');
+const { startRabbitMQ } = require('./lib/brokers');
+const {
+  amqpService, startRelay, amqplibOverWebSocket, amqplibDirect, openWebSocket,
+  replyCode, amqplibClient, amqpClientJs, withTimeout,
+} = require('./lib/amqp');
+
+const T = { timeout: 30000 };
+const RUN = `${process.pid}.${Date.now().toString(36)}`;
+const POOL_SIZE = 2;
+const REALM_USER = { username: 'amqp-alice', password: 'alice-pass' };
+
+/** The gateway's amqp bridge on `rabbit`, clients checked against a realm file. */
+function gatewayTarget() {
+  return {
+    name: 'the gateway amqp bridge',
+    kind: 'gateway',
+    gw: null,
+    unavailable: null,
+    creds: REALM_USER,
+    badCreds: { username: REALM_USER.username, password: 'not-the-password' },
+    expect: {
+      channelMax: 64,          // the bridge's max_channels default, offered in Tune
+    },
+    async start(rabbit) {
+      this.rabbit = rabbit;
+      const hash = execFileSync(gatewayBin(), ['hash-password', REALM_USER.password]).toString().trim();
+      const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'amqp-realm-'));
+      this.realmDir = dir;
+      const realm = path.join(dir, 'users.toml');
+      fs.writeFileSync(realm, `[[user]]\nname = "${REALM_USER.username}"\npassword_hash = '${hash}'\nroles = []\n`);
+      try {
+        this.gw = await new Gateway({
+          services: [amqpService({ backend: rabbit.url, pool_size: POOL_SIZE })],
+          sections: { auth: { realm_file: realm } },
+        }).start();
+      } catch (e) {
+        if (/unknown bridge `amqp`/.test(e.message)) {
+          this.unavailable = 'this gateway build has no amqp bridge (bridges/amqp not wired in yet)';
+          return;
+        }
+        throw e;
+      }
+      // The pool connects in the background; until then the service refuses upgrades (503).
+      const deadline = Date.now() + 20000;
+      for (;;) {
+        const r = await httpGet(this.gw.port, '/readyz').catch((err) => ({ status: err.message }));
+        if (r.status === 200) break;
+        assert.ok(Date.now() < deadline, `/readyz is ${r.status} after 20 s\n${this.gw.log()}`);
+        await sleep(50);
+      }
+    },
+    async stop() {
+      if (this.gw) {
+        const rc = await this.gw.stop();
+        assert.equal(rc, 0, `gateway exit code ${rc}\n${this.gw.log()}`);
+      }
+      if (this.realmDir) fs.rmSync(this.realmDir, { recursive: true, force: true });
+    },
+    url() { return this.gw.url('/amqp'); },
+    log() { return this.gw ? this.gw.log() : ''; },
+  };
+}
+
+/** RabbitMQ itself, through a WebSocket-to-TCP byte relay; RabbitMQ's own users. */
+function relayTarget() {
+  return {
+    name: 'RabbitMQ through a byte relay',
+    kind: 'relay',
+    relay: null,
+    unavailable: null,
+    creds: null,
+    badCreds: null,
+    expect: {
+      channelMax: 2047,        // RabbitMQ's channel_max default
+    },
+    async start(rabbit) {
+      this.rabbit = rabbit;
+      const u = new URL(rabbit.url);
+      this.creds = { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+      this.badCreds = { username: this.creds.username, password: 'not-the-password' };
+      this.relay = await startRelay(rabbit.url);
+    },
+    async stop() { if (this.relay) await this.relay.close(); },
+    url() { return this.relay.url('/amqp'); },
+    log() { return ''; },
+  };
+}
+
+const names = (target, client, what) => `amqp-node.${RUN}.${target.kind}.${client.name.replace(/\W/g, '')}.${what}`;
+
+/** Resolves to the first `n` messages `collect` has seen, or fails after `ms`. */
+function collector() {
+  const seen = [];
+  let waiter = null;
+  return {
+    seen,
+    push(m) {
+      seen.push(m);
+      if (waiter && seen.length >= waiter.n) { waiter.resolve(seen.slice(0, waiter.n)); waiter = null; }
+    },
+    wait(n, ms = 5000) {
+      if (seen.length >= n) return Promise.resolve(seen.slice(0, n));
+      return withTimeout(new Promise((resolve) => { waiter = { n, resolve }; }), ms, `${n} deliveries (have ${seen.length})`);
+    },
+  };
+}
+
+let rabbit;
+const targets = [gatewayTarget(), relayTarget()];
+
+before(async () => {
+  rabbit = await startRabbitMQ();
+  for (const t of targets) await t.start(rabbit);
+}, { timeout: 180000 });
+
+after(async () => {
+  for (const t of targets) await t.stop();
+  if (rabbit) await rabbit.stop();
+}, { timeout: 60000 });
+
+for (const target of targets) {
+  const X = target.expect;
+  for (const client of [amqplibClient, amqpClientJs]) {
+    describe(`${client.name} against ${target.name}`, () => {
+      const skip = () => target.unavailable;
+      const open = () => client.connect(target.url(), target.creds);
+      const n = (what) => names(target, client, what);
+
+      it('negotiates Tune: frame_max 131072 (both defaults), the server\'s channel-max', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        try {
+          // amqplib asks for 131072 and the server offers 131072; amqp-client asks for 8192.
+          assert.equal(c.tune.frameMax, client === amqplibClient ? 131072 : 8192);
+          assert.equal(c.tune.channelMax, X.channelMax);
+        } finally { await c.close(); }
+      });
+
+      it('declares an exchange and a queue, binds, publishes with confirms, consumes with manual ack', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const ex = n('direct');
+        const q = n('work');
+        await ch.declareExchange(ex, 'direct');
+        const d = await ch.declareQueue(q);
+        assert.equal(d.queue, q);
+        assert.equal(d.messageCount, 0);
+        await ch.bind(q, ex, 'job');
+        // Confirms resolve only once the broker has taken each message; the unroutable one
+        // (no binding for "other") is confirmed too: without `mandatory` it is dropped.
+        await Promise.all([
+          ch.publish(ex, 'job', Buffer.from('one'), { headers: { n: 1 }, contentType: 'text/plain' }),
+          ch.publish(ex, 'job', Buffer.from('two'), { headers: { n: 2 } }),
+          ch.publish(ex, 'other', Buffer.from('lost')),
+          ch.publish(ex, 'job', Buffer.from('three'), { headers: { n: 3 } }),
+        ]);
+        assert.equal((await ch.checkQueue(q)).messageCount, 3);
+        const got = collector();
+        const tag = await ch.consume(q, (m) => got.push(m));
+        const msgs = await got.wait(3);
+        assert.deepEqual(msgs.map((m) => m.body.toString()), ['one', 'two', 'three']);
+        assert.deepEqual(msgs.map((m) => m.headers.n), [1, 2, 3]);
+        assert.deepEqual(msgs.map((m) => [m.exchange, m.routingKey, m.redelivered]),
+          [[ex, 'job', false], [ex, 'job', false], [ex, 'job', false]]);
+        for (const m of msgs) await ch.ack(m);
+        await ch.cancel(tag);
+        // Acked, the messages are gone: a fresh channel (which would get any unacked
+        // message back) finds the queue empty.
+        await ch.close();
+        const ch2 = await c.channel();
+        assert.equal((await ch2.checkQueue(q)).messageCount, 0);
+        assert.equal(await ch2.get(q), null);
+        await ch2.deleteQueue(q);
+        await ch2.deleteExchange(ex);
+        await c.close();
+      });
+
+      it('nack with requeue brings the message back marked redelivered; ack then removes it', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const q = n('nack');
+        await ch.declareQueue(q);
+        await ch.publish('', q, Buffer.from('job-1'));
+        const got = collector();
+        await ch.consume(q, (m) => got.push(m));
+        const [first] = await got.wait(1);
+        assert.equal(first.redelivered, false);
+        await ch.nack(first, true);
+        const [, again] = await got.wait(2);
+        assert.equal(again.body.toString(), 'job-1');
+        assert.equal(again.redelivered, true);
+        assert.notEqual(again.deliveryTag, first.deliveryTag);
+        await ch.ack(again);
+        await sleep(100);
+        assert.equal(got.seen.length, 2, 'nothing else delivered after the ack');
+        await ch.close();
+        const ch2 = await c.channel();
+        assert.equal((await ch2.checkQueue(q)).messageCount, 0);
+        await ch2.deleteQueue(q);
+        await c.close();
+      });
+
+      it('basic.get: empty queue gives nothing, then messages one at a time with the count left', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const q = n('get');
+        await ch.declareQueue(q);
+        assert.equal(await ch.get(q), null);
+        await ch.publish('', q, Buffer.from('a'));
+        await ch.publish('', q, Buffer.from('b'));
+        const a = await ch.get(q);
+        assert.equal(a.body.toString(), 'a');
+        assert.equal(a.messageCount, 1);
+        assert.equal(a.redelivered, false);
+        await ch.ack(a);
+        const b = await ch.get(q);
+        assert.equal(b.body.toString(), 'b');
+        assert.equal(b.messageCount, 0);
+        // Nacked with requeue, the same message is got again, redelivered.
+        await ch.nack(b, true);
+        const b2 = await ch.get(q);
+        assert.equal(b2.body.toString(), 'b');
+        assert.equal(b2.redelivered, true);
+        await ch.ack(b2);
+        assert.equal(await ch.get(q), null);
+        await ch.deleteQueue(q);
+        await c.close();
+      });
+
+      it('carries a 1 MiB binary body (many body frames) both by consume and by get', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const q = n('big');
+        await ch.declareQueue(q);
+        const body = crypto.randomBytes(1024 * 1024);
+        body[0] = 0; body[1] = 0xff; // a NUL and a non-UTF-8 byte up front
+        const sum = crypto.createHash('sha256').update(body).digest('hex');
+        await ch.publish('', q, body, { contentType: 'application/octet-stream' });
+        await ch.publish('', q, body);
+        const got = collector();
+        const tag = await ch.consume(q, (m) => got.push(m));
+        const [m] = await got.wait(1, 15000);
+        assert.equal(m.body.length, body.length);
+        assert.equal(crypto.createHash('sha256').update(m.body).digest('hex'), sum);
+        await ch.ack(m);
+        await ch.cancel(tag);
+        // The second copy: delivered to the cancelled consumer before the cancel, or still
+        // queued. Either way one more 1 MiB message comes back intact.
+        await sleep(200);
+        const second = got.seen[1] || await ch.get(q);
+        assert.ok(second, 'the second 1 MiB message');
+        assert.equal(crypto.createHash('sha256').update(second.body).digest('hex'), sum);
+        await ch.ack(second);
+        await ch.deleteQueue(q);
+        await c.close();
+      });
+
+      it('passive declare of a missing queue: 404 closes that channel, the connection carries on', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel();
+        const missing = n('missing');
+        const err = await ch.checkQueue(missing).then(() => null, (e) => e);
+        assert.ok(err, 'passive declare of a missing queue must fail');
+        assert.equal(replyCode(err), 404, err.message);
+        assert.match(err.message, /NOT_FOUND/);
+        // Another channel on the same connection works end to end.
+        const ch2 = await c.channel({ confirm: true });
+        const q = n('after404');
+        await ch2.declareQueue(q);
+        await ch2.publish('', q, Buffer.from('still here'));
+        const m = await ch2.get(q);
+        assert.equal(m.body.toString(), 'still here');
+        await ch2.ack(m);
+        await ch2.deleteQueue(q);
+        await c.close();
+      });
+
+      it('refuses a wrong password with 403 ACCESS_REFUSED', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const err = await client.connect(target.url(), target.badCreds).then(async (c) => { await c.close(); return null; }, (e) => e);
+        assert.ok(err, 'a wrong password must not open a connection');
+        assert.equal(replyCode(err), 403, err.message);
+        assert.match(err.message, /ACCESS.REFUSED/);
+      });
+
+      it('closes cleanly: Connection.Close answered, then the WebSocket ends', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel();
+        await ch.declareQueue('', { exclusive: true });
+        await withTimeout(c.close(), 5000, 'connection close');
+        const code = await withTimeout(c.wsClosed, 5000, 'WebSocket close');
+        // After Close-Ok either end may close the WebSocket first: the client (both
+        // libraries close without a status code: 1005) or the server (1000). A dropped
+        // socket (1006) or an error code is not a clean close.
+        assert.ok([1000, 1005].includes(code), `WebSocket close code ${code}`);
+      });
+
+      it('both ways across: published here is read by amqplib on RabbitMQ\'s TCP port, and back', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const direct = await amqplibDirect(rabbit.url);
+        try {
+          const ch = await c.channel({ confirm: true });
+          const dch = await direct.createConfirmChannel();
+          const toDirect = n('to-direct');
+          const fromDirect = n('from-direct');
+          await dch.assertQueue(toDirect, { durable: false });
+          await dch.assertQueue(fromDirect, { durable: false });
+          const body = Buffer.from([0, 1, 2, 0xfe, 0xff, ...Buffer.from('über')]);
+          await ch.publish('', toDirect, body, { headers: { from: 'ws' }, messageId: 'm-1' });
+          const m = await dch.get(toDirect, { noAck: true });
+          assert.ok(m, 'amqplib on TCP gets the message published over the WebSocket');
+          assert.deepEqual(m.content, body);
+          assert.equal(m.properties.headers.from, 'ws');
+          assert.equal(m.properties.messageId, 'm-1');
+
+          await new Promise((resolve, reject) => dch.sendToQueue(fromDirect, Buffer.from('from tcp'),
+            { headers: { from: 'tcp' }, correlationId: 'c-9' }, (e) => (e ? reject(e) : resolve())));
+          const got = collector();
+          await ch.consume(fromDirect, (x) => got.push(x));
+          const [w] = await got.wait(1);
+          assert.equal(w.body.toString(), 'from tcp');
+          assert.equal(w.headers.from, 'tcp');
+          assert.equal(w.raw.properties.correlationId, 'c-9');
+          await ch.ack(w);
+          await dch.deleteQueue(toDirect);
+          await dch.deleteQueue(fromDirect);
+        } finally {
+          await c.close();
+          await direct.close();
+        }
+      });
+    });
+  }
+
+  describe(`amqplib callback model against ${target.name}`, () => {
+    it('opens a channel, declares, publishes with a confirm and gets the message', T, async (t) => {
+      if (target.unavailable) return t.skip(target.unavailable);
+      const conn = await amqplibOverWebSocket(target.url(), { ...target.creds, model: 'callback' });
+      conn.on('error', () => {});
+      const q = names(target, { name: 'cb' }, 'q');
+      const body = await new Promise((resolve, reject) => {
+        conn.createConfirmChannel((err, ch) => {
+          if (err) return reject(err);
+          ch.assertQueue(q, { durable: false }, (err1) => {
+            if (err1) return reject(err1);
+            ch.sendToQueue(q, Buffer.from('callback'), {}, (err2) => {
+              if (err2) return reject(err2);
+              ch.get(q, { noAck: true }, (err3, m) => {
+                if (err3) return reject(err3);
+                ch.deleteQueue(q, {}, () => resolve(m && m.content.toString()));
+              });
+            });
+          });
+        });
+      });
+      assert.equal(body, 'callback');
+      await new Promise((resolve, reject) => conn.close((e) => (e ? reject(e) : resolve())));
+    });
+  });
+}
+
+describe('gateway only', () => {
+  const gwt = targets[0];
+
+  /** The gateway process's established TCP connections to RabbitMQ's AMQP port. */
+  function brokerConnections() {
+    const port = Number(new URL(rabbit.url).port);
+    const pid = gwt.gw.proc.pid;
+    const inodes = new Set();
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]);
+      } catch (_) { /* closed meanwhile */ }
+    }
+    let count = 0;
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      let text;
+      try { text = fs.readFileSync(table, 'utf8'); } catch (_) { continue; }
+      for (const line of text.split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f.length < 10) continue;
+        const remotePort = parseInt(f[2].split(':')[1], 16);
+        if (remotePort === port && f[3] === '01' && inodes.has(f[9])) count += 1; // 01: ESTABLISHED
+      }
+    }
+    return count;
+  }
+
+  it(`many clients share ${POOL_SIZE} broker connections (pool_size)`, { timeout: 60000 }, async (t) => {
+    if (gwt.unavailable) return t.skip(gwt.unavailable);
+    const clients = [];
+    try {
+      for (let i = 0; i < 12; i++) {
+        const c = await (i % 2 ? amqpClientJs : amqplibClient).connect(gwt.url(), gwt.creds);
+        clients.push(c);
+        const ch = await c.channel({ confirm: true });
+        const q = await ch.declareQueue('', { exclusive: true });
+        await ch.publish('', q.queue, Buffer.from(`client ${i}`));
+        assert.equal((await ch.get(q.queue)).body.toString(), `client ${i}`);
+      }
+      assert.equal(brokerConnections(), POOL_SIZE, `the gateway's TCP connections to RabbitMQ with ${clients.length} clients`);
+    } finally {
+      for (const c of clients) await c.close();
+    }
+    assert.equal(brokerConnections(), POOL_SIZE, 'the pool stays after the clients leave');
+  });
+
+  it('reports the bridge metrics from the contract after traffic', T, async (t) => {
+    if (gwt.unavailable) return t.skip(gwt.unavailable);
+    const c = await amqplibClient.connect(gwt.url(), gwt.creds);
+    const ch = await c.channel({ confirm: true });
+    const q = names(gwt, { name: 'metrics' }, 'q');
+    await ch.declareQueue(q);
+    await ch.publish('', q, Buffer.from('m'));
+    const got = collector();
+    await ch.consume(q, (m) => got.push(m));
+    const [m] = await got.wait(1);
+    await ch.ack(m);
+    await ch.checkQueue(n404(gwt)).catch(() => {});
+    const ch2 = await c.channel();
+    await ch2.deleteQueue(q);
+    const text = await gwt.gw.metrics();
+    await c.close();
+    const series = (name) => text.split('\n').filter((l) => l.startsWith(name) && /service="amqp"/.test(l));
+    for (const name of ['gateway_amqp_sessions', 'gateway_amqp_channels', 'gateway_amqp_methods_in_total',
+      'gateway_amqp_methods_out_total', 'gateway_amqp_publishes_total', 'gateway_amqp_confirms_total',
+      'gateway_amqp_deliveries_total', 'gateway_amqp_acks_total', 'gateway_amqp_channel_exceptions_total']) {
+      assert.ok(series(name).length > 0, `${name}{service="amqp"} in /metrics:\n${text}`);
+    }
+    const value = (line) => Number(line.trim().split(/\s+/).pop());
+    assert.ok(series('gateway_amqp_publishes_total').some((l) => value(l) >= 1), 'publishes counted');
+    assert.ok(series('gateway_amqp_deliveries_total').some((l) => value(l) >= 1), 'deliveries counted');
+    assert.ok(series('gateway_amqp_channel_exceptions_total').some((l) => /code="404"/.test(l) && value(l) >= 1),
+      'the 404 counted by code');
+    assert.ok(series('gateway_amqp_methods_in_total').some((l) => /class="basic"/.test(l)), 'methods in by class');
+  });
+});
+
+const n404 = (target) => names(target, { name: 'metrics' }, 'missing');
+
+describe('the /amqp upgrade', () => {
+  it('the gateway answers the /amqp upgrade with 101 with and without the amqp token', T, async (t) => {
+    const gwt = targets[0];
+    if (gwt.unavailable) return t.skip(gwt.unavailable);
+    for (const protocols of [['amqp'], undefined]) {
+      const ws = await openWebSocket(gwt.url(), protocols);
+      assert.equal(ws.protocol, protocols ? 'amqp' : '');
+      ws.terminate();
+    }
+  });
+});

@@ -1,0 +1,296 @@
+'use strict';
+// AMQP 0-9-1 over WebSocket for the node tests: the gateway's `amqp` service table, a plain
+// byte relay (WebSocket <-> RabbitMQ's TCP port, nothing parsed) so every check can run
+// against the gateway and, side by side, against RabbitMQ itself, and two clients over a
+// WebSocket: amqplib (its Connection over a Duplex made from a `ws` socket) and
+// @cloudamqp/amqp-client's AMQPWebSocketClient (the one browsers use).
+
+const net = require('node:net');
+const path = require('node:path');
+const { execFile } = require('node:child_process');
+const { WebSocket, WebSocketServer, createWebSocketStream } = require('ws');
+
+const { HOST, freePort } = require('./gateway');
+
+// AMQPWebSocketClient opens `new WebSocket(url)` from the global scope; Node 20 has none
+// (Node 22 does). `ws` gives the same browser-style API (binaryType, addEventListener).
+if (typeof globalThis.WebSocket === 'undefined') globalThis.WebSocket = WebSocket;
+const { AMQPWebSocketClient } = require('@cloudamqp/amqp-client');
+
+// amqplib's package `exports` only opens its two entry points; the Connection that its
+// connect() wraps around a TCP socket is reached by path from the resolved entry point.
+const AMQPLIB = path.dirname(require.resolve('amqplib'));
+const { Connection } = require(path.join(AMQPLIB, 'lib', 'connection'));
+const { ChannelModel } = require(path.join(AMQPLIB, 'lib', 'channel_model'));
+const { CallbackModel } = require(path.join(AMQPLIB, 'lib', 'callback_model'));
+const amqplib = require('amqplib');
+
+/** The [[service]] table of an amqp bridge for non-browser clients (no Origin, no subprotocol). */
+function amqpService(settings = {}, over = {}) {
+  return {
+    name: 'amqp',
+    path: '/amqp',
+    bridge: 'amqp',
+    allow_no_subprotocol: true,
+    allow_missing_origin: true,
+    ...over,
+    settings,
+  };
+}
+
+/**
+ * A WebSocket server on a free loopback port whose every connection is a TCP connection to
+ * `amqpUrl`'s host and port, bytes copied both ways (binary messages out, as many as TCP
+ * reads give). It stands in for "RabbitMQ with a WebSocket port": what a client sees
+ * through it is RabbitMQ's own behaviour. `{ url(), close(), connections }`.
+ */
+async function startRelay(amqpUrl) {
+  const { hostname, port } = new URL(amqpUrl);
+  const wss = new WebSocketServer({ host: HOST, port: await freePort() });
+  await new Promise((resolve, reject) => { wss.once('listening', resolve); wss.once('error', reject); });
+  const sockets = new Set();
+  wss.on('connection', (ws) => {
+    const tcp = net.connect({ host: hostname, port: Number(port) || 5672 });
+    sockets.add(tcp);
+    tcp.setNoDelay(true);
+    ws.on('message', (data) => tcp.write(data));
+    tcp.on('data', (chunk) => ws.send(chunk, { binary: true }));
+    ws.on('close', () => tcp.end());
+    tcp.on('close', () => { sockets.delete(tcp); ws.close(1000); });
+    tcp.on('error', () => ws.terminate());
+    ws.on('error', () => tcp.destroy());
+  });
+  const addr = wss.address();
+  return {
+    connections: sockets,
+    url(p = '/amqp') { return `ws://${HOST}:${addr.port}${p}`; },
+    close() {
+      for (const s of sockets) s.destroy();
+      for (const c of wss.clients) c.terminate();
+      return new Promise((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+/** The fields amqplib's connect() sends in start-ok, tune-ok and open (lib/connect.js openFrames). */
+function openFields({ username, password, vhost = '/', heartbeat = 0, frameMax = 131072 }) {
+  return {
+    clientProperties: { product: 'amqplib', information: 'gateway node tests', capabilities: {
+      publisher_confirms: true, 'basic.nack': true, consumer_cancel_notify: true,
+      exchange_exchange_bindings: true, 'connection.blocked': true, authentication_failure_close: true,
+    } },
+    mechanism: 'PLAIN',
+    response: amqplib.credentials.plain(username, password).response(),
+    locale: 'en_US',
+    channelMax: 0,
+    frameMax,
+    heartbeat,
+    virtualHost: vhost,
+    capabilities: '',
+    insist: 0,
+  };
+}
+
+/** A WebSocket that has opened, or a rejection with the HTTP status of a refused upgrade. */
+function openWebSocket(url, protocols) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols);
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => {
+      reject(Object.assign(new Error(`upgrade refused: HTTP ${res.statusCode}`), { status: res.statusCode }));
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
+/**
+ * amqplib over a WebSocket (subprotocol `amqp`), as amqplib's own connect() does over TCP:
+ * `new Connection(stream)` then `open(fields)`. model 'promise' (default) resolves to a
+ * ChannelModel, 'callback' to a CallbackModel; both are what amqplib.connect() gives.
+ * `ws` is kept on the model so a test can look at the close code.
+ */
+async function amqplibOverWebSocket(url, opts = {}) {
+  const ws = await openWebSocket(url, opts.protocols || ['amqp']);
+  const stream = createWebSocketStream(ws);
+  // Socket errors surface through the Connection ('error'/'close'); without a listener here
+  // a reset while the stream is idle would be an uncaught exception.
+  stream.on('error', () => {});
+  const conn = new Connection(stream);
+  try {
+    await new Promise((resolve, reject) => conn.open(openFields(opts), (err) => (err ? reject(err) : resolve())));
+  } catch (e) {
+    stream.destroy();
+    e.ws = ws;
+    throw e;
+  }
+  const model = opts.model === 'callback' ? new CallbackModel(conn) : new ChannelModel(conn);
+  model.ws = ws;
+  return model;
+}
+
+/** amqplib straight to RabbitMQ's TCP port (the other side of the gateway). */
+function amqplibDirect(amqpUrl) {
+  return amqplib.connect(amqpUrl);
+}
+
+/** @cloudamqp/amqp-client's WebSocket client, connected. */
+async function amqpWsClient(url, { username, password, vhost = '/', frameMax, heartbeat = 0 } = {}) {
+  const client = new AMQPWebSocketClient({ url, vhost, username, password, frameMax, heartbeat });
+  await client.connect();
+  return client;
+}
+
+// --- one client API over both libraries ---------------------------------------------
+// The checks are written once against this small surface; each method is one library call,
+// so what a check sees is what that library reports. A message is
+// `{ body: Buffer, redelivered, routingKey, exchange, headers, deliveryTag, raw }`.
+
+const isDefined = (v) => v !== undefined && v !== null;
+
+/** The AMQP reply code of a failed call (channel or connection close), or undefined. */
+function replyCode(err) {
+  if (!err) return undefined;
+  if (typeof err.code === 'number') return err.code;      // amqplib
+  const m = /\((\d{3})\)\s*$/.exec(err.message || '');     // AMQPError: "... closed: TEXT (404)"
+  if (m) return Number(m[1]);
+  const h = /: (\d{3}) \(/.exec(err.message || '');        // amqplib's handshake errors
+  return h ? Number(h[1]) : undefined;
+}
+
+const amqplibClient = {
+  name: 'amqplib',
+  async connect(url, creds) {
+    const conn = await amqplibOverWebSocket(url, creds);
+    // A server-side connection close is also an 'error' event; checks look at what the
+    // calls return instead, and an unheard 'error' would end the process.
+    conn.on('error', () => {});
+    const closed = new Promise((resolve) => conn.ws.once('close', (code) => resolve(code)));
+    return {
+      tune: { frameMax: conn.connection.frameMax, channelMax: conn.connection.channelMax, heartbeat: conn.connection.heartbeat },
+      wsClosed: closed,
+      async channel({ confirm = false } = {}) {
+        const ch = confirm ? await conn.createConfirmChannel() : await conn.createChannel();
+        const errors = [];
+        ch.on('error', (e) => errors.push(e));
+        const norm = (m) => m && {
+          body: m.content, redelivered: m.fields.redelivered, routingKey: m.fields.routingKey,
+          exchange: m.fields.exchange, headers: m.properties.headers || {}, deliveryTag: m.fields.deliveryTag,
+          messageCount: m.fields.messageCount, raw: m,
+        };
+        return {
+          errors,
+          declareExchange: (name, type) => ch.assertExchange(name, type, { durable: false }),
+          async declareQueue(name, opts = {}) {
+            const r = await ch.assertQueue(name, { durable: false, ...opts });
+            return { queue: r.queue, messageCount: r.messageCount };
+          },
+          async checkQueue(name) {
+            const r = await ch.checkQueue(name);
+            return { queue: r.queue, messageCount: r.messageCount };
+          },
+          bind: (q, ex, rk) => ch.bindQueue(q, ex, rk),
+          publish(ex, rk, body, props = {}) {
+            if (!confirm) return Promise.resolve(ch.publish(ex, rk, body, props));
+            return new Promise((resolve, reject) => ch.publish(ex, rk, body, props, (err) => (err ? reject(err) : resolve())));
+          },
+          async consume(q, onMessage) {
+            const r = await ch.consume(q, (m) => onMessage(norm(m)), { noAck: false });
+            return r.consumerTag;
+          },
+          cancel: (tag) => ch.cancel(tag),
+          ack: (m) => ch.ack(m.raw),
+          nack: (m, requeue) => ch.nack(m.raw, false, requeue),
+          async get(q) { return norm(await ch.get(q, { noAck: false })) || null; },
+          deleteQueue: (q) => ch.deleteQueue(q),
+          deleteExchange: (ex) => ch.deleteExchange(ex),
+          close: () => ch.close(),
+        };
+      },
+      close: () => conn.close(),
+    };
+  },
+};
+
+const amqpClientJs = {
+  name: '@cloudamqp/amqp-client',
+  async connect(url, creds) {
+    const client = await amqpWsClient(url, creds);
+    const closed = new Promise((resolve) => client.socket.addEventListener('close', (ev) => resolve(ev.code)));
+    return {
+      tune: { frameMax: client.frameMax, channelMax: client.channelMax, heartbeat: client.heartbeat },
+      wsClosed: closed,
+      async channel({ confirm = false } = {}) {
+        const ch = await client.channel();
+        if (confirm) await ch.confirmSelect();
+        const norm = (m) => m && {
+          body: Buffer.from(m.body || []),
+          redelivered: m.redelivered, routingKey: m.routingKey, exchange: m.exchange,
+          headers: m.properties.headers || {}, deliveryTag: m.deliveryTag, messageCount: m.messageCount, raw: m,
+        };
+        return {
+          errors: [],
+          declareExchange: (name, type) => ch.exchangeDeclare(name, type, { durable: false }),
+          async declareQueue(name, opts = {}) {
+            const r = await ch.queueDeclare(name, {
+              durable: false, exclusive: Boolean(opts.exclusive), autoDelete: Boolean(opts.autoDelete),
+            });
+            return { queue: r.name, messageCount: r.messageCount };
+          },
+          async checkQueue(name) {
+            const r = await ch.queueDeclare(name, { passive: true });
+            return { queue: r.name, messageCount: r.messageCount };
+          },
+          bind: (q, ex, rk) => ch.queueBind(q, ex, rk),
+          publish: (ex, rk, body, props = {}) => ch.basicPublish(ex, rk, body, props),
+          async consume(q, onMessage) {
+            const c = await ch.basicConsume(q, { noAck: false }, (m) => onMessage(norm(m)));
+            return c.tag;
+          },
+          cancel: (tag) => ch.basicCancel(tag),
+          ack: (m) => m.raw.ack(),
+          nack: (m, requeue) => m.raw.nack(requeue),
+          async get(q) { return norm(await ch.basicGet(q, { noAck: false })) || null; },
+          deleteQueue: (q) => ch.queueDelete(q),
+          deleteExchange: (ex) => ch.exchangeDelete(ex),
+          close: () => ch.close(),
+        };
+      },
+      close: () => client.close(),
+    };
+  },
+};
+
+/** Resolves when `emitter` emits `event`, rejects after `ms` naming `what`. */
+function once(emitter, event, ms = 5000, what = event) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    emitter.once(event, (...args) => { clearTimeout(t); resolve(args.length > 1 ? args : args[0]); });
+  });
+}
+
+function withTimeout(p, ms, what) {
+  let t;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise((_, reject) => { t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); }),
+  ]);
+}
+
+/**
+ * `rabbitmqctl ARGS` against a node started by tests/scripts/rabbitmq.sh in `dir` (its cookie
+ * is in `dir`, where the script points HOME); resolves to stdout.
+ */
+function rabbitmqctl({ dir, nodename, epmdPort }, args) {
+  const env = { ...process.env, HOME: dir, RABBITMQ_NODENAME: nodename };
+  if (epmdPort) env.ERL_EPMD_PORT = String(epmdPort);
+  return new Promise((resolve, reject) => {
+    execFile('/usr/lib/rabbitmq/bin/rabbitmqctl', ['-n', nodename, '-q', ...args], { env, timeout: 60000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
+  });
+}
+
+module.exports = {
+  amqpService, startRelay, amqplibOverWebSocket, amqplibDirect, amqpWsClient, openWebSocket,
+  rabbitmqctl, once, withTimeout, AMQPWebSocketClient, replyCode, amqplibClient, amqpClientJs, isDefined,
+};
