@@ -18,116 +18,15 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const path = require('node:path');
-const { execFileSync } = require('node:child_process');
 
-const { Gateway, gatewayBin, httpGet, sleep } = require('./lib/gateway');
+const { sleep } = require('./lib/gateway');
 const { startRabbitMQ } = require('./lib/brokers');
 const {
-  amqpService, startRelay, amqplibOverWebSocket, amqplibDirect, openWebSocket,
-  replyCode, amqplibClient, amqpClientJs, withTimeout,
+  amqplibOverWebSocket, amqplibDirect, openWebSocket, replyCode, amqplibClient, amqpClientJs, withTimeout,
 } = require('./lib/amqp');
+const { gatewayTarget, relayTarget, names, collector, POOL_SIZE } = require('./lib/amqp-targets');
 
 const T = { timeout: 30000 };
-const RUN = `${process.pid}.${Date.now().toString(36)}`;
-const POOL_SIZE = 2;
-const REALM_USER = { username: 'amqp-alice', password: 'alice-pass' };
-
-/** The gateway's amqp bridge on `rabbit`, clients checked against a realm file. */
-function gatewayTarget() {
-  return {
-    name: 'the gateway amqp bridge',
-    kind: 'gateway',
-    gw: null,
-    unavailable: null,
-    creds: REALM_USER,
-    badCreds: { username: REALM_USER.username, password: 'not-the-password' },
-    expect: {
-      channelMax: 64,          // the bridge's max_channels default, offered in Tune
-    },
-    async start(rabbit) {
-      this.rabbit = rabbit;
-      const hash = execFileSync(gatewayBin(), ['hash-password', REALM_USER.password]).toString().trim();
-      const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'amqp-realm-'));
-      this.realmDir = dir;
-      const realm = path.join(dir, 'users.toml');
-      fs.writeFileSync(realm, `[[user]]\nname = "${REALM_USER.username}"\npassword_hash = '${hash}'\nroles = []\n`);
-      try {
-        this.gw = await new Gateway({
-          services: [amqpService({ backend: rabbit.url, pool_size: POOL_SIZE })],
-          sections: { auth: { realm_file: realm } },
-        }).start();
-      } catch (e) {
-        if (/unknown bridge `amqp`/.test(e.message)) {
-          this.unavailable = 'this gateway build has no amqp bridge (bridges/amqp not wired in yet)';
-          return;
-        }
-        throw e;
-      }
-      // The pool connects in the background; until then the service refuses upgrades (503).
-      const deadline = Date.now() + 20000;
-      for (;;) {
-        const r = await httpGet(this.gw.port, '/readyz').catch((err) => ({ status: err.message }));
-        if (r.status === 200) break;
-        assert.ok(Date.now() < deadline, `/readyz is ${r.status} after 20 s\n${this.gw.log()}`);
-        await sleep(50);
-      }
-    },
-    async stop() {
-      if (this.gw) {
-        const rc = await this.gw.stop();
-        assert.equal(rc, 0, `gateway exit code ${rc}\n${this.gw.log()}`);
-      }
-      if (this.realmDir) fs.rmSync(this.realmDir, { recursive: true, force: true });
-    },
-    url() { return this.gw.url('/amqp'); },
-    log() { return this.gw ? this.gw.log() : ''; },
-  };
-}
-
-/** RabbitMQ itself, through a WebSocket-to-TCP byte relay; RabbitMQ's own users. */
-function relayTarget() {
-  return {
-    name: 'RabbitMQ through a byte relay',
-    kind: 'relay',
-    relay: null,
-    unavailable: null,
-    creds: null,
-    badCreds: null,
-    expect: {
-      channelMax: 2047,        // RabbitMQ's channel_max default
-    },
-    async start(rabbit) {
-      this.rabbit = rabbit;
-      const u = new URL(rabbit.url);
-      this.creds = { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
-      this.badCreds = { username: this.creds.username, password: 'not-the-password' };
-      this.relay = await startRelay(rabbit.url);
-    },
-    async stop() { if (this.relay) await this.relay.close(); },
-    url() { return this.relay.url('/amqp'); },
-    log() { return ''; },
-  };
-}
-
-const names = (target, client, what) => `amqp-node.${RUN}.${target.kind}.${client.name.replace(/\W/g, '')}.${what}`;
-
-/** Resolves to the first `n` messages `collect` has seen, or fails after `ms`. */
-function collector() {
-  const seen = [];
-  let waiter = null;
-  return {
-    seen,
-    push(m) {
-      seen.push(m);
-      if (waiter && seen.length >= waiter.n) { waiter.resolve(seen.slice(0, waiter.n)); waiter = null; }
-    },
-    wait(n, ms = 5000) {
-      if (seen.length >= n) return Promise.resolve(seen.slice(0, n));
-      return withTimeout(new Promise((resolve) => { waiter = { n, resolve }; }), ms, `${n} deliveries (have ${seen.length})`);
-    },
-  };
-}
 
 let rabbit;
 const targets = [gatewayTarget(), relayTarget()];
