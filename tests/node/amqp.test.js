@@ -289,6 +289,60 @@ for (const target of targets) {
   });
 }
 
+// Raw bytes, no client library: what comes back for the protocol header and for garbage.
+for (const target of targets) {
+  describe(`raw frames against ${target.name}`, () => {
+    /** A WebSocket collecting binary messages, with its close code. */
+    async function rawSocket() {
+      const ws = await openWebSocket(target.url(), ['amqp']);
+      const messages = [];
+      let notify = null;
+      ws.on('message', (data, isBinary) => { messages.push({ data, isBinary }); if (notify) notify(); });
+      const closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+      const bytes = async (n, ms = 5000) => {
+        const deadline = Date.now() + ms;
+        while (Buffer.concat(messages.map((m) => m.data)).length < n) {
+          assert.ok(Date.now() < deadline, `${n} bytes within ${ms} ms`);
+          await new Promise((resolve) => { notify = resolve; setTimeout(resolve, 50); });
+        }
+        return Buffer.concat(messages.map((m) => m.data));
+      };
+      return { ws, messages, closed, bytes };
+    }
+
+    it('answers the 0-9-1 protocol header with Connection.Start on channel 0', T, async (t) => {
+      if (target.unavailable) return t.skip(target.unavailable);
+      const s = await rawSocket();
+      s.ws.send(Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'));
+      const head = await s.bytes(7);
+      const size = head.readUInt32BE(3);
+      const all = await s.bytes(7 + size + 1);
+      assert.equal(all[0], 1, 'a method frame');
+      assert.equal(all.readUInt16BE(1), 0, 'channel 0');
+      assert.deepEqual([all.readUInt16BE(7), all.readUInt16BE(9)], [10, 10], 'connection.start');
+      assert.deepEqual([all[11], all[12]], [0, 9], 'version 0-9');
+      assert.equal(all[7 + size], 0xce, 'frame end');
+      assert.ok(s.messages.every((m) => m.isBinary), 'binary messages only');
+      // The gateway sends one AMQP frame per WebSocket message; RabbitMQ's TCP reads, as
+      // relayed, may cut anywhere, so only the gateway is held to it.
+      if (target.kind === 'gateway') assert.equal(s.messages[0].data.length, 7 + size + 1, 'Connection.Start alone in the first message');
+      s.ws.terminate();
+    });
+
+    it('answers a header that is not AMQP 0-9-1 with the 0-9-1 header, then closes', T, async (t) => {
+      if (target.unavailable) return t.skip(target.unavailable);
+      for (const bad of ['GET / HTTP/1.1\r\n', 'AMQP\x00\x01\x00\x00', 'AMQP\x03\x01\x00\x00']) {
+        const s = await rawSocket();
+        s.ws.send(Buffer.from(bad, 'latin1'));
+        const code = await withTimeout(s.closed, 5000, `close after ${JSON.stringify(bad)}`);
+        assert.deepEqual(Buffer.concat(s.messages.map((m) => m.data)), Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'),
+          `the 0-9-1 header back for ${JSON.stringify(bad)}`);
+        assert.equal(code, target.expect.badHeaderClose, `close code after ${JSON.stringify(bad)}`);
+      }
+    });
+  });
+}
+
 describe('gateway only', () => {
   const gwt = targets[0];
 
