@@ -132,6 +132,15 @@ async function connect(url, username, password, queue) {
   await c.connect();
   client = c;
   channel = await c.channel();
+  // The page works on this one channel: if the broker closes it (a refused declare, say),
+  // end the connection too and show why.
+  channel.onerror = (reason) => {
+    if (client !== c) return;
+    client = channel = null;
+    c.close().catch(() => {});
+    setState('error', reason);
+    showLogin(reason);
+  };
   await channel.confirmSelect();
   await channel.basicQos(10);
   const q = await channel.queueDeclare(queue, { durable: true, autoDelete: false, exclusive: false });

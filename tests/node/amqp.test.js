@@ -203,6 +203,64 @@ for (const target of targets) {
         await c.close();
       });
 
+      it('returns an unroutable mandatory publish (312 NO_ROUTE) and still confirms it', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const ex = n('mandatory');
+        await ch.declareExchange(ex, 'direct');
+        await ch.publish(ex, 'nobody', Buffer.from('bounce'), {}, { mandatory: true });
+        // basic.return comes before the confirm (spec 0-9-1 and RabbitMQ's confirms doc).
+        assert.equal(ch.returned.length, 1, 'one basic.return before the confirm');
+        assert.equal(ch.returned[0].replyCode, 312);
+        assert.equal(ch.returned[0].replyText, 'NO_ROUTE');
+        assert.equal(ch.returned[0].body.toString(), 'bounce');
+        await ch.deleteExchange(ex);
+        await c.close();
+      });
+
+      it('an ack of an unknown delivery tag: 406 closes that channel, the connection carries on', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel();
+        await ch.ackTag(4242);
+        const err = await withTimeout(ch.closed, 5000, 'channel close after a bad ack');
+        assert.ok(err, 'closed by the server');
+        assert.equal(replyCode(err), 406, err.message);
+        assert.match(err.message, /PRECONDITION_FAILED/);
+        const ch2 = await c.channel();
+        const q = await ch2.declareQueue('', { exclusive: true });
+        assert.match(q.queue, /^amq\.gen-/);
+        await c.close();
+      });
+
+      it('another connection\'s exclusive queue is 405 RESOURCE_LOCKED', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const owner = await open();
+        const other = await open();
+        try {
+          const q = n('exclusive');
+          await (await owner.channel()).declareQueue(q, { exclusive: true });
+          const ch = await other.channel();
+          const err = await ch.declareQueue(q, { exclusive: true }).then(() => null, (e) => e);
+          assert.ok(err, 'declaring another connection\'s exclusive queue must fail');
+          assert.equal(replyCode(err), 405, err.message);
+          assert.match(err.message, /RESOURCE_LOCKED/);
+        } finally {
+          await other.close();
+          await owner.close();
+        }
+      });
+
+      it('refuses a vhost that is not served with 530 NOT_ALLOWED', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const err = await client.connect(target.url(), { ...target.creds, vhost: 'no-such-vhost' })
+          .then(async (c) => { await c.close(); return null; }, (e) => e);
+        assert.ok(err, 'Connection.Open of an unknown vhost must fail');
+        assert.equal(replyCode(err), 530, err.message);
+        assert.match(err.message, /NOT_ALLOWED/);
+      });
+
       it('refuses a wrong password with 403 ACCESS_REFUSED', T, async (t) => {
         if (skip()) return t.skip(skip());
         const err = await client.connect(target.url(), target.badCreds).then(async (c) => { await c.close(); return null; }, (e) => e);
@@ -337,7 +395,7 @@ for (const target of targets) {
         const code = await withTimeout(s.closed, 5000, `close after ${JSON.stringify(bad)}`);
         assert.deepEqual(Buffer.concat(s.messages.map((m) => m.data)), Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'),
           `the 0-9-1 header back for ${JSON.stringify(bad)}`);
-        assert.equal(code, target.expect.badHeaderClose, `close code after ${JSON.stringify(bad)}`);
+        assert.ok(target.expect.badHeaderClose.includes(code), `close code ${code} after ${JSON.stringify(bad)}`);
       }
     });
   });

@@ -56,8 +56,12 @@ async function startRelay(amqpUrl) {
     ws.on('message', (data) => tcp.write(data));
     tcp.on('data', (chunk) => ws.send(chunk, { binary: true }));
     ws.on('close', () => tcp.end());
-    tcp.on('close', () => { sockets.delete(tcp); ws.close(1000); });
-    tcp.on('error', () => ws.terminate());
+    // RabbitMQ ending the connection is a normal close; a reset (RabbitMQ closes with bytes
+    // it did not read still queued, e.g. after a bad protocol header) is 1011. Both follow
+    // whatever RabbitMQ sent before, as ws sends in order.
+    let reset = false;
+    tcp.on('error', () => { reset = true; });
+    tcp.on('close', () => { sockets.delete(tcp); ws.close(reset ? 1011 : 1000); });
     ws.on('error', () => tcp.destroy());
   });
   const addr = wss.address();
@@ -104,6 +108,28 @@ function openWebSocket(url, protocols) {
   });
 }
 
+/** The first Connection.Close (reply code and text) among the frames `ws` receives. */
+function watchConnectionClose(ws) {
+  let buf = Buffer.alloc(0);
+  const seen = { close: null, stop: () => ws.off('message', onMessage) };
+  function onMessage(data) {
+    buf = Buffer.concat([buf, data]);
+    // Skip the 8-byte protocol header a server sends back when it refuses ours.
+    if (buf.length >= 8 && buf.subarray(0, 4).toString('latin1') === 'AMQP') buf = buf.subarray(8);
+    while (buf.length >= 7 && buf.length >= 8 + buf.readUInt32BE(3)) {
+      const size = buf.readUInt32BE(3);
+      const p = buf.subarray(7, 7 + size);
+      if (buf[0] === 1 && p.length >= 6 && p.readUInt16BE(0) === 10 && p.readUInt16BE(2) === 50 && !seen.close) {
+        const len = p[6];
+        seen.close = { code: p.readUInt16BE(4), text: p.subarray(7, 7 + len).toString() };
+      }
+      buf = buf.subarray(8 + size);
+    }
+  }
+  ws.on('message', onMessage);
+  return seen;
+}
+
 /**
  * amqplib over a WebSocket (subprotocol `amqp`), as amqplib's own connect() does over TCP:
  * `new Connection(stream)` then `open(fields)`. model 'promise' (default) resolves to a
@@ -117,12 +143,23 @@ async function amqplibOverWebSocket(url, opts = {}) {
   // a reset while the stream is idle would be an uncaught exception.
   stream.on('error', () => {});
   const conn = new Connection(stream);
+  // amqplib reports a Connection.Close that answers Connection.Open as "Expected
+  // ConnectionOpenOk; got <ConnectionClose>", without its code: read the server's frames
+  // beside it while opening (a second 'message' listener takes nothing from the stream).
+  const handshake = watchConnectionClose(ws);
   try {
     await new Promise((resolve, reject) => conn.open(openFields(opts), (err) => (err ? reject(err) : resolve())));
   } catch (e) {
+    const close = handshake.close;
+    if (close && typeof e.code !== 'number') {
+      e.code = close.code;
+      e.message += ` (${close.code} ${close.text})`;
+    }
     stream.destroy();
     e.ws = ws;
     throw e;
+  } finally {
+    handshake.stop();
   }
   const model = opts.model === 'callback' ? new CallbackModel(conn) : new ChannelModel(conn);
   model.ws = ws;
@@ -172,7 +209,9 @@ const amqplibClient = {
       async channel({ confirm = false } = {}) {
         const ch = confirm ? await conn.createConfirmChannel() : await conn.createChannel();
         const errors = [];
+        const returned = [];
         ch.on('error', (e) => errors.push(e));
+        ch.on('return', (m) => returned.push({ body: m.content, replyCode: m.fields.replyCode, replyText: m.fields.replyText }));
         const norm = (m) => m && {
           body: m.content, redelivered: m.fields.redelivered, routingKey: m.fields.routingKey,
           exchange: m.fields.exchange, headers: m.properties.headers || {}, deliveryTag: m.fields.deliveryTag,
@@ -180,6 +219,7 @@ const amqplibClient = {
         };
         return {
           errors,
+          returned,
           declareExchange: (name, type) => ch.assertExchange(name, type, { durable: false }),
           async declareQueue(name, opts = {}) {
             const r = await ch.assertQueue(name, { durable: false, ...opts });
@@ -190,7 +230,8 @@ const amqplibClient = {
             return { queue: r.queue, messageCount: r.messageCount };
           },
           bind: (q, ex, rk) => ch.bindQueue(q, ex, rk),
-          publish(ex, rk, body, props = {}) {
+          publish(ex, rk, body, props = {}, { mandatory = false } = {}) {
+            props = { ...props, mandatory };
             if (!confirm) return Promise.resolve(ch.publish(ex, rk, body, props));
             return new Promise((resolve, reject) => ch.publish(ex, rk, body, props, (err) => (err ? reject(err) : resolve())));
           },
@@ -200,11 +241,15 @@ const amqplibClient = {
           },
           cancel: (tag) => ch.cancel(tag),
           ack: (m) => ch.ack(m.raw),
+          // An ack for a tag this channel never delivered; the broker closes the channel.
+          ackTag: (tag) => ch.ack({ fields: { deliveryTag: tag } }),
           nack: (m, requeue) => ch.nack(m.raw, false, requeue),
           async get(q) { return norm(await ch.get(q, { noAck: false })) || null; },
           deleteQueue: (q) => ch.deleteQueue(q),
           deleteExchange: (ex) => ch.deleteExchange(ex),
           close: () => ch.close(),
+          // Resolves once the channel is closed (by the server or by us), with the error if any.
+          closed: new Promise((resolve) => ch.once('close', () => resolve(errors[0]))),
         };
       },
       close: () => conn.close(),
@@ -223,13 +268,23 @@ const amqpClientJs = {
       async channel({ confirm = false } = {}) {
         const ch = await client.channel();
         if (confirm) await ch.confirmSelect();
+        const returned = [];
+        const errors = [];
+        let channelClosed;
+        const closed = new Promise((resolve) => { channelClosed = resolve; });
+        // A server-side Channel.Close lands here (the library's default passes it on to the
+        // connection's onerror as if the connection had failed).
+        ch.onerror = (reason) => { errors.push(new Error(reason)); channelClosed(errors[0]); };
+        ch.onReturn = (m) => returned.push({ body: Buffer.from(m.body || []), replyCode: m.replyCode, replyText: m.replyText });
         const norm = (m) => m && {
           body: Buffer.from(m.body || []),
           redelivered: m.redelivered, routingKey: m.routingKey, exchange: m.exchange,
           headers: m.properties.headers || {}, deliveryTag: m.deliveryTag, messageCount: m.messageCount, raw: m,
         };
         return {
-          errors: [],
+          errors,
+          returned,
+          closed,
           declareExchange: (name, type) => ch.exchangeDeclare(name, type, { durable: false }),
           async declareQueue(name, opts = {}) {
             const r = await ch.queueDeclare(name, {
@@ -242,13 +297,14 @@ const amqpClientJs = {
             return { queue: r.name, messageCount: r.messageCount };
           },
           bind: (q, ex, rk) => ch.queueBind(q, ex, rk),
-          publish: (ex, rk, body, props = {}) => ch.basicPublish(ex, rk, body, props),
+          publish: (ex, rk, body, props = {}, { mandatory = false } = {}) => ch.basicPublish(ex, rk, body, props, mandatory),
           async consume(q, onMessage) {
             const c = await ch.basicConsume(q, { noAck: false }, (m) => onMessage(norm(m)));
             return c.tag;
           },
           cancel: (tag) => ch.basicCancel(tag),
           ack: (m) => m.raw.ack(),
+          ackTag: (tag) => ch.basicAck(tag),
           nack: (m, requeue) => m.raw.nack(requeue),
           async get(q) { return norm(await ch.basicGet(q, { noAck: false })) || null; },
           deleteQueue: (q) => ch.queueDelete(q),
