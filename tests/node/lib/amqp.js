@@ -217,7 +217,13 @@ const amqplibClient = {
           exchange: m.fields.exchange, headers: m.properties.headers || {}, deliveryTag: m.fields.deliveryTag,
           messageCount: m.fields.messageCount, raw: m,
         };
-        return {
+        // amqplib rejects every call on a channel it closed itself (say, on a delivery it
+        // cannot place) with just "Channel closed": add the reason it recorded.
+        const why = (p) => Promise.resolve(p).catch((e) => {
+          if (errors.length && !e.message.includes(errors[0].message)) e.message += ` (the channel had closed: ${errors[0].message})`;
+          throw e;
+        });
+        const api = {
           errors,
           returned,
           declareExchange: (name, type) => ch.assertExchange(name, type, { durable: false }),
@@ -248,9 +254,11 @@ const amqplibClient = {
           deleteQueue: (q) => ch.deleteQueue(q),
           deleteExchange: (ex) => ch.deleteExchange(ex),
           close: () => ch.close(),
-          // Resolves once the channel is closed (by the server or by us), with the error if any.
-          closed: new Promise((resolve) => ch.once('close', () => resolve(errors[0]))),
         };
+        for (const [k, f] of Object.entries(api)) if (typeof f === 'function') api[k] = (...a) => why(new Promise((resolve) => resolve(f(...a))));
+        // Resolves once the channel is closed (by the server or by us), with the error if any.
+        api.closed = new Promise((resolve) => ch.once('close', () => resolve(errors[0])));
+        return api;
       },
       close: () => conn.close(),
     };
