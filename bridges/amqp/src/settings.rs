@@ -98,7 +98,10 @@ impl AmqpSettings {
             return bad("max_channels", "must be at least 1");
         }
         if self.frame_max < protocol_amqp::FRAME_MIN_SIZE {
-            return bad("frame_max", "must be at least 4096 (the spec's frame-min-size)");
+            return bad(
+                "frame_max",
+                "must be at least 4096 (the spec's frame-min-size)",
+            );
         }
         if self.max_body_size == 0 {
             return bad("max_body_size", "must be at least 1");
