@@ -23,6 +23,7 @@ const { sleep } = require('./lib/gateway');
 const { startRabbitMQ } = require('./lib/brokers');
 const {
   amqplibOverWebSocket, amqplibDirect, openWebSocket, replyCode, amqplibClient, amqpClientJs, withTimeout,
+  RawAmqp, rawFrame, defs,
 } = require('./lib/amqp');
 const { gatewayTarget, relayTarget, names, collector, POOL_SIZE } = require('./lib/amqp-targets');
 
@@ -461,6 +462,48 @@ for (const target of targets) {
       if (target.kind === 'gateway') assert.equal(s.messages[0].data.length, 7 + size + 1, 'Connection.Start alone in the first message');
       s.ws.terminate();
     });
+
+    // Connection-level errors: Connection.Close with the code, then the socket ends.
+    const hard = [
+      ['a method on a channel that was never opened', 504, (p) => {
+        p.method(5, defs.QueueDeclare, { ticket: 0, queue: 'x', passive: false, durable: false, exclusive: false,
+          autoDelete: false, nowait: false, arguments: {} });
+      }],
+      ['channel.open above the channel-max it offered', target.expect.channelAboveMax, (p) => {
+        p.method(p.tune.channelMax + 1, defs.ChannelOpen, { outOfBand: '' });
+      }],
+      ['a body frame with no content header before it', 505, async (p) => {
+        p.method(1, defs.ChannelOpen, { outOfBand: '' });
+        await p.expect(defs.ChannelOpenOk);
+        p.send(rawFrame(3, 1, Buffer.from('stray body')));
+      }],
+      ['a frame larger than the frame-max it offered', 501, async (p) => {
+        p.method(1, defs.ChannelOpen, { outOfBand: '' });
+        await p.expect(defs.ChannelOpenOk);
+        p.method(1, defs.BasicPublish, { ticket: 0, exchange: '', routingKey: 'nowhere', mandatory: false, immediate: false });
+        // A body frame whose payload alone is frame-max + 1 (RabbitMQ 3.10 lets a payload of
+        // exactly frame-max through, 8 octets over, so that is not used here).
+        p.send(defs.encodeProperties(defs.BasicProperties, 1, p.tune.frameMax + 1, {}));
+        p.send(rawFrame(3, 1, Buffer.alloc(p.tune.frameMax + 1)));
+      }],
+    ];
+    for (const [what, code, act] of hard) {
+      it(`${what}: ${code ? `Connection.Close ${code}` : 'accepted'}`, T, async (t) => {
+        if (target.unavailable) return t.skip(target.unavailable);
+        const p = await RawAmqp.open(target.url(), target.creds);
+        await act(p);
+        if (!code) {
+          await p.expect(defs.ChannelOpenOk);
+          p.ws.terminate();
+          return;
+        }
+        // RabbitMQ takes 3 s to answer an oversized frame.
+        const close = await p.connectionClose(10000);
+        assert.equal(close.replyCode, code, `${close.replyCode} ${close.replyText}`);
+        assert.ok(close.replyText.length > 0, 'with a reason');
+        assert.ok(target.expect.hardErrorClose.includes(close.wsCode), `WebSocket close ${close.wsCode}`);
+      });
+    }
 
     it('answers a header that is not AMQP 0-9-1 with the 0-9-1 header, then closes', T, async (t) => {
       if (target.unavailable) return t.skip(target.unavailable);

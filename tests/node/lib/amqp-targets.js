@@ -34,6 +34,8 @@ function gatewayTarget(over = {}) {
       // RabbitMQ's asynchronous close of the broker channel is only seen by the bridge on
       // the channel's next use when nothing consumes on it (README, "differs from RabbitMQ").
       unknownTagIdle: { close: null, next: 504 },
+      channelAboveMax: 530,    // channel.open above the offered channel-max: Connection.Close 530
+      hardErrorClose: [1002],  // after a connection-level error's Close-Ok: close 1002 (protocol error)
     },
     async start(rabbit) {
       this.rabbit = rabbit;
@@ -88,6 +90,8 @@ function relayTarget() {
       channelMax: 2047,        // RabbitMQ's channel_max default
       badHeaderClose: [1000, 1011], // RabbitMQ ends the TCP connection, with a reset when unread bytes remain
       unknownTagIdle: { close: 406 }, // Channel.Close 406 PRECONDITION_FAILED at once
+      channelAboveMax: null,   // RabbitMQ 3.10 opens channel channel_max + 1 (2048) all the same
+      hardErrorClose: [1000, 1011], // RabbitMQ ends (or resets) the TCP connection after Close-Ok
     },
     async start(rabbit) {
       this.rabbit = rabbit;

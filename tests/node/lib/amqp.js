@@ -7,7 +7,6 @@
 
 const net = require('node:net');
 const path = require('node:path');
-const { execFile } = require('node:child_process');
 const { WebSocket, WebSocketServer, createWebSocketStream } = require('ws');
 
 const { HOST, freePort } = require('./gateway');
@@ -23,6 +22,7 @@ const AMQPLIB = path.dirname(require.resolve('amqplib'));
 const { Connection } = require(path.join(AMQPLIB, 'lib', 'connection'));
 const { ChannelModel } = require(path.join(AMQPLIB, 'lib', 'channel_model'));
 const { CallbackModel } = require(path.join(AMQPLIB, 'lib', 'callback_model'));
+const defs = require(path.join(AMQPLIB, 'lib', 'defs'));
 const amqplib = require('amqplib');
 
 /** The [[service]] table of an amqp bridge for non-browser clients (no Origin, no subprotocol). */
@@ -183,8 +183,6 @@ async function amqpWsClient(url, { username, password, vhost = '/', frameMax, he
 // so what a check sees is what that library reports. A message is
 // `{ body: Buffer, redelivered, routingKey, exchange, headers, deliveryTag, raw }`.
 
-const isDefined = (v) => v !== undefined && v !== null;
-
 /** The AMQP reply code of a failed call (channel or connection close), or undefined. */
 function replyCode(err) {
   if (!err) return undefined;
@@ -325,12 +323,91 @@ const amqpClientJs = {
   },
 };
 
-/** Resolves when `emitter` emits `event`, rejects after `ms` naming `what`. */
-function once(emitter, event, ms = 5000, what = event) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    emitter.once(event, (...args) => { clearTimeout(t); resolve(args.length > 1 ? args : args[0]); });
-  });
+// --- a raw AMQP peer ---------------------------------------------------------------
+// For checks no client library lets one make (frames out of order, oversized, on channels
+// that were never opened): frames encoded and decoded with amqplib's generated codec.
+
+/** One frame: type byte, channel, 4-byte size, payload, frame end. */
+function rawFrame(type, channel, payload) {
+  const head = Buffer.alloc(7);
+  head[0] = type;
+  head.writeUInt16BE(channel, 1);
+  head.writeUInt32BE(payload.length, 3);
+  return Buffer.concat([head, payload, Buffer.from([0xce])]);
+}
+
+class RawAmqp {
+  /** A WebSocket to `url` with the handshake done as `creds`; resolves to the peer. */
+  static async open(url, creds) {
+    const peer = new RawAmqp(await openWebSocket(url, ['amqp']));
+    peer.ws.send(Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'));
+    await peer.expect(defs.ConnectionStart);
+    peer.method(0, defs.ConnectionStartOk, {
+      clientProperties: { product: 'raw' }, mechanism: 'PLAIN', locale: 'en_US',
+      response: Buffer.from(`\0${creds.username}\0${creds.password}`),
+    });
+    const tune = await peer.expect(defs.ConnectionTune);
+    peer.tune = tune.fields;
+    peer.method(0, defs.ConnectionTuneOk, { channelMax: tune.fields.channelMax, frameMax: tune.fields.frameMax, heartbeat: 0 });
+    peer.method(0, defs.ConnectionOpen, { virtualHost: '/', capabilities: '', insist: false });
+    await peer.expect(defs.ConnectionOpenOk);
+    return peer;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.frames = [];
+    this.buf = Buffer.alloc(0);
+    this.waiters = [];
+    this.closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.on('message', (data) => {
+      this.buf = Buffer.concat([this.buf, data]);
+      while (this.buf.length >= 7 && this.buf.length >= 8 + this.buf.readUInt32BE(3)) {
+        const size = this.buf.readUInt32BE(3);
+        const f = { type: this.buf[0], channel: this.buf.readUInt16BE(1), payload: this.buf.subarray(7, 7 + size) };
+        if (f.type === 1) {
+          f.id = f.payload.readUInt32BE(0);
+          f.name = defs.info(f.id).name;
+          f.fields = defs.decode(f.id, f.payload.subarray(4));
+        }
+        this.buf = this.buf.subarray(8 + size);
+        this.frames.push(f);
+        for (const w of this.waiters.splice(0)) w();
+      }
+    });
+    ws.once('close', () => { for (const w of this.waiters.splice(0)) w(); });
+  }
+
+  method(channel, id, fields) { this.ws.send(defs.encodeMethod(id, channel, fields)); }
+
+  send(buf) { this.ws.send(buf); }
+
+  /** The next method frame (any other frames skipped), which must be `id`; fails after `ms`. */
+  async expect(id, ms = 5000) {
+    const f = await this.nextMethod(ms);
+    if (f.id !== id) throw new Error(`expected ${defs.info(id).name}, got ${f.name} ${JSON.stringify(f.fields)}`);
+    return f;
+  }
+
+  async nextMethod(ms = 5000) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = this.frames.findIndex((f) => f.type === 1);
+      if (i >= 0) return this.frames.splice(0, i + 1).pop();
+      if (this.ws.readyState !== WebSocket.OPEN) throw new Error('socket closed with no further method');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no method frame within ${ms} ms`);
+      await new Promise((resolve) => { this.waiters.push(resolve); setTimeout(resolve, left); });
+    }
+  }
+
+  /** Waits for Connection.Close, answers Close-Ok, resolves to its fields and the close code. */
+  async connectionClose(ms = 5000) {
+    const f = await this.expect(defs.ConnectionClose, ms);
+    this.method(0, defs.ConnectionCloseOk, {});
+    const code = await withTimeout(this.closed, ms, 'the socket to close after Close-Ok');
+    return { ...f.fields, wsCode: code };
+  }
 }
 
 function withTimeout(p, ms, what) {
@@ -341,20 +418,7 @@ function withTimeout(p, ms, what) {
   ]);
 }
 
-/**
- * `rabbitmqctl ARGS` against a node started by tests/scripts/rabbitmq.sh in `dir` (its cookie
- * is in `dir`, where the script points HOME); resolves to stdout.
- */
-function rabbitmqctl({ dir, nodename, epmdPort }, args) {
-  const env = { ...process.env, HOME: dir, RABBITMQ_NODENAME: nodename };
-  if (epmdPort) env.ERL_EPMD_PORT = String(epmdPort);
-  return new Promise((resolve, reject) => {
-    execFile('/usr/lib/rabbitmq/bin/rabbitmqctl', ['-n', nodename, '-q', ...args], { env, timeout: 60000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
-  });
-}
-
 module.exports = {
   amqpService, startRelay, amqplibOverWebSocket, amqplibDirect, amqpWsClient, openWebSocket,
-  rabbitmqctl, once, withTimeout, AMQPWebSocketClient, replyCode, amqplibClient, amqpClientJs, isDefined,
+  RawAmqp, rawFrame, defs, withTimeout, AMQPWebSocketClient, replyCode, amqplibClient, amqpClientJs,
 };
