@@ -223,10 +223,17 @@ impl AmqpSession<'_> {
                 self.reply(ch, d.nowait, AMQPClass::Queue(ok)).await;
             }
             AMQPClass::Basic(basic::AMQPMethod::Qos(q)) => {
+                // No limit, or more than the cap, would let a stalled client's consumers
+                // pile up deliveries at the gateway.
+                let cap = self.b.settings.max_prefetch;
+                let count = match q.prefetch_count {
+                    0 => cap,
+                    n => n.min(cap),
+                };
                 let opts = BasicQosOptions { global: q.global };
-                self.rpc(ch, c.basic_qos(q.prefetch_count, opts)).await?;
-                if let Some(state) = self.channels.get_mut(&ch) {
-                    state.prefetch = (q.prefetch_count, q.global);
+                self.rpc(ch, c.basic_qos(count, opts)).await?;
+                if let (Some(state), false) = (self.channels.get_mut(&ch), q.global) {
+                    state.prefetch = Some(count);
                 }
                 let ok = basic::AMQPMethod::QosOk(basic::QosOk {});
                 self.send_method(ch, AMQPClass::Basic(ok)).await;
@@ -420,6 +427,14 @@ impl AmqpSession<'_> {
             ));
         }
         let prefetch = st.prefetch;
+        let cap = self.b.settings.max_prefetch;
+        if prefetch.is_none() && !s.no_ack {
+            self.rpc(ch, c.basic_qos(cap, BasicQosOptions { global: false }))
+                .await?;
+            if let Some(st) = self.channels.get_mut(&ch) {
+                st.prefetch = Some(cap);
+            }
+        }
         let window = self.b.settings.no_ack_window;
         if s.no_ack {
             // The broker's window bounds what a no-ack consumer holds at the gateway.
@@ -438,12 +453,10 @@ impl AmqpSession<'_> {
                 c.basic_consume(s.queue, s.consumer_tag, opts, s.arguments),
             )
             .await;
-        if s.no_ack && !prefetch.1 {
-            self.rpc(
-                ch,
-                c.basic_qos(prefetch.0, BasicQosOptions { global: false }),
-            )
-            .await?;
+        if s.no_ack {
+            let restore = prefetch.unwrap_or(cap);
+            self.rpc(ch, c.basic_qos(restore, BasicQosOptions { global: false }))
+                .await?;
         }
         let consumer = consumed?;
         let tag = consumer.tag();

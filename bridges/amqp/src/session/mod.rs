@@ -56,8 +56,9 @@ struct ChannelState {
     broker_confirm: bool,
     tx: bool,
     published: u64,
-    /// The client's basic.qos, restored after a no-ack consumer's window is set.
-    prefetch: (u16, bool),
+    /// The per-consumer basic.qos in force (the client's, capped), restored after a no-ack
+    /// consumer's window is set; `None` until set, when the next consumer gets the cap.
+    prefetch: Option<u16>,
     consumers: HashSet<ShortString>,
     /// Consumers the client asked no-ack for: the gateway acknowledges their deliveries
     /// as it takes them, so the broker's window (not lapin's buffer) bounds what waits.
@@ -73,7 +74,7 @@ impl ChannelState {
             broker_confirm: false,
             tx: false,
             published: 0,
-            prefetch: (0, false),
+            prefetch: None,
             consumers: HashSet::new(),
             no_ack: HashSet::new(),
         }
