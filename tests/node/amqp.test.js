@@ -126,6 +126,38 @@ for (const target of targets) {
         await c.close();
       });
 
+      it('prefetch 2: two unacked deliveries at a time, one more per ack; nack without requeue drops', T, async (t) => {
+        if (skip()) return t.skip(skip());
+        const c = await open();
+        const ch = await c.channel({ confirm: true });
+        const q = n('prefetch');
+        await ch.declareQueue(q);
+        for (let i = 1; i <= 5; i++) await ch.publish('', q, Buffer.from(`p${i}`));
+        await ch.qos(2);
+        const got = collector();
+        await ch.consume(q, (m) => got.push(m));
+        await got.wait(2);
+        await sleep(200);
+        assert.deepEqual(got.seen.map((m) => m.body.toString()), ['p1', 'p2'], 'only the prefetch window is delivered');
+        await ch.ack(got.seen[0]);
+        await got.wait(3);
+        await sleep(200);
+        assert.equal(got.seen.length, 3, 'one ack, one more delivery');
+        // Dropped, not requeued: p2 never comes back.
+        await ch.nack(got.seen[1], false);
+        await got.wait(4);
+        for (const m of got.seen.slice(2)) await ch.ack(m);
+        await got.wait(5);
+        await ch.ack(got.seen[4]);
+        await sleep(200);
+        assert.deepEqual(got.seen.map((m) => m.body.toString()), ['p1', 'p2', 'p3', 'p4', 'p5']);
+        await ch.close();
+        const ch2 = await c.channel();
+        assert.equal((await ch2.checkQueue(q)).messageCount, 0);
+        await ch2.deleteQueue(q);
+        await c.close();
+      });
+
       it('basic.get: empty queue gives nothing, then messages one at a time with the count left', T, async (t) => {
         if (skip()) return t.skip(skip());
         const c = await open();

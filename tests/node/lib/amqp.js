@@ -244,6 +244,7 @@ const amqplibClient = {
             return r.consumerTag;
           },
           cancel: (tag) => ch.cancel(tag),
+          qos: (n) => ch.prefetch(n),
           ack: (m) => ch.ack(m.raw),
           // An ack for a tag this channel never delivered; the broker closes the channel.
           ackTag: (tag) => ch.ack({ fields: { deliveryTag: tag } }),
@@ -309,6 +310,7 @@ const amqpClientJs = {
             return c.tag;
           },
           cancel: (tag) => ch.basicCancel(tag),
+          qos: (n) => ch.basicQos(n),
           ack: (m) => m.raw.ack(),
           ackTag: (tag) => ch.basicAck(tag),
           nack: (m, requeue) => m.raw.nack(requeue),
