@@ -19,11 +19,11 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 
-const { sleep } = require('./lib/gateway');
+const { Gateway, freePort, httpGet, sleep } = require('./lib/gateway');
 const { startRabbitMQ } = require('./lib/brokers');
 const {
   amqplibOverWebSocket, amqplibDirect, openWebSocket, replyCode, amqplibClient, amqpClientJs, withTimeout,
-  RawAmqp, rawFrame, defs,
+  RawAmqp, rawFrame, defs, amqpService,
 } = require('./lib/amqp');
 const { gatewayTarget, relayTarget, names, collector, POOL_SIZE } = require('./lib/amqp-targets');
 
@@ -620,6 +620,22 @@ describe('gateway only', () => {
     }
     // get-ok, its header and the body frames: each in its own message.
     assert.ok(messages.filter(({ data }) => data[0] === 3).length >= 3, 'the body came as separate body-frame messages');
+  });
+
+  it('with RabbitMQ not there: /readyz 503 and upgrades to /amqp 503', T, async (t) => {
+    if (gwt.unavailable) return t.skip(gwt.unavailable);
+    // A port nothing listens on (taken free, then let go).
+    const dead = `amqp://guest:guest@127.0.0.1:${await freePort()}/%2f`;
+    const gw = await new Gateway({ services: [amqpService({ backend: dead })] }).start();
+    try {
+      await sleep(500);
+      assert.equal((await httpGet(gw.port, '/readyz')).status, 503);
+      const err = await openWebSocket(gw.url('/amqp')).then((ws) => { ws.terminate(); return null; }, (e) => e);
+      assert.ok(err, 'the upgrade is refused');
+      assert.equal(err.status, 503, err.message);
+    } finally {
+      assert.equal(await gw.stop(), 0, gw.log());
+    }
   });
 
   it('reports the bridge metrics from the contract after traffic', T, async (t) => {
