@@ -397,7 +397,7 @@ function rabbitmqctl(args) {
   const dir = opt('rabbit-dir', '');
   const node = opt('rabbit-node', 'rabbit@localhost');
   return new Promise((resolve, reject) => {
-    execFile(opt('rabbitmqctl', '/usr/lib/rabbitmq/bin/rabbitmqctl'), ['-n', node, '-q', ...args],
+    execFile(opt('rabbitmqctl', '/usr/lib/rabbitmq/bin/rabbitmqctl'), ['-n', node, '-q', ...args, '--no-table-headers'],
       { env: { ...process.env, HOME: dir || process.env.HOME }, timeout: 60000, maxBuffer: 64 << 20 },
       (err, stdout, stderr) => (err ? reject(new Error(`rabbitmqctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
   });

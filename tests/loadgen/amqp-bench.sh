@@ -178,6 +178,10 @@ for part in $PARTS; do
             done
             ;;
         clients)
+            # A fresh gateway, so that RSS before and after differ by the clients only (the
+            # perf part's backlogs leave mimalloc with pages it keeps).
+            stop_gateway
+            start_gateway
             wait_quiet "clients"
             node "$JS" clients --count "$CLIENTS" --processes "$CLIENT_PROCESSES" \
                 --ws-url "ws://127.0.0.1:$PORT/amqp" --user "$GW_USER" --pass "$GW_PASS" \
