@@ -12,8 +12,8 @@
 //   worker   (run by `clients`) holds its share of the clients; JSON lines on stdout, takes
 //            `check` / `close` on stdin.
 //
-// Progress goes to stderr. `node amqp-bench.js perf --help` lists nothing: the options are
-// the `opt()` calls below, each with its default.
+// Progress goes to stderr. The options are the `opt()` calls below, each with its default;
+// amqp-bench.sh passes them all.
 
 const fs = require('node:fs');
 const path = require('node:path');
