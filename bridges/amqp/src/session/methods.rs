@@ -47,6 +47,21 @@ impl AmqpSession<'_> {
         }
     }
 
+    /// A method without a reply (ack, nack, reject): lapin queues its frame on the first
+    /// poll; waiting for the socket write too would hold up the client's next frame, and a
+    /// broker refusal comes back as a channel close anyway.
+    async fn queue_frame(
+        &mut self,
+        ch: u16,
+        fut: impl std::future::Future<Output = lapin::Result<()>>,
+    ) -> Result<(), Fault> {
+        let mut fut = std::pin::pin!(fut);
+        match futures::poll!(fut.as_mut()) {
+            std::task::Poll::Ready(Err(e)) => Err(Fault::from_lapin(ch, &e, &self.broker)),
+            _ => Ok(()),
+        }
+    }
+
     fn check(&self, ch: u16, perm: Perm, what: Resource, name: &str) -> Result<(), Fault> {
         if self.grant.allows(perm, name) {
             return Ok(());
@@ -289,12 +304,12 @@ impl AmqpSession<'_> {
                     multiple: n.multiple,
                     requeue: n.requeue,
                 };
-                self.rpc(ch, c.basic_nack(n.delivery_tag, opts)).await?;
+                self.queue_frame(ch, c.basic_nack(n.delivery_tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Reject(r)) => {
                 self.b.metrics.rejects.increment(1);
                 let opts = BasicRejectOptions { requeue: r.requeue };
-                self.rpc(ch, c.basic_reject(r.delivery_tag, opts)).await?;
+                self.queue_frame(ch, c.basic_reject(r.delivery_tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Recover(r)) => {
                 self.rpc(
@@ -512,14 +527,22 @@ impl AmqpSession<'_> {
             mandatory: p.mandatory,
             immediate: false,
         };
-        let f = c.basic_publish(
-            p.exchange,
-            p.routing_key,
-            opts,
-            &content.body,
-            content.properties,
-        );
-        let confirm = self.rpc(ch, f).await?;
+        let body = content.body;
+        let properties = content.properties;
+        let mut sent = Box::pin(async move {
+            let confirm = c
+                .basic_publish(p.exchange, p.routing_key, opts, &body, properties)
+                .await?;
+            confirm.await
+        });
+        // lapin queues the frames on the first poll and then waits for its socket write:
+        // polled once here (publishes leave in the client's order), the rest of the wait and
+        // the broker's confirm are the pipeline's, so the next frame is read at once.
+        let done = match futures::poll!(&mut sent) {
+            std::task::Poll::Ready(Err(e)) => return Err(Fault::from_lapin(ch, &e, &self.broker)),
+            std::task::Poll::Ready(ok) => Some(ok),
+            std::task::Poll::Pending => None,
+        };
         self.b.metrics.publishes.increment(1);
         let st = self.channels.get_mut(&ch).expect("checked open");
         if st.broker_confirm {
@@ -529,8 +552,12 @@ impl AmqpSession<'_> {
             } else {
                 0
             };
-            self.confirms
-                .push_back(confirm.map(move |r| (ch, tag, r)).boxed());
+            let answer = match done {
+                // A finished future must not be polled again.
+                Some(r) => futures::future::ready(r).boxed(),
+                None => sent,
+            };
+            self.confirms.push_back(answer.map(move |r| (ch, tag, r)).boxed());
         }
         Ok(())
     }
@@ -608,7 +635,7 @@ impl AmqpSession<'_> {
         if st.no_ack.contains(&tag) {
             let c = self.broker_channel(ch)?;
             let ack = c.basic_ack(d.delivery_tag, BasicAckOptions { multiple: false });
-            self.rpc(ch, ack).await?;
+            self.queue_frame(ch, ack).await?;
         }
         self.b.metrics.deliveries.increment(1);
         self.b.metrics.method_out(60);

@@ -18,7 +18,7 @@ use bridge_api::{
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesOrdered, SelectAll};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use protocol_amqp::protocol::{channel, connection};
 use protocol_amqp::{
     encode_method, AMQPClass, Assembler, Command, Decoder, Frame, Limits, ShortString,
@@ -33,6 +33,9 @@ use tokio::time::Instant;
 use crate::acl::Grant;
 use crate::AmqpBridge;
 use fault::{broker_gone, Close, Fault};
+
+/// Deliveries taken from lapin per wake before the loop looks at the client again.
+const DELIVERY_BATCH: usize = 64;
 
 /// How long a closing peer has to answer Close with Close-Ok.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -199,10 +202,23 @@ impl<'a> AmqpSession<'a> {
                     }
                 }
                 Some(item) = self.consumers.next(), if !self.consumers.is_empty() => {
-                    if let Err(f) = Box::pin(self.on_delivery(item)).await {
-                        if let Some(stop) = self.fault(f).await {
-                            break stop;
+                    // What lapin already holds goes out in one go: one wake of this task
+                    // and of the writer for a batch, not for every delivery.
+                    let (mut next, mut taken, mut stop) = (Some(item), 0, None);
+                    while let Some(item) = next.take() {
+                        if let Err(f) = Box::pin(self.on_delivery(item)).await {
+                            stop = self.fault(f).await;
+                            if stop.is_some() {
+                                break;
+                            }
                         }
+                        taken += 1;
+                        if taken < DELIVERY_BATCH {
+                            next = self.consumers.next().now_or_never().flatten();
+                        }
+                    }
+                    if let Some(stop) = stop {
+                        break stop;
                     }
                 }
                 Some(c) = self.confirms.next(), if !self.confirms.is_empty() => {
@@ -512,9 +528,16 @@ impl<'a> AmqpSession<'a> {
         let _ = self.out.send(Message::binary(frame)).await;
     }
 
+    /// A method and its content: queued under one lock when there is room.
     async fn send_all(&mut self, frames: Vec<Bytes>) {
-        for f in frames {
-            self.send(f).await;
+        self.last_sent = Instant::now();
+        let mut queue: std::collections::VecDeque<Message> =
+            frames.into_iter().map(Message::binary).collect();
+        if self.out.try_send_many(&mut queue).is_err() {
+            return;
+        }
+        for m in queue {
+            let _ = self.out.send(m).await;
         }
     }
 
