@@ -7,9 +7,11 @@ mod error;
 mod errors;
 mod metrics;
 mod pool;
+mod probe;
 
 pub use error::{Error, ErrorKind};
 pub use errors::{describe_connect, from_lapin, is_refusal, timed, RPC_TIMEOUT};
 pub use lapin;
 pub use metrics::PoolMetrics;
 pub use pool::{connect, endpoint, Chan, Pool};
+pub use probe::probe;

@@ -222,6 +222,12 @@ impl Pool {
         *self.up.borrow() > 0
     }
 
+    /// The number of connected slots, changing as connections are lost and made: a session
+    /// waits on it to notice an outage without a timer of its own.
+    pub fn watch_up(&self) -> watch::Receiver<usize> {
+        self.up.subscribe()
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
     }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
 
-use crate::backend::probe::probe;
+use rabbitmq_pool::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::settings::{Credentials, StompSettings};
 use broker::Broker;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use protocol_stomp::Frame;
 
-use crate::backend::probe::probe;
+use rabbitmq_pool::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::destination::Destination;
 use crate::message::SharedMessage;
