@@ -9,5 +9,6 @@ pub fn builtin_bridges() -> Vec<Box<dyn BridgeFactory>> {
         Box::new(bridge_tcp::TcpFactory),
         Box::new(bridge_stomp::StompFactory),
         Box::new(bridge_xmpp::XmppFactory),
+        Box::new(bridge_amqp::AmqpFactory),
     ]
 }

@@ -90,7 +90,7 @@ impl AppState {
             problems.push("draining".to_string());
         }
         for s in self.services.all() {
-            if !s.bridge.is_ready() {
+            if s.bridge.gates_readiness() && !s.bridge.is_ready() {
                 problems.push(format!("service {} not ready", s.name));
             }
         }

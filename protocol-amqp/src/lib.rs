@@ -38,3 +38,11 @@ pub use names::method_name;
 pub const FRAME_OVERHEAD: u32 = 8;
 /// The smallest frame-max a peer may set (the spec's frame-min-size).
 pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// A field table from its wire form (length first), `None` if malformed. SASL AMQPLAIN
+/// responses are tables.
+pub fn parse_field_table(bytes: &[u8]) -> Option<FieldTable> {
+    amq_protocol::types::parsing::parse_field_table(bytes)
+        .ok()
+        .map(|(_, t)| t)
+}

@@ -14,6 +14,13 @@ pub trait Bridge: Send + Sync + 'static {
         true
     }
 
+    /// Whether [`is_ready`](Self::is_ready) counts for the gateway's `/readyz`. A service
+    /// that is optional (a default one whose backend may not be installed) says no: its
+    /// upgrades are still refused while it is not ready.
+    fn gates_readiness(&self) -> bool {
+        true
+    }
+
     /// Start the work the bridge runs beside its sessions, once, before the first session.
     /// Spawn it on `bg` and stop it when `bg.shutdown()` fires: the gateway waits for it
     /// when it drains.

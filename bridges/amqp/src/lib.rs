@@ -1,0 +1,161 @@
+//! AMQP 0-9-1 over WebSocket, terminated: the gateway plays the broker towards the client
+//! (protocol header, Connection.Start/Tune/Open with SASL PLAIN or AMQPLAIN, heart-beats,
+//! Close) and maps each client channel onto a lapin channel on one of the service's pooled
+//! RabbitMQ connections. So the broker sees `pool_size` connections whatever the number of
+//! browsers, the gateway's realm and ACLs decide who may do what, and one client can never
+//! touch another's deliveries, consumers or exclusive queues.
+//!
+//! Clients send no subprotocol (CloudAMQP's `AMQPWebSocketClient`, Kaazing's client) or
+//! `amqp`, which AMQP 1.0 clients send too: versions are told apart by the protocol header.
+
+mod acl;
+mod exclusive;
+mod metrics;
+mod session;
+mod settings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bridge_api::{
+    async_trait, parse_settings, Background, Bridge, BridgeError, BridgeFactory, BuildContext,
+    CancellationToken, CredentialCheck, DefaultService, Session, SettingsError,
+};
+use rabbitmq_pool::lapin::uri::{AMQPScheme, AMQPUri};
+use rabbitmq_pool::Pool;
+
+use metrics::AmqpMetrics;
+use settings::{AmqpSettings, Credentials};
+
+const SUBPROTOCOLS: &[&str] = &["amqp"];
+
+struct AmqpBridge {
+    service: Arc<str>,
+    settings: AmqpSettings,
+    uri: AMQPUri,
+    /// The service's pool (service credentials), `None` with pass-through credentials.
+    pool: Option<Arc<Pool>>,
+    /// With pass-through credentials: whether the broker's port answers.
+    reachable: Arc<AtomicBool>,
+    credentials: Arc<dyn CredentialCheck>,
+    acl: acl::Acl,
+    exclusive: exclusive::Owners,
+    metrics: Arc<AmqpMetrics>,
+}
+
+#[async_trait]
+impl Bridge for AmqpBridge {
+    fn subprotocols(&self) -> &[&'static str] {
+        SUBPROTOCOLS
+    }
+
+    fn is_ready(&self) -> bool {
+        match &self.pool {
+            Some(pool) => pool.is_up(),
+            None => self.reachable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn gates_readiness(&self) -> bool {
+        self.settings.gate_readiness
+    }
+
+    fn start(&self, bg: Background) {
+        match &self.pool {
+            Some(pool) => pool.start(bg.tracker(), bg.shutdown().clone()),
+            None => {
+                let stop: CancellationToken = bg.shutdown().clone();
+                bg.spawn(rabbitmq_pool::probe(
+                    "RabbitMQ",
+                    rabbitmq_pool::endpoint(&self.uri),
+                    self.reachable.clone(),
+                    stop,
+                ));
+            }
+        }
+    }
+
+    async fn serve(&self, session: Session) -> Result<(), BridgeError> {
+        session::AmqpSession::new(self, &session).run(session).await
+    }
+}
+
+impl AmqpBridge {
+    /// Why the broker is unreachable, for the clients that lose it.
+    fn pool_outage(&self, pool: Option<&Pool>) -> String {
+        match pool {
+            Some(p) if !p.is_up() => p.outage(),
+            _ => "the connection was lost".into(),
+        }
+    }
+}
+
+/// Parse and check the backend URI (`amqp://` only: this build has no TLS for AMQP).
+fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
+    let mut uri: AMQPUri = raw
+        .parse()
+        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))?;
+    if uri.scheme == AMQPScheme::AMQPS {
+        return Err("amqps:// is not supported by this build; use amqp://".into());
+    }
+    // A broker that vanishes without closing its sockets is noticed within two heart-beats;
+    // RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(10);
+    }
+    Ok(uri)
+}
+
+pub struct AmqpFactory;
+
+impl BridgeFactory for AmqpFactory {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn build(
+        &self,
+        ctx: BuildContext,
+        settings: serde_json::Value,
+    ) -> Result<Arc<dyn Bridge>, SettingsError> {
+        let settings: AmqpSettings = parse_settings(settings)?;
+        settings
+            .validate()
+            .map_err(|(path, msg)| SettingsError::new(path, msg))?;
+        let uri = parse_uri(&settings.backend).map_err(|e| SettingsError::new("backend", e))?;
+        let acl = acl::Acl::new(&settings.acl).map_err(|(p, m)| SettingsError::new(p, m))?;
+        let metrics = AmqpMetrics::new(&ctx.service);
+        let pool = (settings.credentials == Credentials::Service).then(|| {
+            Pool::supervised(
+                uri.clone(),
+                format!("gateway amqp {}", ctx.service),
+                settings.pool_size,
+                metrics.pool.clone(),
+            )
+        });
+        Ok(Arc::new(AmqpBridge {
+            service: ctx.service,
+            settings,
+            uri,
+            pool,
+            reachable: Arc::new(AtomicBool::new(false)),
+            credentials: ctx.credentials,
+            acl,
+            exclusive: exclusive::Owners::default(),
+            metrics,
+        }))
+    }
+
+    fn default_service(&self) -> Option<DefaultService> {
+        Some(DefaultService {
+            path: "/amqp",
+            // A local RabbitMQ checks the logins (guest/guest works from loopback), and a
+            // machine without one still reports ready: the other demos do not need it.
+            settings: serde_json::json!({
+                "credentials": "pass-through",
+                "gate_readiness": false,
+            }),
+            allow_no_subprotocol: true,
+        })
+    }
+}

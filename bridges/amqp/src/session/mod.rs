@@ -1,0 +1,567 @@
+//! One client's AMQP connection: the handshake (`handshake.rs`), then frames from the client
+//! dispatched per channel (`methods.rs`), deliveries and confirms from the broker relayed
+//! back (`deliver.rs`), heart-beats both ways, and the client's exclusive queues deleted
+//! when it leaves.
+
+mod deliver;
+mod fault;
+mod handshake;
+mod methods;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::{
+    BridgeError, CancellationToken, EndKind, Incoming, Message, Outbox, Session, SessionInfo,
+};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesOrdered, SelectAll};
+use futures::StreamExt;
+use protocol_amqp::protocol::{channel, connection};
+use protocol_amqp::{
+    encode_method, AMQPClass, Assembler, Command, Decoder, Frame, Limits, ShortString,
+    CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, HEARTBEAT, NOT_ALLOWED,
+    NOT_IMPLEMENTED, REPLY_SUCCESS,
+};
+use rabbitmq_pool::lapin::message::Delivery;
+use rabbitmq_pool::lapin::Confirmation;
+use rabbitmq_pool::{lapin, Chan, Pool};
+use tokio::time::Instant;
+
+use crate::acl::Grant;
+use crate::AmqpBridge;
+use fault::{broker_gone, Close, Fault};
+
+/// How long a closing peer has to answer Close with Close-Ok.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// A delivery (or the end of its consumer, `None`) tagged with its client channel.
+type ConsumerItem = (u16, ShortString, Option<lapin::Result<Delivery>>);
+
+/// A publish's confirm: channel, the client's delivery tag (0 when the client did not ask
+/// for confirms), and the broker's answer.
+type Confirmed = (u16, u64, lapin::Result<Confirmation>);
+
+/// A client channel and the pooled broker channel behind it.
+struct ChannelState {
+    /// `None` once the gateway sent Channel.Close: frames are dropped until Close-Ok.
+    chan: Option<Chan>,
+    assembler: Assembler,
+    /// The client asked for confirms (confirm.select): its publishes count from 1.
+    confirm: bool,
+    /// The broker channel is in confirm mode (for the client's confirms, or to see
+    /// returns of mandatory publishes).
+    broker_confirm: bool,
+    tx: bool,
+    published: u64,
+    /// The client's basic.qos, restored after a no-ack consumer's window is set.
+    prefetch: (u16, bool),
+    consumers: HashSet<ShortString>,
+    /// Consumers the client asked no-ack for: the gateway acknowledges their deliveries
+    /// as it takes them, so the broker's window (not lapin's buffer) bounds what waits.
+    no_ack: HashSet<ShortString>,
+}
+
+impl ChannelState {
+    fn new(chan: Chan) -> ChannelState {
+        ChannelState {
+            chan: Some(chan),
+            assembler: Assembler::new(),
+            confirm: false,
+            broker_confirm: false,
+            tx: false,
+            published: 0,
+            prefetch: (0, false),
+            consumers: HashSet::new(),
+            no_ack: HashSet::new(),
+        }
+    }
+}
+
+/// How the loop over the client's frames stops.
+enum Stop {
+    /// The client closed the connection (Connection.Close, answered) or left.
+    Done,
+    Fault(Fault),
+}
+
+pub struct AmqpSession<'a> {
+    b: &'a AmqpBridge,
+    info: Arc<SessionInfo>,
+    out: Outbox,
+    decoder: Decoder,
+    buf: BytesMut,
+    /// What the client tuned; frames sent to it are no larger.
+    frame_max: u32,
+    heartbeat: u16,
+    grant: Grant,
+    user: String,
+    pool: Option<Arc<Pool>>,
+    /// The client's own broker connection (pass-through credentials), closed at the end.
+    own_pool: bool,
+    broker: String,
+    channels: HashMap<u16, ChannelState>,
+    consumers: SelectAll<BoxStream<'static, ConsumerItem>>,
+    confirms: FuturesOrdered<BoxFuture<'static, Confirmed>>,
+    /// Exclusive and server-named queues this session declared.
+    owned: Vec<String>,
+    last_heard: Instant,
+    last_sent: Instant,
+    opened: bool,
+}
+
+impl<'a> AmqpSession<'a> {
+    pub fn new(b: &'a AmqpBridge, session: &Session) -> AmqpSession<'a> {
+        let s = &b.settings;
+        AmqpSession {
+            b,
+            info: session.info.clone(),
+            out: session.outbox.clone(),
+            decoder: Decoder::new(Limits {
+                frame_max: s.frame_max,
+                channel_max: s.max_channels,
+                max_body_size: s.max_body_size,
+            }),
+            buf: BytesMut::new(),
+            frame_max: s.frame_max,
+            heartbeat: 0,
+            grant: b.acl.grant(None),
+            user: String::new(),
+            pool: None,
+            own_pool: false,
+            broker: rabbitmq_pool::endpoint(&b.uri),
+            channels: HashMap::new(),
+            consumers: SelectAll::new(),
+            confirms: FuturesOrdered::new(),
+            owned: Vec::new(),
+            last_heard: Instant::now(),
+            last_sent: Instant::now(),
+            opened: false,
+        }
+    }
+
+    pub async fn run(mut self, session: Session) -> Result<(), BridgeError> {
+        let Session {
+            mut incoming,
+            shutdown,
+            ..
+        } = session;
+        let result = match self.handshake(&mut incoming, &shutdown).await {
+            Ok(true) => {
+                self.opened = true;
+                self.b.metrics.sessions.increment(1.0);
+                let r = self.serve(&mut incoming, &shutdown).await;
+                self.b.metrics.sessions.decrement(1.0);
+                r
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.cleanup().await;
+        result
+    }
+
+    async fn serve(
+        &mut self,
+        incoming: &mut Incoming,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BridgeError> {
+        let mut up = match &self.pool {
+            Some(p) => p.watch_up(),
+            None => return Err(BridgeError::internal("no broker connection after login")),
+        };
+        let beat = (self.heartbeat > 0).then(|| Duration::from_secs(u64::from(self.heartbeat)));
+        // Half the interval, as RabbitMQ sends them; a disabled heart-beat still ticks, rarely.
+        let period = beat.map_or(Duration::from_secs(3600), |b| b / 2);
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    break Stop::Fault(Fault::Connection(
+                        broker_gone("the gateway is shutting down")));
+                }
+                msg = incoming.recv() => {
+                    let Some(msg) = msg else { break Stop::Done };
+                    self.last_heard = Instant::now();
+                    self.buf.extend_from_slice(&msg.payload());
+                    if let Some(stop) = Box::pin(self.on_bytes()).await {
+                        break stop;
+                    }
+                }
+                Some(item) = self.consumers.next(), if !self.consumers.is_empty() => {
+                    if let Err(f) = Box::pin(self.on_delivery(item)).await {
+                        if let Some(stop) = self.fault(f).await {
+                            break stop;
+                        }
+                    }
+                }
+                Some(c) = self.confirms.next(), if !self.confirms.is_empty() => {
+                    if let Err(f) = Box::pin(self.on_confirm(c)).await {
+                        if let Some(stop) = self.fault(f).await {
+                            break stop;
+                        }
+                    }
+                }
+                changed = up.changed() => {
+                    let lost = changed.is_err() || self.channels.values().any(|c| {
+                        c.chan.as_ref().is_some_and(|ch| !ch.usable())
+                    });
+                    if lost {
+                        break Stop::Fault(Fault::BrokerGone(self.b.pool_outage(self.pool.as_deref())));
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(b) = beat {
+                        if self.last_heard.elapsed() > b * 2 {
+                            return Err(BridgeError::client(format!(
+                                "no heart-beat from the client within {:?}", b * 2))
+                                .with_end(EndKind::GoingAway));
+                        }
+                        if self.last_sent.elapsed() >= period {
+                            self.send(Bytes::from_static(&HEARTBEAT)).await;
+                        }
+                    }
+                }
+            }
+        };
+        match stop {
+            Stop::Done => Ok(()),
+            Stop::Fault(f) => Err(self.close_connection(f, incoming).await),
+        }
+    }
+
+    /// Handle every whole frame buffered; `Some` when the connection is to stop.
+    async fn on_bytes(&mut self) -> Option<Stop> {
+        loop {
+            let frame = match self.decoder.decode(&mut self.buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Some(Stop::Fault(Fault::Connection(Close::from(e)))),
+            };
+            match self.on_frame(frame).await {
+                Ok(true) => {}
+                Ok(false) => return Some(Stop::Done),
+                Err(f) => {
+                    if let Some(stop) = self.fault(f).await {
+                        return Some(stop);
+                    }
+                }
+            }
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 256 * 1024 {
+            self.buf = BytesMut::new();
+        }
+        None
+    }
+
+    /// A channel fault closes the channel and carries on; others stop the connection.
+    async fn fault(&mut self, f: Fault) -> Option<Stop> {
+        match f {
+            Fault::Channel(c) => {
+                self.close_channel(c).await;
+                None
+            }
+            other => Some(Stop::Fault(other)),
+        }
+    }
+
+    /// Frames after the handshake. `Ok(false)`: the client closed the connection.
+    async fn on_frame(&mut self, frame: Frame) -> Result<bool, Fault> {
+        let ch = frame.channel();
+        if ch == 0 {
+            return match frame {
+                Frame::Heartbeat => Ok(true),
+                Frame::Method(_, m) => self.on_connection_method(*m).await,
+                _ => Err(Fault::connection(COMMAND_INVALID, "content frame on channel 0")),
+            };
+        }
+        if let Frame::Method(_, m) = &frame {
+            self.b.metrics.method_in(m.get_amqp_class_id());
+            match &**m {
+                AMQPClass::Connection(_) => {
+                    return Err(Fault::connection(
+                        COMMAND_INVALID,
+                        format!("connection method on channel {ch}"),
+                    )
+                    .on_method(ids(m)))
+                }
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                    self.open_channel(ch).await.map_err(|f| f.on_method(ids(m)))?;
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Err(Fault::connection(
+                CHANNEL_ERROR,
+                format!("expected 'channel.open' on channel {ch}"),
+            ));
+        };
+        if state.chan.is_none() {
+            // Closing: only the close handshake counts (spec 4.2.4.1).
+            if let Frame::Method(_, m) = &frame {
+                match &**m {
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                        self.channels.remove(&ch);
+                    }
+                    AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                        self.channels.remove(&ch);
+                        self.send_method(ch, close_ok_channel()).await;
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(true);
+        }
+        let max_body = self.b.settings.max_body_size;
+        let command = match frame {
+            Frame::Method(_, m) => state.assembler.method(ch, *m),
+            Frame::Header(_, h) => state.assembler.header(ch, *h, max_body),
+            Frame::Body(_, b) => state.assembler.body(ch, b),
+            Frame::Heartbeat => unreachable!("heart-beats are on channel 0"),
+        }?;
+        match command {
+            None => Ok(true),
+            Some(Command::Method(m)) => {
+                let at = ids(&m);
+                self.on_method(ch, m).await.map_err(|f| f.on_method(at))?;
+                Ok(true)
+            }
+            Some(Command::Content(c)) => {
+                let at = ids(&c.method);
+                self.publish(ch, *c).await.map_err(|f| f.on_method(at))?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn on_connection_method(&mut self, m: AMQPClass) -> Result<bool, Fault> {
+        self.b.metrics.method_in(10);
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                )
+                .await;
+                Ok(false)
+            }
+            AMQPClass::Connection(_) => Err(Fault::connection(
+                NOT_IMPLEMENTED,
+                format!("{} after the connection is open", name(&m)),
+            )
+            .on_method(ids(&m))),
+            _ => Err(Fault::connection(
+                COMMAND_INVALID,
+                format!("{} on channel 0", name(&m)),
+            )
+            .on_method(ids(&m))),
+        }
+    }
+
+    async fn open_channel(&mut self, ch: u16) -> Result<(), Fault> {
+        if self.channels.contains_key(&ch) {
+            return Err(Fault::connection(
+                CHANNEL_ERROR,
+                format!("channel {ch} is already open"),
+            ));
+        }
+        if self.channels.len() >= usize::from(self.b.settings.max_channels) {
+            return Err(Fault::connection(
+                NOT_ALLOWED,
+                format!(
+                    "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                    self.channels.len(),
+                    self.b.settings.max_channels
+                ),
+            ));
+        }
+        let pool = self.pool.clone().expect("logged in");
+        let chan = pool
+            .channel()
+            .await
+            .map_err(|e| Fault::BrokerGone(e.message))?;
+        self.channels.insert(ch, ChannelState::new(chan));
+        self.b.metrics.channels.increment(1.0);
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Channel.Close to the client; its broker channel is closed now, the client's Close-Ok
+    /// frees the number.
+    async fn close_channel(&mut self, c: Close) {
+        self.b.metrics.channel_exception(c.code);
+        let Some(state) = self.channels.get_mut(&c.channel) else {
+            return;
+        };
+        let Some(chan) = state.chan.take() else {
+            return;
+        };
+        state.assembler.reset();
+        self.b.metrics.channels.decrement(1.0);
+        tracing::debug!(session = self.info.id, channel = c.channel, code = c.code, "{}", c.text);
+        let method = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: c.code,
+            reply_text: short(&c.text),
+            class_id: c.class_id,
+            method_id: c.method_id,
+        }));
+        self.send_method(c.channel, method).await;
+        close_broker_channel(chan).await;
+    }
+
+    /// Connection.Close to the client, then its Close-Ok (or a short wait), then the end.
+    async fn close_connection(&mut self, f: Fault, incoming: &mut Incoming) -> BridgeError {
+        let (close, err) = match f {
+            Fault::Connection(c) if c.code == CONNECTION_FORCED => {
+                let e = BridgeError::client(c.text.clone()).with_end(EndKind::GoingAway);
+                (c, e)
+            }
+            Fault::Connection(c) => {
+                let e = BridgeError::client(c.text.clone()).with_end(EndKind::ProtocolError);
+                (c, e)
+            }
+            Fault::BrokerGone(reason) => {
+                let c = broker_gone(&format!("broker {} went away: {reason}", self.broker));
+                let e = BridgeError::backend(c.text.clone()).with_end(EndKind::BackendFailed);
+                (c, e)
+            }
+            Fault::Channel(c) => {
+                let e = BridgeError::client(c.text.clone()).with_end(EndKind::ProtocolError);
+                (c, e)
+            }
+        };
+        self.b.metrics.connection_exception(close.code);
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: close.code,
+                reply_text: short(&close.text),
+                class_id: close.class_id,
+                method_id: close.method_id,
+            })),
+        )
+        .await;
+        self.await_close_ok(incoming).await;
+        self.out.end(err.end_kind(), close.text.clone()).await;
+        err
+    }
+
+    /// Read until the client's Connection.Close-Ok (or Close), dropping everything else.
+    async fn await_close_ok(&mut self, incoming: &mut Incoming) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            loop {
+                loop {
+                    match self.decoder.decode(&mut self.buf) {
+                        Ok(Some(Frame::Method(0, m)))
+                            if matches!(
+                                *m,
+                                AMQPClass::Connection(
+                                    connection::AMQPMethod::CloseOk(_)
+                                        | connection::AMQPMethod::Close(_)
+                                )
+                            ) =>
+                        {
+                            return
+                        }
+                        Ok(Some(_)) => continue,
+                        Ok(None) => break,
+                        Err(_) => return,
+                    }
+                }
+                match incoming.recv().await {
+                    Some(msg) => self.buf.extend_from_slice(&msg.payload()),
+                    None => return,
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn send(&mut self, frame: Bytes) {
+        self.last_sent = Instant::now();
+        let _ = self.out.send(Message::binary(frame)).await;
+    }
+
+    async fn send_all(&mut self, frames: Vec<Bytes>) {
+        for f in frames {
+            self.send(f).await;
+        }
+    }
+
+    async fn send_method(&mut self, ch: u16, m: AMQPClass) {
+        self.b.metrics.method_out(m.get_amqp_class_id());
+        self.send(encode_method(ch, &m)).await;
+    }
+
+    /// The session is over: its queues go, its broker channels close.
+    async fn cleanup(&mut self) {
+        let pool = self.pool.clone();
+        let open = self.channels.values().filter(|c| c.chan.is_some()).count();
+        self.b.metrics.channels.decrement(open as f64);
+        self.consumers = SelectAll::new();
+        self.confirms = FuturesOrdered::new();
+        let chans: Vec<Chan> = self
+            .channels
+            .drain()
+            .filter_map(|(_, c)| c.chan)
+            .collect();
+        if let (Some(pool), false) = (&pool, self.owned.is_empty()) {
+            if let Ok(chan) = pool.channel().await {
+                for q in std::mem::take(&mut self.owned) {
+                    let del = chan.queue_delete(q.as_str().into(), Default::default());
+                    let _ = tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, del).await;
+                    self.b.exclusive.release(&q, self.info.id);
+                }
+            }
+        }
+        for q in std::mem::take(&mut self.owned) {
+            self.b.exclusive.release(&q, self.info.id);
+        }
+        for chan in chans {
+            close_broker_channel(chan).await;
+        }
+        if self.own_pool {
+            if let Some(pool) = pool {
+                pool.close().await;
+            }
+        }
+    }
+}
+
+async fn close_broker_channel(chan: Chan) {
+    if chan.usable() {
+        let close = chan.close(REPLY_SUCCESS, "closed by the client".into());
+        let _ = tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, close).await;
+    }
+}
+
+fn ids(m: &AMQPClass) -> (u16, u16) {
+    (m.get_amqp_class_id(), m.get_amqp_method_id())
+}
+
+fn name(m: &AMQPClass) -> &'static str {
+    protocol_amqp::method_name(m.get_amqp_class_id(), m.get_amqp_method_id()).unwrap_or("method")
+}
+
+fn close_ok_channel() -> AMQPClass {
+    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))
+}
+
+/// A reply text fits a short string (255 octets), cut on a character boundary.
+fn short(text: &str) -> ShortString {
+    let mut end = text.len().min(255);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].into()
+}
