@@ -243,10 +243,31 @@ def test_1gb_content_header_gets_311_and_the_connection_carries_on(agw, rabbit):
         assert c.get_eventually(2, q).body == b"after the 311"
         c.open_channel(1)
         c.send(publish(1, "", q, b"on the reopened channel"))
-        assert c.get_eventually(1, q).body == b"on the reopened channel"
+        assert c.get_eventually(2, q).body == b"on the reopened channel"
         c.close()
     assert agw.wait_metric("gateway_amqp_channel_exceptions_total",
                            lambda v: (v or 0) >= before + 1, service="amqp", code="311") >= before + 1
+    assert_still_serves(agw, rabbit)
+
+
+def test_too_large_body_sent_whole_gets_311_not_a_connection_error(agw, rabbit):
+    """What a client library does with a large publish: method, header and the body frames
+    all written at once. The body frames after the refused header are already on the wire
+    when the Channel.Close is sent; the spec has the server discard a closing channel's
+    frames until Close-Ok, so they must not turn the 311 into a connection error."""
+    limit = 16 * 1024 * 1024  # the default max_body_size
+    with session(agw) as c:
+        c.open_channel(1)
+        chunk = c.tune.frame_max - 8
+        c.send(method(1, *BASIC_PUBLISH, publish_args("", "q")), header(1, limit + 1),
+               *(body(1, b"x" * chunk) for _ in range(3)))
+        close = c.expect_channel_close(1)
+        assert close.reply_code == 311, close
+        c.open_channel(2)
+        q = c.declare_queue(2, "", exclusive=True)
+        c.send(publish(2, "", q, b"after the 311"))
+        assert c.get_eventually(2, q).body == b"after the 311"
+        c.close()
     assert_still_serves(agw, rabbit)
 
 
@@ -347,7 +368,7 @@ def test_channel_flood_past_channel_max_gets_530(make_gw, rabbit):
             c.open_channel(ch)
         # Then a flood: 200 opens above channel-max in one message.
         c.send(*(channel_open(ch) for ch in range(17, 217)))
-        expect_connection_error(c, 530, "NOT_ALLOWED", ids=CHANNEL_OPEN)
+        expect_connection_error(c, 530, "NOT_ALLOWED")
     survivor.check()
     assert_still_serves(gw, rabbit)
 
@@ -355,14 +376,14 @@ def test_channel_flood_past_channel_max_gets_530(make_gw, rabbit):
 def test_channel_id_above_channel_max_gets_530(agw, rabbit, survivor):
     with session(agw) as c:
         c.send(channel_open(65535))
-        expect_connection_error(c, 530, "NOT_ALLOWED", ids=CHANNEL_OPEN)
+        expect_connection_error(c, 530, "NOT_ALLOWED")
     survivor.check()
     assert_still_serves(agw, rabbit)
 
 
 # --- channel-level exceptions ---------------------------------------------------------------
 
-def test_broker_exceptions_close_only_the_channel(agw, rabbit):
+def test_passive_declare_of_a_missing_queue_gets_the_brokers_404(agw, rabbit):
     with session(agw) as c:
         c.open_channel(1)
         c.open_channel(2)
@@ -371,18 +392,47 @@ def test_broker_exceptions_close_only_the_channel(agw, rabbit):
         close = c.expect_channel_close(1)
         assert close.reply_code == 404 and "NOT_FOUND" in close.reply_text, close
         assert missing in close.reply_text, f"the broker's text is not relayed: {close}"
-        # basic.ack of a delivery tag never handed out (basic.ack: tag 77, multiple off).
-        c.send(method(2, 60, 80, b"\x00\x00\x00\x00\x00\x00\x00\x4d\x00"))
-        close = c.expect_channel_close(2)
+        assert (close.class_id, close.method_id) == QUEUE_DECLARE, close
+        _other_channel_carries_on(c, 2)
+    assert agw.wait_metric("gateway_amqp_channel_exceptions_total", lambda v: (v or 0) >= 1,
+                           service="amqp", code="404") >= 1
+    assert_still_serves(agw, rabbit)
+
+
+def test_ack_of_an_unknown_delivery_tag_gets_the_brokers_406(agw, rabbit):
+    with session(agw) as c:
+        c.open_channel(1)
+        c.open_channel(2)
+        # basic.ack of tag 77, never handed out on this channel (multiple off).
+        c.send(method(1, 60, 80, b"\x00\x00\x00\x00\x00\x00\x00\x4d\x00"))
+        close = c.expect_channel_close(1)
         assert close.reply_code == 406 and "PRECONDITION_FAILED" in close.reply_text, close
-        c.open_channel(3)
-        q = c.declare_queue(3, "", exclusive=True)
-        c.send(publish(3, "", q, b"still here"))
-        assert c.get_eventually(3, q).body == b"still here"
+        _other_channel_carries_on(c, 2)
+    assert agw.wait_metric("gateway_amqp_channel_exceptions_total", lambda v: (v or 0) >= 1,
+                           service="amqp", code="406") >= 1
+    assert_still_serves(agw, rabbit)
+
+
+def _other_channel_carries_on(c: RawAmqp, ch: int) -> None:
+    q = c.declare_queue(ch, "", exclusive=True)
+    c.send(publish(ch, "", q, b"still here"))
+    assert c.get_eventually(ch, q).body == b"still here"
+    c.close()
+
+
+def test_own_exclusive_queue_is_usable_from_every_channel_of_the_session(agw, rabbit):
+    """The counterpart of the 405 below: exclusivity is per client session, so none of the
+    session's own channels may be refused its queue, whichever broker connection of the
+    pool each channel sits on."""
+    with session(agw) as c:
+        for ch in range(1, 6):
+            c.open_channel(ch)
+        q = c.declare_queue(1, "", exclusive=True)
+        for ch in range(1, 6):
+            c.send(publish(ch, "", q, f"via {ch}".encode()))
+            got = c.get_eventually(ch, q)
+            assert got.body == f"via {ch}".encode(), f"channel {ch} got {got}"
         c.close()
-    for code in (404, 406):
-        assert agw.wait_metric("gateway_amqp_channel_exceptions_total", lambda v: (v or 0) >= 1,
-                               service="amqp", code=str(code)) >= 1, f"no channel exception {code} counted"
     assert_still_serves(agw, rabbit)
 
 
@@ -469,27 +519,47 @@ def _get_reply(c: RawAmqp, q: str) -> bytes | None:
     return b.payload
 
 
-def test_frames_packed_into_one_message(agw, rabbit):
+def test_frames_packed_with_the_handshake_in_one_message(agw, rabbit):
+    """tune-ok, open and then a channel's work in one message: the frames after
+    Connection.Open must be taken as they are, not left until the next message."""
     q = qname("packed")
     with rabbit.pika() as conn:
-        ch = conn.channel()
-        ch.queue_declare(q, auto_delete=False)
+        conn.channel().queue_declare(q, auto_delete=False)
         first, rest = _whole_session_bytes(q)
         with RawAmqp(agw) as c:
             c.send(PROTOCOL_HEADER)
             c.expect_start()
             c.send(first)
             c.expect_tune()
-            # tune-ok, open, channel.open, publish + header + body and basic.get: one message.
             c.send(rest)
             c.expect(CONNECTION_OPEN_OK, 0)
             c.expect(CHANNEL_OPEN_OK, 1)
-            got = None
             deadline = time.monotonic() + 5
+            got = None
             while got is None:
                 got = _get_reply(c, q)
                 assert got is not None or time.monotonic() < deadline, "message never arrived"
             assert got == b"cut into pieces"
+            c.close()
+        conn.channel().queue_delete(q)
+    assert_still_serves(agw, rabbit)
+
+
+def test_frames_packed_into_one_message(agw, rabbit):
+    q = qname("packed")
+    with rabbit.pika() as conn:
+        ch = conn.channel()
+        ch.queue_declare(q, auto_delete=False)
+        with session(agw) as c:
+            # channel.open, publish + header + body and basic.get: one message.
+            c.send(channel_open(1), publish(1, "", q, b"packed"), method(1, *BASIC_GET, get_args(q)))
+            c.expect(CHANNEL_OPEN_OK, 1)
+            deadline = time.monotonic() + 5
+            got = None
+            while got is None:
+                got = _get_reply(c, q)
+                assert got is not None or time.monotonic() < deadline, "message never arrived"
+            assert got == b"packed"
             # Three publishes in one message arrive in order.
             c.send(*(publish(1, "", q, f"m{i}".encode()) for i in range(3)))
             deadline = time.monotonic() + 5
