@@ -65,7 +65,10 @@ impl Acl {
     pub fn new(rules: &[AclRule]) -> Result<Acl, (String, String)> {
         for (i, r) in rules.iter().enumerate() {
             if r.roles.is_empty() {
-                return Err((format!("acl[{i}].roles"), "must name at least one role".into()));
+                return Err((
+                    format!("acl[{i}].roles"),
+                    "must name at least one role".into(),
+                ));
             }
         }
         Ok(Acl {

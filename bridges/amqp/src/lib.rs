@@ -159,3 +159,6 @@ impl BridgeFactory for AmqpFactory {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,4 @@
+pub use bridge_api::Credentials;
 use serde::Deserialize;
 
 /// `[service.settings]` of an `amqp` service.
@@ -27,6 +28,11 @@ pub struct AmqpSettings {
     /// them itself as the client's queue takes them, so a stalled client holds at most this.
     #[serde(default = "default_no_ack_window")]
     pub no_ack_window: u16,
+    /// The most unacknowledged deliveries a consumer may hold (basic.qos): a client asking
+    /// for more, or for no limit, gets this, so a client that stops reading holds at most
+    /// this many messages at the gateway per consumer.
+    #[serde(default = "default_max_prefetch")]
+    pub max_prefetch: u16,
     /// Whether a broker outage turns the gateway's `/readyz` 503 (upgrades to this service
     /// are refused with 503 either way). Off for a service that is optional, such as the
     /// built-in default on a machine without RabbitMQ.
@@ -34,17 +40,6 @@ pub struct AmqpSettings {
     pub gate_readiness: bool,
     #[serde(default)]
     pub acl: Vec<AclRule>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Credentials {
-    /// The client's SASL login is checked against the gateway's realm (or the handshake's
-    /// identity is taken); the broker sees the URI's user.
-    #[default]
-    Service,
-    /// The client's login is the broker's to check, on a broker connection of its own.
-    PassThrough,
 }
 
 /// RabbitMQ's permission model, per role: names matching `configure` may be declared and
@@ -83,6 +78,9 @@ fn default_heartbeat() -> u16 {
 fn default_no_ack_window() -> u16 {
     64
 }
+fn default_max_prefetch() -> u16 {
+    1000
+}
 fn yes() -> bool {
     true
 }
@@ -98,10 +96,16 @@ impl AmqpSettings {
             return bad("max_channels", "must be at least 1");
         }
         if self.frame_max < protocol_amqp::FRAME_MIN_SIZE {
-            return bad("frame_max", "must be at least 4096 (the spec's frame-min-size)");
+            return bad(
+                "frame_max",
+                "must be at least 4096 (the spec's frame-min-size)",
+            );
         }
         if self.max_body_size == 0 {
             return bad("max_body_size", "must be at least 1");
+        }
+        if self.max_prefetch == 0 {
+            return bad("max_prefetch", "must be at least 1");
         }
         if self.no_ack_window == 0 {
             return bad("no_ack_window", "must be at least 1");

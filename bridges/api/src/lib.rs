@@ -30,7 +30,7 @@ pub use outbox::{
 pub use outgoing::Outgoing;
 pub use principal::{AuthMethod, CredentialCheck, Principal};
 pub use session::{Incoming, Session, SessionInfo};
-pub use settings::{parse_settings, SettingsError};
+pub use settings::{parse_settings, Credentials, SettingsError};
 
 /// Re-exported so bridges name the same types the gateway uses.
 pub use async_trait::async_trait;

@@ -1,4 +1,5 @@
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// A bridge's settings did not parse; `path` names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -27,4 +28,17 @@ pub fn parse_settings<T: DeserializeOwned>(value: serde_json::Value) -> Result<T
             e.into_inner().to_string(),
         )
     })
+}
+
+/// Who logs in to a broker behind a bridge (`credentials = "service" | "pass-through"`), the
+/// same choice in every bridge that has a broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    /// The gateway logs in once per pooled connection as the backend URI's user and checks
+    /// clients' logins itself (its realm, or the handshake's identity).
+    #[default]
+    Service,
+    /// Each client's login is the broker's to check, on a broker connection of its own.
+    PassThrough,
 }

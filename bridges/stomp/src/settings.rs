@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub use bridge_api::Credentials;
 use serde::Deserialize;
 
 use crate::backend::uri::BackendUri;
@@ -33,16 +34,6 @@ fn pool_size() -> usize {
 }
 
 /// Whose identity the RabbitMQ backend uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Credentials {
-    /// The gateway logs in once per pooled connection with the URI's user.
-    #[default]
-    Service,
-    /// Each client's CONNECT login/passcode opens its own connection as that user.
-    PassThrough,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StompSettings {

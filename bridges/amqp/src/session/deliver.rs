@@ -8,11 +8,22 @@ use rabbitmq_pool::lapin::message::Delivery;
 
 pub fn with_content(channel: u16, method: AMQPClass, d: &Delivery, frame_max: u32) -> Vec<Bytes> {
     let mut frames = vec![encode_method(channel, &method)];
-    frames.extend(encode_content(channel, 60, &d.properties, &d.data, frame_max));
+    frames.extend(encode_content(
+        channel,
+        60,
+        &d.properties,
+        &d.data,
+        frame_max,
+    ));
     frames
 }
 
-pub fn deliver(channel: u16, consumer_tag: &ShortString, d: &Delivery, frame_max: u32) -> Vec<Bytes> {
+pub fn deliver(
+    channel: u16,
+    consumer_tag: &ShortString,
+    d: &Delivery,
+    frame_max: u32,
+) -> Vec<Bytes> {
     let method = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
         consumer_tag: consumer_tag.clone(),
         delivery_tag: d.delivery_tag,

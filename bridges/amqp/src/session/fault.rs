@@ -68,7 +68,7 @@ impl Fault {
                 class_id: 0,
                 method_id: 0,
             }),
-            _ => Fault::BrokerGone(format!("lost RabbitMQ at {broker} ({e})")),
+            _ => Fault::BrokerGone(format!("{e} (at {broker})")),
         }
     }
 }

@@ -29,9 +29,8 @@ impl AmqpSession<'_> {
         shutdown: &CancellationToken,
     ) -> Result<bool, BridgeError> {
         let steps = async {
-            match self.header(incoming).await? {
-                None => return Ok(false),
-                Some(()) => {}
+            if !self.header(incoming).await? {
+                return Ok(false);
             }
             self.send_method(0, start()).await;
             let Some(start_ok) = self.next_method(incoming, "connection.start-ok").await? else {
@@ -88,12 +87,12 @@ impl AmqpSession<'_> {
         }
     }
 
-    /// The protocol header; `None` if the client left before sending one.
-    async fn header(&mut self, incoming: &mut Incoming) -> Result<Option<()>, Refusal> {
+    /// The protocol header; false if the client left before sending one.
+    async fn header(&mut self, incoming: &mut Incoming) -> Result<bool, Refusal> {
         loop {
             if let Some(h) = parse_protocol_header(&mut self.buf) {
                 let reason = match h {
-                    ProtocolHeader::Amqp091 => return Ok(Some(())),
+                    ProtocolHeader::Amqp091 => return Ok(true),
                     ProtocolHeader::Amqp10 { .. } => {
                         "AMQP 1.0 is not served here: this endpoint speaks AMQP 0-9-1"
                     }
@@ -112,7 +111,7 @@ impl AmqpSession<'_> {
             }
             match incoming.recv().await {
                 Some(m) => self.buf.extend_from_slice(&m.payload()),
-                None => return Ok(None),
+                None => return Ok(false),
             }
         }
     }
@@ -162,13 +161,15 @@ impl AmqpSession<'_> {
             // The handshake already said who this is; a SASL user may only repeat it.
             (Some(p), _) if user.is_empty() || user == p.name => Some(p.clone()),
             (_, Credentials::PassThrough) => None,
-            (_, Credentials::Service) => match self.b.credentials.check_password(&user, &pass).await {
-                Some(p) => Some(p),
-                None => {
-                    self.b.metrics.logins_refused.increment(1);
-                    return Err(refuse(refused()));
+            (_, Credentials::Service) => {
+                match self.b.credentials.check_password(&user, &pass).await {
+                    Some(p) => Some(p),
+                    None => {
+                        self.b.metrics.logins_refused.increment(1);
+                        return Err(refuse(refused()));
+                    }
                 }
-            },
+            }
         };
         if self.b.settings.credentials == Credentials::PassThrough {
             let mut uri = self.b.uri.clone();
@@ -202,11 +203,19 @@ impl AmqpSession<'_> {
                 }
             }
         } else {
-            let pool = self.b.pool.clone().expect("service credentials have a pool");
+            let pool = self
+                .b
+                .pool
+                .clone()
+                .expect("service credentials have a pool");
             if !pool.is_up() {
                 return Err(Refusal::Close(Fault::connection(
                     CONNECTION_FORCED,
-                    format!("RabbitMQ at {} is unavailable ({})", self.broker, pool.outage()),
+                    format!(
+                        "RabbitMQ at {} is unavailable ({})",
+                        self.broker,
+                        pool.outage()
+                    ),
                 )));
             }
             self.pool = Some(pool);
@@ -333,7 +342,9 @@ fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
         "AMQPLAIN" => {
             let table = amqplain_table(response)?;
             let get = |k: &str| match table.inner().get(k)? {
-                AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                AMQPValue::LongString(s) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
                 _ => None,
             };
@@ -370,8 +381,10 @@ mod tests {
             t.extend_from_slice(&(v.len() as u32).to_be_bytes());
             t.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(credentials("AMQPLAIN", &t), Some(("bob".into(), "pw".into())));
+        assert_eq!(
+            credentials("AMQPLAIN", &t),
+            Some(("bob".into(), "pw".into()))
+        );
         assert_eq!(credentials("EXTERNAL", b""), None);
     }
 }
-

@@ -5,8 +5,8 @@
 use futures::{FutureExt, StreamExt};
 use protocol_amqp::protocol::{access, basic, channel, confirm, exchange, queue, tx};
 use protocol_amqp::{
-    AMQPClass, Content, COMMAND_INVALID, NOT_ALLOWED, NOT_IMPLEMENTED,
-    PRECONDITION_FAILED, RESOURCE_LOCKED,
+    AMQPClass, Content, COMMAND_INVALID, NOT_ALLOWED, NOT_IMPLEMENTED, PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
 };
 use rabbitmq_pool::lapin::options::*;
 use rabbitmq_pool::lapin::Confirmation;
@@ -128,8 +128,11 @@ impl AmqpSession<'_> {
                     internal: d.internal,
                     nowait: false,
                 };
-                self.rpc(ch, c.exchange_declare(d.exchange.clone(), kind, opts, d.arguments))
-                    .await?;
+                self.rpc(
+                    ch,
+                    c.exchange_declare(d.exchange.clone(), kind, opts, d.arguments),
+                )
+                .await?;
                 let ok = exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {});
                 self.reply(ch, d.nowait, AMQPClass::Exchange(ok)).await;
             }
@@ -197,7 +200,10 @@ impl AmqpSession<'_> {
             AMQPClass::Queue(queue::AMQPMethod::Purge(p)) => {
                 self.check_queue(ch, Perm::Read, p.queue.as_str())?;
                 let n = self
-                    .rpc(ch, c.queue_purge(p.queue, QueuePurgeOptions { nowait: false }))
+                    .rpc(
+                        ch,
+                        c.queue_purge(p.queue, QueuePurgeOptions { nowait: false }),
+                    )
                     .await?;
                 let ok = queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n });
                 self.reply(ch, p.nowait, AMQPClass::Queue(ok)).await;
@@ -217,10 +223,17 @@ impl AmqpSession<'_> {
                 self.reply(ch, d.nowait, AMQPClass::Queue(ok)).await;
             }
             AMQPClass::Basic(basic::AMQPMethod::Qos(q)) => {
+                // No limit, or more than the cap, would let a stalled client's consumers
+                // pile up deliveries at the gateway.
+                let cap = self.b.settings.max_prefetch;
+                let count = match q.prefetch_count {
+                    0 => cap,
+                    n => n.min(cap),
+                };
                 let opts = BasicQosOptions { global: q.global };
-                self.rpc(ch, c.basic_qos(q.prefetch_count, opts)).await?;
-                if let Some(state) = self.channels.get_mut(&ch) {
-                    state.prefetch = (q.prefetch_count, q.global);
+                self.rpc(ch, c.basic_qos(count, opts)).await?;
+                if let (Some(state), false) = (self.channels.get_mut(&ch), q.global) {
+                    state.prefetch = Some(count);
                 }
                 let ok = basic::AMQPMethod::QosOk(basic::QosOk {});
                 self.send_method(ch, AMQPClass::Basic(ok)).await;
@@ -232,7 +245,8 @@ impl AmqpSession<'_> {
                     .get_mut(&ch)
                     .is_some_and(|st| st.consumers.remove(&x.consumer_tag));
                 if known {
-                    let f = c.basic_cancel(x.consumer_tag.clone(), BasicCancelOptions { nowait: false });
+                    let f = c
+                        .basic_cancel(x.consumer_tag.clone(), BasicCancelOptions { nowait: false });
                     self.rpc(ch, f).await?;
                 }
                 let ok = basic::AMQPMethod::CancelOk(basic::CancelOk {
@@ -259,7 +273,9 @@ impl AmqpSession<'_> {
             }
             AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => {
                 self.b.metrics.acks.increment(1);
-                let opts = BasicAckOptions { multiple: a.multiple };
+                let opts = BasicAckOptions {
+                    multiple: a.multiple,
+                };
                 self.rpc(ch, c.basic_ack(a.delivery_tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
@@ -276,8 +292,11 @@ impl AmqpSession<'_> {
                 self.rpc(ch, c.basic_reject(r.delivery_tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Recover(r)) => {
-                self.rpc(ch, c.basic_recover(BasicRecoverOptions { requeue: r.requeue }))
-                    .await?;
+                self.rpc(
+                    ch,
+                    c.basic_recover(BasicRecoverOptions { requeue: r.requeue }),
+                )
+                .await?;
                 let ok = basic::AMQPMethod::RecoverOk(basic::RecoverOk {});
                 self.send_method(ch, AMQPClass::Basic(ok)).await;
             }
@@ -368,7 +387,9 @@ impl AmqpSession<'_> {
             auto_delete: d.auto_delete,
             nowait: false,
         };
-        let q = self.rpc(ch, c.queue_declare(d.queue, opts, d.arguments)).await?;
+        let q = self
+            .rpc(ch, c.queue_declare(d.queue, opts, d.arguments))
+            .await?;
         let name = q.name().to_string();
         if (d.exclusive || !named) && !self.owned.contains(&name) {
             if !self.b.exclusive.claim(&name, self.info.id) {
@@ -406,6 +427,14 @@ impl AmqpSession<'_> {
             ));
         }
         let prefetch = st.prefetch;
+        let cap = self.b.settings.max_prefetch;
+        if prefetch.is_none() && !s.no_ack {
+            self.rpc(ch, c.basic_qos(cap, BasicQosOptions { global: false }))
+                .await?;
+            if let Some(st) = self.channels.get_mut(&ch) {
+                st.prefetch = Some(cap);
+            }
+        }
         let window = self.b.settings.no_ack_window;
         if s.no_ack {
             // The broker's window bounds what a no-ack consumer holds at the gateway.
@@ -419,10 +448,14 @@ impl AmqpSession<'_> {
             nowait: false,
         };
         let consumed = self
-            .rpc(ch, c.basic_consume(s.queue, s.consumer_tag, opts, s.arguments))
+            .rpc(
+                ch,
+                c.basic_consume(s.queue, s.consumer_tag, opts, s.arguments),
+            )
             .await;
-        if s.no_ack && !prefetch.1 {
-            self.rpc(ch, c.basic_qos(prefetch.0, BasicQosOptions { global: false }))
+        if s.no_ack {
+            let restore = prefetch.unwrap_or(cap);
+            self.rpc(ch, c.basic_qos(restore, BasicQosOptions { global: false }))
                 .await?;
         }
         let consumer = consumed?;
@@ -445,7 +478,10 @@ impl AmqpSession<'_> {
 
     pub(super) async fn publish(&mut self, ch: u16, content: Content) -> Result<(), Fault> {
         let AMQPClass::Basic(basic::AMQPMethod::Publish(p)) = content.method else {
-            return Err(Fault::connection(COMMAND_INVALID, "content after a non-publish method"));
+            return Err(Fault::connection(
+                COMMAND_INVALID,
+                "content after a non-publish method",
+            ));
         };
         if p.immediate {
             // RabbitMQ closes the connection for this; the pooled one must not be.
@@ -462,13 +498,22 @@ impl AmqpSession<'_> {
         if p.mandatory && !st.broker_confirm && !st.tx {
             self.rpc(ch, c.confirm_select(ConfirmSelectOptions { nowait: false }))
                 .await?;
-            self.channels.get_mut(&ch).expect("checked open").broker_confirm = true;
+            self.channels
+                .get_mut(&ch)
+                .expect("checked open")
+                .broker_confirm = true;
         }
         let opts = BasicPublishOptions {
             mandatory: p.mandatory,
             immediate: false,
         };
-        let f = c.basic_publish(p.exchange, p.routing_key, opts, &content.body, content.properties);
+        let f = c.basic_publish(
+            p.exchange,
+            p.routing_key,
+            opts,
+            &content.body,
+            content.properties,
+        );
         let confirm = self.rpc(ch, f).await?;
         self.b.metrics.publishes.increment(1);
         let st = self.channels.get_mut(&ch).expect("checked open");
@@ -479,13 +524,14 @@ impl AmqpSession<'_> {
             } else {
                 0
             };
-            self.confirms.push_back(confirm.map(move |r| (ch, tag, r)).boxed());
+            self.confirms
+                .push_back(confirm.map(move |r| (ch, tag, r)).boxed());
         }
         Ok(())
     }
 
     pub(super) async fn on_confirm(&mut self, (ch, tag, r): super::Confirmed) -> Result<(), Fault> {
-        if !self.channels.get(&ch).is_some_and(|c| c.chan.is_some()) {
+        if self.channels.get(&ch).is_none_or(|c| c.chan.is_none()) {
             return Ok(());
         }
         let (ack, returned) = match r {
@@ -577,4 +623,3 @@ fn exchange_kind(kind: &str, passive: bool) -> Result<ExchangeKind, Fault> {
         }
     })
 }
-

@@ -22,8 +22,8 @@ use futures::StreamExt;
 use protocol_amqp::protocol::{channel, connection};
 use protocol_amqp::{
     encode_method, AMQPClass, Assembler, Command, Decoder, Frame, Limits, ShortString,
-    CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, HEARTBEAT, NOT_ALLOWED,
-    NOT_IMPLEMENTED, REPLY_SUCCESS,
+    CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, HEARTBEAT, NOT_ALLOWED, NOT_IMPLEMENTED,
+    REPLY_SUCCESS,
 };
 use rabbitmq_pool::lapin::message::Delivery;
 use rabbitmq_pool::lapin::Confirmation;
@@ -56,8 +56,9 @@ struct ChannelState {
     broker_confirm: bool,
     tx: bool,
     published: u64,
-    /// The client's basic.qos, restored after a no-ack consumer's window is set.
-    prefetch: (u16, bool),
+    /// The per-consumer basic.qos in force (the client's, capped), restored after a no-ack
+    /// consumer's window is set; `None` until set, when the next consumer gets the cap.
+    prefetch: Option<u16>,
     consumers: HashSet<ShortString>,
     /// Consumers the client asked no-ack for: the gateway acknowledges their deliveries
     /// as it takes them, so the broker's window (not lapin's buffer) bounds what waits.
@@ -73,7 +74,7 @@ impl ChannelState {
             broker_confirm: false,
             tx: false,
             published: 0,
-            prefetch: (0, false),
+            prefetch: None,
             consumers: HashSet::new(),
             no_ack: HashSet::new(),
         }
@@ -276,7 +277,10 @@ impl<'a> AmqpSession<'a> {
             return match frame {
                 Frame::Heartbeat => Ok(true),
                 Frame::Method(_, m) => self.on_connection_method(*m).await,
-                _ => Err(Fault::connection(COMMAND_INVALID, "content frame on channel 0")),
+                _ => Err(Fault::connection(
+                    COMMAND_INVALID,
+                    "content frame on channel 0",
+                )),
             };
         }
         if let Frame::Method(_, m) = &frame {
@@ -290,7 +294,9 @@ impl<'a> AmqpSession<'a> {
                     .on_method(ids(m)))
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
-                    self.open_channel(ch).await.map_err(|f| f.on_method(ids(m)))?;
+                    self.open_channel(ch)
+                        .await
+                        .map_err(|f| f.on_method(ids(m)))?;
                     return Ok(true);
                 }
                 _ => {}
@@ -356,11 +362,10 @@ impl<'a> AmqpSession<'a> {
                 format!("{} after the connection is open", name(&m)),
             )
             .on_method(ids(&m))),
-            _ => Err(Fault::connection(
-                COMMAND_INVALID,
-                format!("{} on channel 0", name(&m)),
-            )
-            .on_method(ids(&m))),
+            _ => Err(
+                Fault::connection(COMMAND_INVALID, format!("{} on channel 0", name(&m)))
+                    .on_method(ids(&m)),
+            ),
         }
     }
 
@@ -408,7 +413,13 @@ impl<'a> AmqpSession<'a> {
         };
         state.assembler.reset();
         self.b.metrics.channels.decrement(1.0);
-        tracing::debug!(session = self.info.id, channel = c.channel, code = c.code, "{}", c.text);
+        tracing::debug!(
+            session = self.info.id,
+            channel = c.channel,
+            code = c.code,
+            "{}",
+            c.text
+        );
         let method = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
             reply_code: c.code,
             reply_text: short(&c.text),
@@ -424,6 +435,10 @@ impl<'a> AmqpSession<'a> {
         let (close, err) = match f {
             Fault::Connection(c) if c.code == CONNECTION_FORCED => {
                 let e = BridgeError::client(c.text.clone()).with_end(EndKind::GoingAway);
+                (c, e)
+            }
+            Fault::Connection(c) if c.code == protocol_amqp::ACCESS_REFUSED => {
+                let e = BridgeError::client(c.text.clone()).with_end(EndKind::PolicyViolation);
                 (c, e)
             }
             Fault::Connection(c) => {
@@ -510,11 +525,7 @@ impl<'a> AmqpSession<'a> {
         self.b.metrics.channels.decrement(open as f64);
         self.consumers = SelectAll::new();
         self.confirms = FuturesOrdered::new();
-        let chans: Vec<Chan> = self
-            .channels
-            .drain()
-            .filter_map(|(_, c)| c.chan)
-            .collect();
+        let chans: Vec<Chan> = self.channels.drain().filter_map(|(_, c)| c.chan).collect();
         if let (Some(pool), false) = (&pool, self.owned.is_empty()) {
             if let Ok(chan) = pool.channel().await {
                 for q in std::mem::take(&mut self.owned) {

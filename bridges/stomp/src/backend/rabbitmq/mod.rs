@@ -25,12 +25,12 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
 
-use rabbitmq_pool::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::settings::{Credentials, StompSettings};
 use broker::Broker;
 use health::Health;
 use metrics::Metrics;
+use rabbitmq_pool::probe;
 use rabbitmq_pool::Pool;
 use session::RabbitMqSession;
 

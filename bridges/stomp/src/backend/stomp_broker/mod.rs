@@ -23,12 +23,12 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use protocol_stomp::Frame;
 
-use rabbitmq_pool::probe;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::destination::Destination;
 use crate::message::SharedMessage;
 use crate::settings::{Credentials, StompSettings};
 use metrics::Metrics;
+use rabbitmq_pool::probe;
 use session::StompBrokerSession;
 use shared::SharedConn;
 pub(crate) use uri::Endpoint;

@@ -1,0 +1,96 @@
+//! The handshake over the test kit, without a broker: what a client gets before any broker
+//! work (version refusals, logins refused by the realm).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_api::testkit::{self, StaticRealm};
+use bridge_api::{BridgeFactory, EndKind, Message, Outgoing};
+use bytes::{Bytes, BytesMut};
+use protocol_amqp::protocol::connection;
+use protocol_amqp::{encode_method, AMQPClass, Decoder, Frame, Limits, PROTOCOL_HEADER};
+
+use crate::AmqpFactory;
+
+fn bridge() -> Arc<dyn bridge_api::Bridge> {
+    let mut ctx = testkit::ctx("amqp-test");
+    ctx.credentials = Arc::new(StaticRealm::new().user("alice", "pw", &["worker"]));
+    AmqpFactory
+        .build(ctx, serde_json::json!({}))
+        .expect("the defaults are valid")
+}
+
+async fn next(client: &mut testkit::TestClient) -> Outgoing {
+    tokio::time::timeout(Duration::from_secs(5), client.next())
+        .await
+        .expect("the bridge answered in time")
+        .expect("the bridge queued something")
+}
+
+async fn method(client: &mut testkit::TestClient) -> AMQPClass {
+    let Outgoing::Message(m) = next(client).await else {
+        panic!("expected a frame")
+    };
+    let mut buf = BytesMut::from(&m.payload()[..]);
+    match Decoder::new(Limits::default()).decode(&mut buf) {
+        Ok(Some(Frame::Method(0, m))) => *m,
+        other => panic!("expected a method on channel 0, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn other_protocols_get_the_0_9_1_header_and_a_protocol_error() {
+    for opening in [&b"AMQP\x03\x01\x00\x00"[..], b"GET / HTTP/1.1\r\n"] {
+        let (session, mut client) = testkit::session().live();
+        let b = bridge();
+        let task = tokio::spawn(async move { b.serve(session).await });
+        client.send(Message::binary(Bytes::copy_from_slice(opening)));
+        let Outgoing::Message(m) = next(&mut client).await else {
+            panic!("expected the protocol header")
+        };
+        assert_eq!(&m.payload()[..], &PROTOCOL_HEADER[..]);
+        let Outgoing::Close(end) = next(&mut client).await else {
+            panic!("expected the end")
+        };
+        assert_eq!(end.kind, EndKind::ProtocolError);
+        assert!(end.reason.contains("AMQP 0-9-1"), "{end:?}");
+        let err = task.await.unwrap().expect_err("refused");
+        assert_eq!(err.end_kind(), EndKind::ProtocolError);
+    }
+}
+
+#[tokio::test]
+async fn a_header_split_across_messages_gets_connection_start_and_a_bad_login_403() {
+    let (session, mut client) = testkit::session().live();
+    let b = bridge();
+    let task = tokio::spawn(async move { b.serve(session).await });
+    for part in [&PROTOCOL_HEADER[..3], &PROTOCOL_HEADER[3..]] {
+        client.send(Message::binary(Bytes::copy_from_slice(part)));
+    }
+    let AMQPClass::Connection(connection::AMQPMethod::Start(start)) = method(&mut client).await
+    else {
+        panic!("expected connection.start")
+    };
+    assert_eq!(start.mechanisms.to_string(), "PLAIN AMQPLAIN");
+    let start_ok = connection::StartOk {
+        client_properties: Default::default(),
+        mechanism: "PLAIN".into(),
+        response: "\0alice\0wrong".into(),
+        locale: "en_US".into(),
+    };
+    let m = AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok));
+    client.send(Message::binary(encode_method(0, &m)));
+    let AMQPClass::Connection(connection::AMQPMethod::Close(close)) = method(&mut client).await
+    else {
+        panic!("expected connection.close")
+    };
+    assert_eq!(close.reply_code, 403);
+    assert!(close.reply_text.as_str().starts_with("ACCESS_REFUSED"));
+    let ok = AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+    client.send(Message::binary(encode_method(0, &ok)));
+    let Outgoing::Close(end) = next(&mut client).await else {
+        panic!("expected the end")
+    };
+    assert_eq!(end.kind, EndKind::PolicyViolation);
+    task.await.unwrap().expect_err("refused");
+}
