@@ -40,10 +40,18 @@ pub fn fuzz_decode(data: &[u8]) {
     let whole = run(stream, &[stream.len()]);
     if stream.len() <= 512 {
         let bytewise: Vec<usize> = (1..=stream.len()).collect();
-        assert_eq!(whole, run(stream, &bytewise), "one octet at a time changed the outcome");
+        assert_eq!(
+            whole,
+            run(stream, &bytewise),
+            "one octet at a time changed the outcome"
+        );
     }
     let cuts = cuts(seed, stream.len());
-    assert_eq!(whole, run(stream, &cuts), "cutting at {cuts:?} changed the outcome");
+    assert_eq!(
+        whole,
+        run(stream, &cuts),
+        "cutting at {cuts:?} changed the outcome"
+    );
 }
 
 /// Increasing cut points ending at `len`, spaced by a small generator seeded from `seed`
@@ -91,9 +99,16 @@ fn run(stream: &[u8], cuts: &[usize]) -> Run {
                 Ok(Some(frame)) => {
                     let size = frame_size(&stream[consumed..]);
                     assert_eq!(before - buf.len(), size, "consumed other than one frame");
-                    assert!(size as u64 <= u64::from(LIMITS.frame_max), "frame above frame-max");
+                    assert!(
+                        size as u64 <= u64::from(LIMITS.frame_max),
+                        "frame above frame-max"
+                    );
                     consumed += size;
-                    assert_eq!(&buf[..], &stream[consumed..fed], "buffer is not the unconsumed input");
+                    assert_eq!(
+                        &buf[..],
+                        &stream[consumed..fed],
+                        "buffer is not the unconsumed input"
+                    );
                     if let Err(e) = assemble(&mut assemblers, &frame, &mut out.commands) {
                         out.frames.push(frame);
                         // What was left unfed differs between runs: not compared.
@@ -143,7 +158,10 @@ fn assemble(
         Ok(None) => Ok(()),
         Ok(Some(cmd)) => {
             if let Command::Content(content) = &cmd {
-                assert!(content.body.len() as u64 <= LIMITS.max_body_size, "body above the limit");
+                assert!(
+                    content.body.len() as u64 <= LIMITS.max_body_size,
+                    "body above the limit"
+                );
                 round_trip_content(channel, content);
             }
             assert!(!a.busy(), "a finished command left content in progress");
@@ -175,7 +193,10 @@ fn redecode(bytes: &[u8]) -> Vec<Frame> {
             Err(e) => panic!("re-decoding the encoder's {bytes:?} failed: {e:?}"),
         }
     }
-    assert!(buf.is_empty(), "the encoder wrote a partial frame: {bytes:?}");
+    assert!(
+        buf.is_empty(),
+        "the encoder wrote a partial frame: {bytes:?}"
+    );
     out
 }
 
@@ -188,13 +209,23 @@ fn round_trip_method(channel: u16, m: &protocol_amqp::protocol::AMQPClass) {
         panic!("{m:?} re-decoded as {again:?}");
     };
     assert_eq!(*c, channel);
-    assert_eq!(encode_method(channel, m2), wire, "method round trip changed {m:?}");
+    assert_eq!(
+        encode_method(channel, m2),
+        wire,
+        "method round trip changed {m:?}"
+    );
 }
 
 /// An assembled content, encoded as header + body frames and read back, is the same body.
 fn round_trip_content(channel: u16, content: &protocol_amqp::Content) {
     let class_id = content.method.get_amqp_class_id();
-    let frames = encode_content(channel, class_id, &content.properties, &content.body, LIMITS.frame_max);
+    let frames = encode_content(
+        channel,
+        class_id,
+        &content.properties,
+        &content.body,
+        LIMITS.frame_max,
+    );
     let bytes: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
     let mut a = Assembler::new();
     assert!(a.method(channel, content.method.clone()).unwrap().is_none());

@@ -55,20 +55,28 @@ fn fewer_than_seven_octets_wait_and_consume_nothing() {
 fn a_frame_of_exactly_frame_max_passes_and_one_more_octet_fails() {
     let at = raw(3, 1, &vec![7u8; 4096 - 8]);
     let mut buf = BytesMut::from(&at[..]);
-    assert!(matches!(Decoder::new(LIMITS).decode(&mut buf), Ok(Some(Frame::Body(1, b))) if b.len() == 4088));
+    assert!(
+        matches!(Decoder::new(LIMITS).decode(&mut buf), Ok(Some(Frame::Body(1, b))) if b.len() == 4088)
+    );
     assert!(buf.is_empty());
 
     // One octet over: refused from the seven-octet header, the payload never waited for.
     let over = raw(3, 1, &vec![7u8; 4096 - 7]);
     let mut buf = BytesMut::from(&over[..7]);
-    assert_eq!(Decoder::new(LIMITS).decode(&mut buf).unwrap_err().code, FRAME_ERROR);
+    assert_eq!(
+        Decoder::new(LIMITS).decode(&mut buf).unwrap_err().code,
+        FRAME_ERROR
+    );
 }
 
 #[test]
 fn channel_max_itself_is_allowed_and_the_next_refused_from_the_header() {
     let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
     let mut buf = BytesMut::from(&encode_method(8, &open)[..]);
-    assert!(matches!(Decoder::new(LIMITS).decode(&mut buf), Ok(Some(Frame::Method(8, _)))));
+    assert!(matches!(
+        Decoder::new(LIMITS).decode(&mut buf),
+        Ok(Some(Frame::Method(8, _)))
+    ));
 
     let nine = encode_method(9, &open);
     let mut buf = BytesMut::from(&nine[..7]);
@@ -139,7 +147,11 @@ fn a_content_error_on_channel_0_closes_the_connection() {
     a.method(0, publish()).unwrap();
     let e = a.header(0, content_header(1 << 30), 1000).unwrap_err();
     assert_eq!(e.code, CONTENT_TOO_LARGE);
-    assert_eq!(e.scope(), Scope::Connection, "no channel to close on channel 0");
+    assert_eq!(
+        e.scope(),
+        Scope::Connection,
+        "no channel to close on channel 0"
+    );
 }
 
 #[test]
@@ -148,7 +160,10 @@ fn body_frames_past_the_announced_size_are_a_frame_error() {
     a.method(1, publish()).unwrap();
     a.header(1, content_header(4), 1000).unwrap();
     assert!(a.body(1, Bytes::from_static(b"ab")).unwrap().is_none());
-    assert_eq!(a.body(1, Bytes::from_static(b"cde")).unwrap_err().code, FRAME_ERROR);
+    assert_eq!(
+        a.body(1, Bytes::from_static(b"cde")).unwrap_err().code,
+        FRAME_ERROR
+    );
 }
 
 #[test]

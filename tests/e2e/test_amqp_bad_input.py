@@ -44,9 +44,10 @@ def realm(tmp_path):
 
 @pytest.fixture
 def make_gw(gateway_factory, rabbit, realm):
-    def make(**settings):
+    def make(env=None, **settings):
         settings.setdefault("backend", rabbit.url)
-        g = gateway_factory(services=[amqp_service(**settings)], auth={"realm_file": str(realm)})
+        g = gateway_factory(services=[amqp_service(**settings)], auth={"realm_file": str(realm)},
+                            env=env)
         # The broker pool connects in the background; until then upgrades are refused.
         wait_ready(g, 15)
         return g
@@ -582,7 +583,10 @@ def test_frames_packed_into_one_message(agw, rabbit):
 def test_1gb_body_declared_then_trickled_keeps_rss_bounded(make_gw, rabbit):
     # max_body_size above 1 GiB so the header is accepted and the gateway must take the body
     # as it comes rather than set 1 GiB aside for it.
-    gw = make_gw(max_body_size=1 << 31, frame_max=4096)
+    # The allocator hands freed memory back at once (not after its default delay), so RSS
+    # follows what is live rather than what was freed a moment ago.
+    gw = make_gw(max_body_size=1 << 31, frame_max=4096,
+                 env={"MIMALLOC_PURGE_DELAY": "0", "MIMALLOC_RESET_DELAY": "0"})
     # A first session pays for what any session allocates once (pool channels, buffers, the
     # allocator's first segments); only growth after it is the trickled body's.
     with session(gw) as warm:
@@ -612,7 +616,9 @@ def test_1gb_body_declared_then_trickled_keeps_rss_bounded(make_gw, rabbit):
         assert f is None, f"unexpected frame while the body is incomplete: {f}"
         grown_kb = gw.rss_kb() - rss_before
         print(f"RSS +{grown_kb} KiB after a 1 GiB announced body with {sent} bytes trickled")
-        assert grown_kb < sent // 1024 + 4 * 1024, f"RSS grew by {grown_kb} KiB for {sent} bytes of body"
+        # What may grow: the body so far in a buffer that doubles as it fills (up to twice
+        # what was sent) and the allocator's granularity; nothing in proportion to 1 GiB.
+        assert grown_kb < 2 * sent // 1024 + 6 * 1024, f"RSS grew by {grown_kb} KiB for {sent} bytes of body"
     assert_still_serves(gw, rabbit)
 
 
