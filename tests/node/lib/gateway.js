@@ -231,4 +231,4 @@ class Gateway {
   }
 }
 
-module.exports = { Gateway, stompService, freePort, sleep, httpGet, toToml, ROOT, HOST };
+module.exports = { Gateway, gatewayBin, stompService, freePort, sleep, httpGet, toToml, ROOT, HOST };

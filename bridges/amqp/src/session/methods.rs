@@ -248,11 +248,16 @@ impl AmqpSession<'_> {
                     let f = c
                         .basic_cancel(x.consumer_tag.clone(), BasicCancelOptions { nowait: false });
                     self.rpc(ch, f).await?;
+                    // Cancel-Ok follows the deliveries lapin still holds (on_delivery).
+                    if let Some(st) = self.channels.get_mut(&ch) {
+                        st.cancelling.insert(x.consumer_tag, x.nowait);
+                    }
+                } else {
+                    let ok = basic::AMQPMethod::CancelOk(basic::CancelOk {
+                        consumer_tag: x.consumer_tag,
+                    });
+                    self.reply(ch, x.nowait, AMQPClass::Basic(ok)).await;
                 }
-                let ok = basic::AMQPMethod::CancelOk(basic::CancelOk {
-                    consumer_tag: x.consumer_tag,
-                });
-                self.reply(ch, x.nowait, AMQPClass::Basic(ok)).await;
             }
             AMQPClass::Basic(basic::AMQPMethod::Get(g)) => {
                 self.check_queue(ch, Perm::Read, g.queue.as_str())?;
@@ -582,12 +587,19 @@ impl AmqpSession<'_> {
             Some(Err(e)) => return Err(Fault::from_lapin(ch, &e, &self.broker)),
             None => {
                 st.no_ack.remove(&tag);
-                if st.consumers.remove(&tag) {
+                let m = if let Some(nowait) = st.cancelling.remove(&tag) {
+                    (!nowait)
+                        .then(|| basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: tag }))
+                } else if st.consumers.remove(&tag) {
                     // Not cancelled by the client: the broker cancelled it (queue deleted).
-                    let m = basic::AMQPMethod::Cancel(basic::Cancel {
+                    Some(basic::AMQPMethod::Cancel(basic::Cancel {
                         consumer_tag: tag,
                         nowait: true,
-                    });
+                    }))
+                } else {
+                    None
+                };
+                if let Some(m) = m {
                     self.send_method(ch, AMQPClass::Basic(m)).await;
                 }
                 return Ok(());

@@ -60,6 +60,10 @@ struct ChannelState {
     /// consumer's window is set; `None` until set, when the next consumer gets the cap.
     prefetch: Option<u16>,
     consumers: HashSet<ShortString>,
+    /// Consumers the client cancelled, with its `nowait`: their Cancel-Ok goes out when
+    /// lapin has handed over every delivery the broker sent before it, as RabbitMQ orders
+    /// them on the wire.
+    cancelling: HashMap<ShortString, bool>,
     /// Consumers the client asked no-ack for: the gateway acknowledges their deliveries
     /// as it takes them, so the broker's window (not lapin's buffer) bounds what waits.
     no_ack: HashSet<ShortString>,
@@ -76,6 +80,7 @@ impl ChannelState {
             published: 0,
             prefetch: None,
             consumers: HashSet::new(),
+            cancelling: HashMap::new(),
             no_ack: HashSet::new(),
         }
     }
