@@ -254,12 +254,19 @@ impl Pool {
 
     /// A new channel on one of the connections (round robin), or the outage as an error.
     pub async fn channel(&self) -> Result<Chan, Error> {
+        self.channel_and_slot().await.map(|(c, _)| c)
+    }
+
+    /// [`channel`](Self::channel), and which connection it is on, so a client can keep all
+    /// its channels on one connection ([`channel_on`](Self::channel_on)).
+    pub async fn channel_and_slot(&self) -> Result<(Chan, usize), Error> {
         let n = self.slots.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
         for k in 0..n {
-            match self.channel_on((start + k) % n).await {
-                Ok(c) => return Ok(c),
+            let i = (start + k) % n;
+            match self.channel_on(i).await {
+                Ok(c) => return Ok((c, i)),
                 Err(e) => last = Some(e),
             }
         }

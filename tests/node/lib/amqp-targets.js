@@ -31,9 +31,8 @@ function gatewayTarget(over = {}) {
     expect: {
       channelMax: 64,          // the bridge's max_channels default, offered in Tune
       badHeaderClose: [1002],  // a header that is not 0-9-1: the 0-9-1 header, then close 1002
-      // RabbitMQ's asynchronous close of the broker channel is only seen by the bridge on
-      // the channel's next use when nothing consumes on it (README, "differs from RabbitMQ").
-      unknownTagIdle: { close: null, next: 504 },
+      // The bridge tracks the tags a client must settle and answers as RabbitMQ does.
+      unknownTagIdle: { close: 406 },
       channelAboveMax: 530,    // channel.open above the offered channel-max: Connection.Close 530
       hardErrorClose: [1002],  // after a connection-level error's Close-Ok: close 1002 (protocol error)
     },

@@ -62,6 +62,21 @@ impl AmqpSession<'_> {
         }
     }
 
+    fn settle(&mut self, ch: u16, tag: u64, multiple: bool) -> Result<(), Fault> {
+        let known = self
+            .channels
+            .get_mut(&ch)
+            .is_some_and(|st| st.settle(tag, multiple));
+        if known {
+            return Ok(());
+        }
+        Err(Fault::channel(
+            ch,
+            PRECONDITION_FAILED,
+            format!("unknown delivery tag {tag}"),
+        ))
+    }
+
     fn check(&self, ch: u16, perm: Perm, what: Resource, name: &str) -> Result<(), Fault> {
         if self.grant.allows(perm, name) {
             return Ok(());
@@ -279,6 +294,11 @@ impl AmqpSession<'_> {
                 let opts = BasicGetOptions { no_ack: g.no_ack };
                 match self.rpc(ch, c.basic_get(g.queue, opts)).await? {
                     Some(m) => {
+                        if !g.no_ack {
+                            if let Some(st) = self.channels.get_mut(&ch) {
+                                st.unacked.insert(m.delivery.delivery_tag);
+                            }
+                        }
                         self.b.metrics.deliveries.increment(1);
                         self.b.metrics.method_out(60);
                         let frames =
@@ -292,6 +312,7 @@ impl AmqpSession<'_> {
                 }
             }
             AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => {
+                self.settle(ch, a.delivery_tag, a.multiple)?;
                 self.b.metrics.acks.increment(1);
                 let opts = BasicAckOptions {
                     multiple: a.multiple,
@@ -299,17 +320,21 @@ impl AmqpSession<'_> {
                 self.rpc(ch, c.basic_ack(a.delivery_tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
+                self.settle(ch, n.delivery_tag, n.multiple)?;
                 self.b.metrics.nacks.increment(1);
                 let opts = BasicNackOptions {
                     multiple: n.multiple,
                     requeue: n.requeue,
                 };
-                self.queue_frame(ch, c.basic_nack(n.delivery_tag, opts)).await?;
+                self.queue_frame(ch, c.basic_nack(n.delivery_tag, opts))
+                    .await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Reject(r)) => {
+                self.settle(ch, r.delivery_tag, false)?;
                 self.b.metrics.rejects.increment(1);
                 let opts = BasicRejectOptions { requeue: r.requeue };
-                self.queue_frame(ch, c.basic_reject(r.delivery_tag, opts)).await?;
+                self.queue_frame(ch, c.basic_reject(r.delivery_tag, opts))
+                    .await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Recover(r)) => {
                 self.rpc(
@@ -557,7 +582,8 @@ impl AmqpSession<'_> {
                 Some(r) => futures::future::ready(r).boxed(),
                 None => sent,
             };
-            self.confirms.push_back(answer.map(move |r| (ch, tag, r)).boxed());
+            self.confirms
+                .push_back(answer.map(move |r| (ch, tag, r)).boxed());
         }
         Ok(())
     }
@@ -632,7 +658,9 @@ impl AmqpSession<'_> {
                 return Ok(());
             }
         };
-        if st.no_ack.contains(&tag) {
+        if !st.no_ack.contains(&tag) {
+            st.unacked.insert(d.delivery_tag);
+        } else {
             let c = self.broker_channel(ch)?;
             let ack = c.basic_ack(d.delivery_tag, BasicAckOptions { multiple: false });
             self.queue_frame(ch, ack).await?;

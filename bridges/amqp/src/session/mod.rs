@@ -67,12 +67,34 @@ struct ChannelState {
     /// lapin has handed over every delivery the broker sent before it, as RabbitMQ orders
     /// them on the wire.
     cancelling: HashMap<ShortString, bool>,
+    /// Delivery tags the client has to settle (deliveries and get-oks with acks). Checked
+    /// here, with RabbitMQ's 406, because the broker's answer to an unknown tag is an
+    /// asynchronous channel close that lapin does not report until the channel is used.
+    unacked: std::collections::BTreeSet<u64>,
     /// Consumers the client asked no-ack for: the gateway acknowledges their deliveries
     /// as it takes them, so the broker's window (not lapin's buffer) bounds what waits.
     no_ack: HashSet<ShortString>,
 }
 
 impl ChannelState {
+    /// Settle `tag` (and every earlier one with `multiple`; tag 0 with `multiple` is all of
+    /// them, as at RabbitMQ). False for a tag that is not outstanding.
+    fn settle(&mut self, tag: u64, multiple: bool) -> bool {
+        if multiple && tag == 0 {
+            self.unacked.clear();
+            return true;
+        }
+        if !self.unacked.contains(&tag) {
+            return false;
+        }
+        if multiple {
+            self.unacked = self.unacked.split_off(&(tag + 1));
+        } else {
+            self.unacked.remove(&tag);
+        }
+        true
+    }
+
     fn new(chan: Chan) -> ChannelState {
         ChannelState {
             chan: Some(chan),
@@ -84,6 +106,7 @@ impl ChannelState {
             prefetch: None,
             consumers: HashSet::new(),
             cancelling: HashMap::new(),
+            unacked: Default::default(),
             no_ack: HashSet::new(),
         }
     }
@@ -110,6 +133,8 @@ pub struct AmqpSession<'a> {
     pool: Option<Arc<Pool>>,
     /// The client's own broker connection (pass-through credentials), closed at the end.
     own_pool: bool,
+    /// The pooled connection the client's channels are on, once it has one.
+    slot: Option<usize>,
     broker: String,
     channels: HashMap<u16, ChannelState>,
     consumers: SelectAll<BoxStream<'static, ConsumerItem>>,
@@ -140,6 +165,7 @@ impl<'a> AmqpSession<'a> {
             user: String::new(),
             pool: None,
             own_pool: false,
+            slot: None,
             broker: rabbitmq_pool::endpoint(&b.uri),
             channels: HashMap::new(),
             consumers: SelectAll::new(),
@@ -186,65 +212,76 @@ impl<'a> AmqpSession<'a> {
         let period = beat.map_or(Duration::from_secs(3600), |b| b / 2);
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    break Stop::Fault(Fault::Connection(
-                        broker_gone("the gateway is shutting down")));
-                }
-                msg = incoming.recv() => {
-                    let Some(msg) = msg else { break Stop::Done };
-                    self.last_heard = Instant::now();
-                    self.buf.extend_from_slice(&msg.payload());
-                    if let Some(stop) = Box::pin(self.on_bytes()).await {
-                        break stop;
+        // Frames packed into the message that carried Connection.Open are handled now, not
+        // when the next message comes.
+        let leftover = if self.buf.is_empty() {
+            None
+        } else {
+            Box::pin(self.on_bytes()).await
+        };
+        let stop = if let Some(stop) = leftover {
+            stop
+        } else {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        break Stop::Fault(Fault::Connection(
+                            broker_gone("the gateway is shutting down")));
                     }
-                }
-                Some(item) = self.consumers.next(), if !self.consumers.is_empty() => {
-                    // What lapin already holds goes out in one go: one wake of this task
-                    // and of the writer for a batch, not for every delivery.
-                    let (mut next, mut taken, mut stop) = (Some(item), 0, None);
-                    while let Some(item) = next.take() {
-                        if let Err(f) = Box::pin(self.on_delivery(item)).await {
-                            stop = self.fault(f).await;
-                            if stop.is_some() {
-                                break;
-                            }
-                        }
-                        taken += 1;
-                        if taken < DELIVERY_BATCH {
-                            next = self.consumers.next().now_or_never().flatten();
-                        }
-                    }
-                    if let Some(stop) = stop {
-                        break stop;
-                    }
-                }
-                Some(c) = self.confirms.next(), if !self.confirms.is_empty() => {
-                    if let Err(f) = Box::pin(self.on_confirm(c)).await {
-                        if let Some(stop) = self.fault(f).await {
+                    msg = incoming.recv() => {
+                        let Some(msg) = msg else { break Stop::Done };
+                        self.last_heard = Instant::now();
+                        self.buf.extend_from_slice(&msg.payload());
+                        if let Some(stop) = Box::pin(self.on_bytes()).await {
                             break stop;
                         }
                     }
-                }
-                changed = up.changed() => {
-                    let lost = changed.is_err() || self.channels.values().any(|c| {
-                        c.chan.as_ref().is_some_and(|ch| !ch.usable())
-                    });
-                    if lost {
-                        break Stop::Fault(Fault::BrokerGone(self.b.pool_outage(self.pool.as_deref())));
-                    }
-                }
-                _ = tick.tick() => {
-                    if let Some(b) = beat {
-                        if self.last_heard.elapsed() > b * 2 {
-                            return Err(BridgeError::client(format!(
-                                "no heart-beat from the client within {:?}", b * 2))
-                                .with_end(EndKind::GoingAway));
+                    Some(item) = self.consumers.next(), if !self.consumers.is_empty() => {
+                        // What lapin already holds goes out in one go: one wake of this task
+                        // and of the writer for a batch, not for every delivery.
+                        let (mut next, mut taken, mut stop) = (Some(item), 0, None);
+                        while let Some(item) = next.take() {
+                            if let Err(f) = Box::pin(self.on_delivery(item)).await {
+                                stop = self.fault(f).await;
+                                if stop.is_some() {
+                                    break;
+                                }
+                            }
+                            taken += 1;
+                            if taken < DELIVERY_BATCH {
+                                next = self.consumers.next().now_or_never().flatten();
+                            }
                         }
-                        if self.last_sent.elapsed() >= period {
-                            self.send(Bytes::from_static(&HEARTBEAT)).await;
+                        if let Some(stop) = stop {
+                            break stop;
+                        }
+                    }
+                    Some(c) = self.confirms.next(), if !self.confirms.is_empty() => {
+                        if let Err(f) = Box::pin(self.on_confirm(c)).await {
+                            if let Some(stop) = self.fault(f).await {
+                                break stop;
+                            }
+                        }
+                    }
+                    changed = up.changed() => {
+                        let lost = changed.is_err() || self.channels.values().any(|c| {
+                            c.chan.as_ref().is_some_and(|ch| !ch.usable())
+                        });
+                        if lost {
+                            break Stop::Fault(Fault::BrokerGone(self.b.pool_outage(self.pool.as_deref())));
+                        }
+                    }
+                    _ = tick.tick() => {
+                        if let Some(b) = beat {
+                            if self.last_heard.elapsed() > b * 2 {
+                                return Err(BridgeError::client(format!(
+                                    "no heart-beat from the client within {:?}", b * 2))
+                                    .with_end(EndKind::GoingAway));
+                            }
+                            if self.last_sent.elapsed() >= period {
+                                self.send(Bytes::from_static(&HEARTBEAT)).await;
+                            }
                         }
                     }
                 }
@@ -408,10 +445,16 @@ impl<'a> AmqpSession<'a> {
             ));
         }
         let pool = self.pool.clone().expect("logged in");
-        let chan = pool
-            .channel()
-            .await
-            .map_err(|e| Fault::BrokerGone(e.message))?;
+        // A client's channels share one broker connection, as they would at RabbitMQ:
+        // its exclusive queues are then usable from all of them.
+        let opened = match self.slot {
+            Some(i) => pool.channel_on(i).await,
+            None => pool.channel_and_slot().await.map(|(c, i)| {
+                self.slot = Some(i);
+                c
+            }),
+        };
+        let chan = opened.map_err(|e| Fault::BrokerGone(e.message))?;
         self.channels.insert(ch, ChannelState::new(chan));
         self.b.metrics.channels.increment(1.0);
         self.send_method(
