@@ -641,8 +641,9 @@ impl AmqpSession<'_> {
             None => {
                 st.no_ack.remove(&tag);
                 let m = if let Some(nowait) = st.cancelling.remove(&tag) {
-                    (!nowait)
-                        .then(|| basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: tag }))
+                    (!nowait).then_some(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                        consumer_tag: tag,
+                    }))
                 } else if st.consumers.remove(&tag) {
                     // Not cancelled by the client: the broker cancelled it (queue deleted).
                     Some(basic::AMQPMethod::Cancel(basic::Cancel {
