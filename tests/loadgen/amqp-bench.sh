@@ -24,6 +24,7 @@
 # /tmp/amqp-bench-DATE), QUIET_WAIT (most seconds to wait for a quiet machine before each
 # part, 120). Node deps: `npm ci` in tests/loadgen/node (done here when missing).
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 
 cd "$(dirname "$0")/../.."
 PARTS=${PARTS:-perf clients}
@@ -124,24 +125,9 @@ start_gateway() {
     cat "$OUT/gateway.log" >&2
     exit 1
 }
-stop_gateway() {
-    [ -n "$gateway" ] || return 0
-    kill -TERM "$gateway" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$gateway" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$gateway" 2>/dev/null || true
-    wait "$gateway" 2>/dev/null || true
-    gateway=
-}
 
 # The machine is shared: wait (up to QUIET_WAIT s) until other processes use under a fifth
 # of a core, as the other benches do, and print where the run starts.
-machine_busy() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
-    sleep 2
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
-    echo "$a $b" | awk '{ t = $4 - $2; print (t > 0 ? int(($3 - $1) * 100 * '"$(nproc)"' / t) : 0) }'
-}
 wait_quiet() {
     local waited=0 busy
     while :; do

@@ -11,6 +11,7 @@
 # JSON summary line. PORT/ADMIN_PORT move the gateway; BIN/BUILD as in bench-idle.sh; LG
 # names the loadgen binary (default $BIN/loadgen), so one generator can drive two builds.
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 
 cd "$(dirname "$0")/../.."
 PARTS=${PARTS:-idle fanout1k fanout10k slow rabbitmq}
@@ -61,13 +62,6 @@ trap stop_gateway EXIT
 
 # The machine is shared: before each scenario wait (up to QUIET_WAIT seconds) until other
 # processes use less than a fifth of a core, so that they don't take the gateway's CPU.
-machine_busy() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
-    sleep 2
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
-    echo "$a $b" | awk '{ t = $4 - $2; print (t > 0 ? int(($3 - $1) * 100 * '"$(nproc)"' / t) : 0) }'
-}
 wait_quiet() {
     local waited=0 busy
     while :; do

@@ -1,0 +1,22 @@
+# Shell functions the benchmark scripts share; sourced, not run.
+
+# Percent of one core the whole machine used over 2 s (all cores counted, so up to
+# 100 * nproc).
+machine_busy() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
+    sleep 2
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat)
+    echo "$a $b" | awk '{ t = $4 - $2; print (t > 0 ? int(($3 - $1) * 100 * '"$(nproc)"' / t) : 0) }'
+}
+
+# Stop the gateway started in the background as $gateway: SIGTERM, up to 15 s to drain,
+# then SIGKILL.
+stop_gateway() {
+    [ -n "$gateway" ] || return 0
+    kill -TERM "$gateway" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$gateway" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$gateway" 2>/dev/null || true
+    wait "$gateway" 2>/dev/null || true
+    gateway=
+}
