@@ -129,17 +129,8 @@ start_gateway() {
 # The machine is shared: wait (up to QUIET_WAIT s) until other processes use under a fifth
 # of a core, as the other benches do, and print where the run starts.
 wait_quiet() {
-    local waited=0 busy
-    while :; do
-        busy=$(machine_busy)
-        [ "$busy" -lt 20 ] && break
-        if [ "$waited" -ge "${QUIET_WAIT:-120}" ]; then
-            say "machine still ${busy}% busy after ${waited}s; going ahead"
-            break
-        fi
-        waited=$((waited + 2))
-    done
-    say "$1: machine ${busy}% busy before, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    QUIET_WAIT=${QUIET_WAIT:-120} await_quiet
+    say "$1: machine ${busy_now}% busy before, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 CLK=(--clk-tck "$(getconf CLK_TCK)")

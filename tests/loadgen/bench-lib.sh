@@ -20,3 +20,18 @@ stop_gateway() {
     wait "$gateway" 2>/dev/null || true
     gateway=
 }
+
+# Wait (up to QUIET_WAIT s, default 300) until other processes use under a fifth of a core,
+# so a run does not measure someone else's work; leaves the last reading in $busy_now.
+await_quiet() {
+    local waited=0
+    while :; do
+        busy_now=$(machine_busy)
+        [ "$busy_now" -lt 20 ] && return 0
+        if [ "$waited" -ge "${QUIET_WAIT:-300}" ]; then
+            echo "(machine still ${busy_now}% busy after ${waited}s; going ahead)" >&2
+            return 0
+        fi
+        waited=$((waited + 2))
+    done
+}

@@ -124,16 +124,7 @@ start_gateway() {
 # Wait (up to QUIET_WAIT s) until other processes use under a fifth of a core, as in
 # stomp-bench.sh; print the load average the run starts at.
 wait_quiet() {
-    local waited=0 busy
-    while :; do
-        busy=$(machine_busy)
-        [ "$busy" -lt 20 ] && break
-        if [ "$waited" -ge "${QUIET_WAIT:-300}" ]; then
-            say "machine still ${busy}% busy after ${waited}s; going ahead"
-            break
-        fi
-        waited=$((waited + 2))
-    done
+    await_quiet
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

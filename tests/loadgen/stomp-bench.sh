@@ -62,18 +62,7 @@ trap stop_gateway EXIT
 
 # The machine is shared: before each scenario wait (up to QUIET_WAIT seconds) until other
 # processes use less than a fifth of a core, so that they don't take the gateway's CPU.
-wait_quiet() {
-    local waited=0 busy
-    while :; do
-        busy=$(machine_busy)
-        [ "$busy" -lt 20 ] && return 0
-        if [ "$waited" -ge "${QUIET_WAIT:-300}" ]; then
-            echo "(machine still ${busy}% busy after ${waited}s; going ahead)" >&2
-            return 0
-        fi
-        waited=$((waited + 2))
-    done
-}
+wait_quiet() { await_quiet; }
 
 # run NAME CMD...: show and keep the output.
 run() {
