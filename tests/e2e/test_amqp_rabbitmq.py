@@ -88,6 +88,21 @@ def test_permissions_are_per_role_and_a_denial_closes_only_the_channel(gw):
     assert 'code="403"' in gw.metrics_text()
 
 
+def test_a_publish_to_a_missing_exchange_closes_the_channel_with_the_brokers_404_at_once(gw):
+    # No confirm.select: the client expects RabbitMQ's asynchronous Channel.Close all the same.
+    with login(gw, "ops") as c:
+        c.open_channel(1)
+        c.send(publish(1, "no-such-exchange", "k", b"lost"))
+        close = c.expect_channel_close(1, timeout=3)
+        assert close.reply_code == 404, close
+        assert "no-such-exchange" in close.reply_text, close
+        c.open_channel(2)
+        q = c.declare_queue(2, "", exclusive=True)
+        c.send(publish(2, "", q, b"still here"))
+        assert c.get_eventually(2, q).body == b"still here"
+        c.close()
+
+
 def test_exclusive_and_server_named_queues_belong_to_their_session(gw, rabbit):
     name = f"jobs.excl.{next(_ids)}.{time.time_ns()}"
     a = login(gw, "ops")

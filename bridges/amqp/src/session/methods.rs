@@ -62,19 +62,21 @@ impl AmqpSession<'_> {
         }
     }
 
-    fn settle(&mut self, ch: u16, tag: u64, multiple: bool) -> Result<(), Fault> {
-        let known = self
+    /// The tag to send the broker for a client's settle, `None` when there is nothing to
+    /// settle; an unknown tag is RabbitMQ's 406.
+    fn settle(&mut self, ch: u16, tag: u64, multiple: bool) -> Result<Option<u64>, Fault> {
+        match self
             .channels
             .get_mut(&ch)
-            .is_some_and(|st| st.settle(tag, multiple));
-        if known {
-            return Ok(());
+            .map(|st| st.settle(tag, multiple))
+        {
+            Some(Ok(sent)) => Ok(sent),
+            _ => Err(Fault::channel(
+                ch,
+                PRECONDITION_FAILED,
+                format!("unknown delivery tag {tag}"),
+            )),
         }
-        Err(Fault::channel(
-            ch,
-            PRECONDITION_FAILED,
-            format!("unknown delivery tag {tag}"),
-        ))
     }
 
     fn check(&self, ch: u16, perm: Perm, what: Resource, name: &str) -> Result<(), Fault> {
@@ -312,36 +314,46 @@ impl AmqpSession<'_> {
                 }
             }
             AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => {
-                self.settle(ch, a.delivery_tag, a.multiple)?;
+                let Some(tag) = self.settle(ch, a.delivery_tag, a.multiple)? else {
+                    return Ok(());
+                };
                 self.b.metrics.acks.increment(1);
                 let opts = BasicAckOptions {
                     multiple: a.multiple,
                 };
-                self.rpc(ch, c.basic_ack(a.delivery_tag, opts)).await?;
+                self.queue_frame(ch, c.basic_ack(tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
-                self.settle(ch, n.delivery_tag, n.multiple)?;
+                let Some(tag) = self.settle(ch, n.delivery_tag, n.multiple)? else {
+                    return Ok(());
+                };
                 self.b.metrics.nacks.increment(1);
                 let opts = BasicNackOptions {
                     multiple: n.multiple,
                     requeue: n.requeue,
                 };
-                self.queue_frame(ch, c.basic_nack(n.delivery_tag, opts))
-                    .await?;
+                self.queue_frame(ch, c.basic_nack(tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Reject(r)) => {
-                self.settle(ch, r.delivery_tag, false)?;
+                let Some(tag) = self.settle(ch, r.delivery_tag, false)? else {
+                    return Ok(());
+                };
                 self.b.metrics.rejects.increment(1);
                 let opts = BasicRejectOptions { requeue: r.requeue };
-                self.queue_frame(ch, c.basic_reject(r.delivery_tag, opts))
-                    .await?;
+                self.queue_frame(ch, c.basic_reject(tag, opts)).await?;
             }
             AMQPClass::Basic(basic::AMQPMethod::Recover(r)) => {
-                self.rpc(
-                    ch,
-                    c.basic_recover(BasicRecoverOptions { requeue: r.requeue }),
-                )
-                .await?;
+                if !r.requeue {
+                    // RabbitMQ answers this with a connection error, which would close the
+                    // pooled connection: this client alone hears it.
+                    return Err(Fault::connection(NOT_IMPLEMENTED, "requeue=false"));
+                }
+                self.rpc(ch, c.basic_recover(BasicRecoverOptions { requeue: true }))
+                    .await?;
+                // Redelivered under new tags.
+                if let Some(st) = self.channels.get_mut(&ch) {
+                    st.unacked.clear();
+                }
                 let ok = basic::AMQPMethod::RecoverOk(basic::RecoverOk {});
                 self.send_method(ch, AMQPClass::Basic(ok)).await;
             }
@@ -498,7 +510,7 @@ impl AmqpSession<'_> {
                 c.basic_consume(s.queue, s.consumer_tag, opts, s.arguments),
             )
             .await;
-        if s.no_ack {
+        if s.no_ack && consumed.is_ok() {
             let restore = prefetch.unwrap_or(cap);
             self.rpc(ch, c.basic_qos(restore, BasicQosOptions { global: false }))
                 .await?;
@@ -506,6 +518,7 @@ impl AmqpSession<'_> {
         let consumer = consumed?;
         let tag = consumer.tag();
         let st = self.channels.get_mut(&ch).expect("checked open");
+        let gen = st.gen;
         st.consumers.insert(tag.clone());
         if s.no_ack {
             st.no_ack.insert(tag.clone());
@@ -513,8 +526,10 @@ impl AmqpSession<'_> {
         let end_tag = tag.clone();
         let item_tag = tag.clone();
         let stream = consumer
-            .map(move |d| -> ConsumerItem { (ch, item_tag.clone(), Some(d)) })
-            .chain(futures::stream::once(async move { (ch, end_tag, None) }));
+            .map(move |d| -> ConsumerItem { (ch, gen, item_tag.clone(), Some(d)) })
+            .chain(futures::stream::once(
+                async move { (ch, gen, end_tag, None) },
+            ));
         self.consumers.push(stream.boxed());
         let ok = basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag });
         self.reply(ch, s.nowait, AMQPClass::Basic(ok)).await;
@@ -539,8 +554,10 @@ impl AmqpSession<'_> {
         self.check(ch, Perm::Write, Resource::Exchange, exchange)?;
         let c = self.broker_channel(ch)?;
         let st = self.channels.get(&ch).expect("checked open");
-        // Returns of mandatory publishes reach lapin only in confirm mode.
-        if p.mandatory && !st.broker_confirm && !st.tx {
+        // In confirm mode lapin reports what the broker does with each publish: returns of
+        // mandatory ones, and the channel closing (a missing exchange is a 404 that would
+        // otherwise go unnoticed until the channel's next method).
+        if !st.broker_confirm && !st.tx {
             self.rpc(ch, c.confirm_select(ConfirmSelectOptions { nowait: false }))
                 .await?;
             self.channels
@@ -582,14 +599,23 @@ impl AmqpSession<'_> {
                 Some(r) => futures::future::ready(r).boxed(),
                 None => sent,
             };
+            let gen = st.gen;
             self.confirms
-                .push_back(answer.map(move |r| (ch, tag, r)).boxed());
+                .push_back(answer.map(move |r| (ch, gen, tag, r)).boxed());
         }
         Ok(())
     }
 
-    pub(super) async fn on_confirm(&mut self, (ch, tag, r): super::Confirmed) -> Result<(), Fault> {
-        if self.channels.get(&ch).is_none_or(|c| c.chan.is_none()) {
+    pub(super) async fn on_confirm(
+        &mut self,
+        (ch, gen, tag, r): super::Confirmed,
+    ) -> Result<(), Fault> {
+        // A confirm of a channel closed since (its number may be open again) is dropped.
+        if self
+            .channels
+            .get(&ch)
+            .is_none_or(|c| c.chan.is_none() || c.gen != gen)
+        {
             return Ok(());
         }
         let (ack, returned) = match r {
@@ -631,8 +657,15 @@ impl AmqpSession<'_> {
         Ok(())
     }
 
-    pub(super) async fn on_delivery(&mut self, (ch, tag, d): ConsumerItem) -> Result<(), Fault> {
-        let Some(st) = self.channels.get_mut(&ch).filter(|s| s.chan.is_some()) else {
+    pub(super) async fn on_delivery(
+        &mut self,
+        (ch, gen, tag, d): ConsumerItem,
+    ) -> Result<(), Fault> {
+        let Some(st) = self
+            .channels
+            .get_mut(&ch)
+            .filter(|s| s.chan.is_some() && s.gen == gen)
+        else {
             return Ok(());
         };
         let d = match d {

@@ -34,6 +34,9 @@ use crate::acl::Grant;
 use crate::AmqpBridge;
 use fault::{broker_gone, Close, Fault};
 
+/// Publishes waiting for the broker's confirm before the session stops reading the client.
+const MAX_UNCONFIRMED: usize = 4096;
+
 /// Deliveries taken from lapin per wake before the loop looks at the client again.
 const DELIVERY_BATCH: usize = 64;
 
@@ -41,14 +44,19 @@ const DELIVERY_BATCH: usize = 64;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A delivery (or the end of its consumer, `None`) tagged with its client channel.
-type ConsumerItem = (u16, ShortString, Option<lapin::Result<Delivery>>);
+/// The `u64` is the channel's generation: items of a closed channel whose number was
+/// opened again are dropped.
+type ConsumerItem = (u16, u64, ShortString, Option<lapin::Result<Delivery>>);
 
 /// A publish's confirm: channel, the client's delivery tag (0 when the client did not ask
 /// for confirms), and the broker's answer.
-type Confirmed = (u16, u64, lapin::Result<Confirmation>);
+type Confirmed = (u16, u64, u64, lapin::Result<Confirmation>);
 
 /// A client channel and the pooled broker channel behind it.
 struct ChannelState {
+    /// Unique within the session, so late items of a closed channel are told apart from
+    /// those of a reopened one with the same number.
+    gen: u64,
     /// `None` once the gateway sent Channel.Close: frames are dropped until Close-Ok.
     chan: Option<Chan>,
     assembler: Assembler,
@@ -77,26 +85,30 @@ struct ChannelState {
 }
 
 impl ChannelState {
-    /// Settle `tag` (and every earlier one with `multiple`; tag 0 with `multiple` is all of
-    /// them, as at RabbitMQ). False for a tag that is not outstanding.
-    fn settle(&mut self, tag: u64, multiple: bool) -> bool {
+    /// Settle `tag` (and every earlier one with `multiple`). Tag 0 with `multiple` is all of
+    /// them, as at RabbitMQ; it goes to the broker as the highest outstanding tag, because
+    /// lapin takes a 0 to drop the deliveries it holds and has not handed over yet. `Ok(None)`:
+    /// nothing outstanding to settle; `Err`: a tag that is not outstanding.
+    fn settle(&mut self, tag: u64, multiple: bool) -> Result<Option<u64>, ()> {
         if multiple && tag == 0 {
+            let last = self.unacked.last().copied();
             self.unacked.clear();
-            return true;
+            return Ok(last);
         }
         if !self.unacked.contains(&tag) {
-            return false;
+            return Err(());
         }
         if multiple {
             self.unacked = self.unacked.split_off(&(tag + 1));
         } else {
             self.unacked.remove(&tag);
         }
-        true
+        Ok(Some(tag))
     }
 
-    fn new(chan: Chan) -> ChannelState {
+    fn new(chan: Chan, gen: u64) -> ChannelState {
         ChannelState {
+            gen,
             chan: Some(chan),
             assembler: Assembler::new(),
             confirm: false,
@@ -135,6 +147,8 @@ pub struct AmqpSession<'a> {
     own_pool: bool,
     /// The pooled connection the client's channels are on, once it has one.
     slot: Option<usize>,
+    /// The last channel generation handed out.
+    generation: u64,
     broker: String,
     channels: HashMap<u16, ChannelState>,
     consumers: SelectAll<BoxStream<'static, ConsumerItem>>,
@@ -166,6 +180,7 @@ impl<'a> AmqpSession<'a> {
             pool: None,
             own_pool: false,
             slot: None,
+            generation: 0,
             broker: rabbitmq_pool::endpoint(&b.uri),
             channels: HashMap::new(),
             consumers: SelectAll::new(),
@@ -207,6 +222,9 @@ impl<'a> AmqpSession<'a> {
             Some(p) => p.watch_up(),
             None => return Err(BridgeError::internal("no broker connection after login")),
         };
+        // Heart-beats are counted from Open-Ok: the handshake (a login check) is not silence.
+        self.last_heard = Instant::now();
+        self.last_sent = Instant::now();
         let beat = (self.heartbeat > 0).then(|| Duration::from_secs(u64::from(self.heartbeat)));
         // Half the interval, as RabbitMQ sends them; a disabled heart-beat still ticks, rarely.
         let period = beat.map_or(Duration::from_secs(3600), |b| b / 2);
@@ -229,7 +247,9 @@ impl<'a> AmqpSession<'a> {
                         break Stop::Fault(Fault::Connection(
                             broker_gone("the gateway is shutting down")));
                     }
-                    msg = incoming.recv() => {
+                    // A client publishing faster than the broker confirms is read no further until
+                // the broker catches up: backpressure on that client, bounded memory here.
+                msg = incoming.recv(), if self.confirms.len() < MAX_UNCONFIRMED => {
                         let Some(msg) = msg else { break Stop::Done };
                         self.last_heard = Instant::now();
                         self.buf.extend_from_slice(&msg.payload());
@@ -447,15 +467,29 @@ impl<'a> AmqpSession<'a> {
         let pool = self.pool.clone().expect("logged in");
         // A client's channels share one broker connection, as they would at RabbitMQ:
         // its exclusive queues are then usable from all of them.
-        let opened = match self.slot {
-            Some(i) => pool.channel_on(i).await,
-            None => pool.channel_and_slot().await.map(|(c, i)| {
+        let slot = self.slot;
+        let opened = async {
+            match slot {
+                Some(i) => pool.channel_on(i).await.map(|c| (c, i)),
+                None => pool.channel_and_slot().await,
+            }
+        };
+        let chan = match tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, opened).await {
+            Ok(Ok((c, i))) => {
                 self.slot = Some(i);
                 c
-            }),
+            }
+            Ok(Err(e)) => return Err(Fault::BrokerGone(e.message)),
+            Err(_) => {
+                return Err(Fault::BrokerGone(format!(
+                    "no channel from RabbitMQ within {:?}",
+                    rabbitmq_pool::RPC_TIMEOUT
+                )))
+            }
         };
-        let chan = opened.map_err(|e| Fault::BrokerGone(e.message))?;
-        self.channels.insert(ch, ChannelState::new(chan));
+        self.generation += 1;
+        self.channels
+            .insert(ch, ChannelState::new(chan, self.generation));
         self.b.metrics.channels.increment(1.0);
         self.send_method(
             ch,
