@@ -39,7 +39,7 @@ struct AmqpBridge {
     reachable: Arc<AtomicBool>,
     credentials: Arc<dyn CredentialCheck>,
     acl: acl::Acl,
-    exclusive: exclusive::Owners,
+    exclusive: Arc<exclusive::Owners>,
     metrics: Arc<AmqpMetrics>,
 }
 
@@ -141,7 +141,7 @@ impl BridgeFactory for AmqpFactory {
             reachable: Arc::new(AtomicBool::new(false)),
             credentials: ctx.credentials,
             acl,
-            exclusive: exclusive::Owners::default(),
+            exclusive: Arc::default(),
             metrics,
         }))
     }

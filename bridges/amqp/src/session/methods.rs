@@ -405,6 +405,21 @@ impl AmqpSession<'_> {
                 let commit = matches!(m, AMQPClass::Tx(tx::AMQPMethod::Commit(_)));
                 if commit {
                     self.rpc(ch, c.tx_commit()).await?;
+                    // Unroutable mandatory publishes of the transaction come back at commit,
+                    // before Commit-Ok; without confirm mode lapin holds them until asked.
+                    let returned = self.rpc(ch, c.wait_for_confirms()).await?;
+                    for ret in returned {
+                        self.b.metrics.returns.increment(1);
+                        self.b.metrics.method_out(60);
+                        let frames = deliver::returned(
+                            ch,
+                            ret.reply_code,
+                            &ret.reply_text,
+                            &ret.delivery,
+                            self.frame_max,
+                        );
+                        self.send_all(frames).await;
+                    }
                     let ok = tx::AMQPMethod::CommitOk(tx::CommitOk {});
                     self.send_method(ch, AMQPClass::Tx(ok)).await;
                 } else {

@@ -624,32 +624,69 @@ impl<'a> AmqpSession<'a> {
     }
 
     /// The session is over: its queues go, its broker channels close.
+    /// The session is over: its queues go, its broker channels close. Done on a task of its
+    /// own, so it completes even when the transport stops waiting for this session.
     async fn cleanup(&mut self) {
-        let pool = self.pool.clone();
         let open = self.channels.values().filter(|c| c.chan.is_some()).count();
         self.b.metrics.channels.decrement(open as f64);
         self.consumers = SelectAll::new();
         self.confirms = FuturesOrdered::new();
-        let chans: Vec<Chan> = self.channels.drain().filter_map(|(_, c)| c.chan).collect();
-        if let (Some(pool), false) = (&pool, self.owned.is_empty()) {
-            if let Ok(chan) = pool.channel().await {
-                for q in std::mem::take(&mut self.owned) {
+        let job = Cleanup {
+            chans: self.channels.drain().filter_map(|(_, c)| c.chan).collect(),
+            owned: std::mem::take(&mut self.owned),
+            pool: self.pool.clone(),
+            slot: self.slot,
+            own_pool: self.own_pool,
+            owners: self.b.exclusive.clone(),
+            session: self.info.id,
+        };
+        let _ = tokio::spawn(job.run()).await;
+    }
+}
+
+struct Cleanup {
+    chans: Vec<Chan>,
+    owned: Vec<String>,
+    pool: Option<Arc<Pool>>,
+    slot: Option<usize>,
+    own_pool: bool,
+    owners: Arc<crate::exclusive::Owners>,
+    session: u64,
+}
+
+impl Cleanup {
+    async fn run(self) {
+        if !self.owned.is_empty() {
+            // Exclusive queues can only be deleted from the connection that declared them:
+            // one of the session's channels, or a new one on its connection.
+            let spare = match (
+                self.chans.iter().find(|c| c.usable()),
+                &self.pool,
+                self.slot,
+            ) {
+                (Some(_), _, _) => None,
+                (None, Some(pool), Some(i)) => {
+                    tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, pool.channel_on(i))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                _ => None,
+            };
+            if let Some(chan) = self.chans.iter().find(|c| c.usable()).or(spare.as_ref()) {
+                // One at a time: a channel's synchronous methods wait for their replies.
+                for q in &self.owned {
                     let del = chan.queue_delete(q.as_str().into(), Default::default());
                     let _ = tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, del).await;
-                    self.b.exclusive.release(&q, self.info.id);
                 }
             }
         }
-        for q in std::mem::take(&mut self.owned) {
-            self.b.exclusive.release(&q, self.info.id);
+        for q in &self.owned {
+            self.owners.release(q, self.session);
         }
-        for chan in chans {
-            close_broker_channel(chan).await;
-        }
-        if self.own_pool {
-            if let Some(pool) = pool {
-                pool.close().await;
-            }
+        futures::future::join_all(self.chans.into_iter().map(close_broker_channel)).await;
+        if let (true, Some(pool)) = (self.own_pool, self.pool) {
+            pool.close().await;
         }
     }
 }
