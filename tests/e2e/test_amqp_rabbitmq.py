@@ -21,7 +21,7 @@ import bcrypt
 import pytest
 
 from amqp_util import (RawAmqp, amqp_service, method, publish, queue_declare_args,
-                       QUEUE_DECLARE)
+                       shortstr, table, QUEUE_DECLARE)
 from rabbit_util import private_rabbit, wait_ready
 
 USERS = {"worker": ("w-pass", ["worker"]), "ops": ("o-pass", ["ops"])}
@@ -30,6 +30,11 @@ ACL = [
     {"roles": ["ops"], "configure": ["*"], "write": ["*"], "read": ["*"]},
 ]
 _ids = iter(range(10**6))
+
+
+def exchange_declare_args(name: str, kind: str) -> bytes:
+    # reserved-1, exchange, type, passive/durable/auto-delete/internal/no-wait bits, arguments
+    return b"\x00\x00" + shortstr(name) + shortstr(kind) + b"\x00" + table({})
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +106,23 @@ def test_a_publish_to_a_missing_exchange_closes_the_channel_with_the_brokers_404
         c.send(publish(2, "", q, b"still here"))
         assert c.get_eventually(2, q).body == b"still here"
         c.close()
+
+
+def test_an_exchange_type_the_broker_may_not_have_is_refused_to_that_client_alone(gw):
+    # RabbitMQ closes the whole connection for an unknown type; here it is shared, so the
+    # gateway answers itself and everyone else on the pooled connection carries on.
+    other = login(gw, "ops")
+    other.open_channel(1)
+    with login(gw, "ops") as c:
+        c.open_channel(1)
+        c.send(method(1, 40, 10, exchange_declare_args("odd.x", "x-not-installed")))
+        close = c.expect_connection_close()
+        assert close.reply_code == 503, close
+        assert "x-not-installed" in close.reply_text, close
+    q = other.declare_queue(1, "", exclusive=True)
+    other.send(publish(1, "", q, b"unaffected"))
+    assert other.get_eventually(1, q).body == b"unaffected"
+    other.close()
 
 
 def test_exclusive_and_server_named_queues_belong_to_their_session(gw, rabbit):

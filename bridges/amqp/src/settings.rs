@@ -33,6 +33,12 @@ pub struct AmqpSettings {
     /// this many messages at the gateway per consumer.
     #[serde(default = "default_max_prefetch")]
     pub max_prefetch: u16,
+    /// Plugin exchange types (`x-...`) clients may declare, beside direct, fanout, topic and
+    /// headers. RabbitMQ answers an unknown type with a connection error, which would close
+    /// a pooled connection shared by other clients, so only types the broker has are let
+    /// through; the rest get 503 COMMAND_INVALID on the client's own connection.
+    #[serde(default)]
+    pub exchange_types: Vec<String>,
     /// Whether a broker outage turns the gateway's `/readyz` 503 (upgrades to this service
     /// are refused with 503 either way). Off for a service that is optional, such as the
     /// built-in default on a machine without RabbitMQ.

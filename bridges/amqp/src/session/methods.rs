@@ -152,7 +152,8 @@ impl AmqpSession<'_> {
                 if !d.passive {
                     self.check(ch, Perm::Configure, Resource::Exchange, name)?;
                 }
-                let kind = exchange_kind(d.kind.as_str(), d.passive)?;
+                let kind =
+                    exchange_kind(d.kind.as_str(), d.passive, &self.b.settings.exchange_types)?;
                 let opts = ExchangeDeclareOptions {
                     passive: d.passive,
                     durable: d.durable,
@@ -722,15 +723,15 @@ impl AmqpSession<'_> {
     }
 }
 
-/// The exchange types RabbitMQ has, and plugins' `x-` types; anything else would be a
-/// connection error at the broker, closing the shared connection.
-fn exchange_kind(kind: &str, passive: bool) -> Result<ExchangeKind, Fault> {
+/// The exchange types RabbitMQ has, and the plugin types the operator listed; anything else
+/// would be a connection error at the broker, closing the shared connection.
+fn exchange_kind(kind: &str, passive: bool, plugins: &[String]) -> Result<ExchangeKind, Fault> {
     Ok(match kind {
         "direct" | "" => ExchangeKind::Direct,
         "fanout" => ExchangeKind::Fanout,
         "topic" => ExchangeKind::Topic,
         "headers" => ExchangeKind::Headers,
-        k if k.starts_with("x-") || passive => ExchangeKind::Custom(k.to_string()),
+        k if passive || plugins.iter().any(|p| p == k) => ExchangeKind::Custom(k.to_string()),
         k => {
             return Err(Fault::connection(
                 COMMAND_INVALID,
