@@ -95,6 +95,22 @@ impl AmqpSession<'_> {
         ))
     }
 
+    /// A binding writes to its destination (an exchange, or a queue, which may be the
+    /// session's own) and reads from its source exchange, as RabbitMQ checks it.
+    fn check_binding(
+        &self,
+        ch: u16,
+        kind: Resource,
+        destination: &str,
+        source: &str,
+    ) -> Result<(), Fault> {
+        match kind {
+            Resource::Queue => self.check_queue(ch, Perm::Write, destination)?,
+            Resource::Exchange => self.check(ch, Perm::Write, Resource::Exchange, destination)?,
+        }
+        self.check(ch, Perm::Read, Resource::Exchange, source)
+    }
+
     /// Exclusive queues of other sessions are off limits, as across RabbitMQ connections.
     fn check_owner(&self, ch: u16, queue: &str) -> Result<(), Fault> {
         if self.b.exclusive.usable_by(queue, self.info.id) {
@@ -180,8 +196,12 @@ impl AmqpSession<'_> {
                 self.reply(ch, d.nowait, AMQPClass::Exchange(ok)).await;
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Bind(b)) => {
-                self.check(ch, Perm::Write, Resource::Exchange, b.destination.as_str())?;
-                self.check(ch, Perm::Read, Resource::Exchange, b.source.as_str())?;
+                self.check_binding(
+                    ch,
+                    Resource::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                )?;
                 let f = c.exchange_bind(
                     b.destination,
                     b.source,
@@ -194,8 +214,12 @@ impl AmqpSession<'_> {
                 self.reply(ch, b.nowait, AMQPClass::Exchange(ok)).await;
             }
             AMQPClass::Exchange(exchange::AMQPMethod::Unbind(b)) => {
-                self.check(ch, Perm::Write, Resource::Exchange, b.destination.as_str())?;
-                self.check(ch, Perm::Read, Resource::Exchange, b.source.as_str())?;
+                self.check_binding(
+                    ch,
+                    Resource::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                )?;
                 let f = c.exchange_unbind(
                     b.destination,
                     b.source,
@@ -209,8 +233,7 @@ impl AmqpSession<'_> {
             }
             AMQPClass::Queue(queue::AMQPMethod::Declare(d)) => self.declare_queue(ch, c, d).await?,
             AMQPClass::Queue(queue::AMQPMethod::Bind(b)) => {
-                self.check_queue(ch, Perm::Write, b.queue.as_str())?;
-                self.check(ch, Perm::Read, Resource::Exchange, b.exchange.as_str())?;
+                self.check_binding(ch, Resource::Queue, b.queue.as_str(), b.exchange.as_str())?;
                 let f = c.queue_bind(
                     b.queue,
                     b.exchange,
@@ -223,8 +246,7 @@ impl AmqpSession<'_> {
                 self.reply(ch, b.nowait, AMQPClass::Queue(ok)).await;
             }
             AMQPClass::Queue(queue::AMQPMethod::Unbind(b)) => {
-                self.check_queue(ch, Perm::Write, b.queue.as_str())?;
-                self.check(ch, Perm::Read, Resource::Exchange, b.exchange.as_str())?;
+                self.check_binding(ch, Resource::Queue, b.queue.as_str(), b.exchange.as_str())?;
                 let f = c.queue_unbind(b.queue, b.exchange, b.routing_key, b.arguments);
                 self.rpc(ch, f).await?;
                 let ok = queue::AMQPMethod::UnbindOk(queue::UnbindOk {});
