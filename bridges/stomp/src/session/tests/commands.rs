@@ -12,8 +12,7 @@ const SUB: Command = Command::Subscribe;
 
 #[tokio::test]
 async fn subscribe_without_id_is_refused_on_1_2() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("destination", "/queue/a")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "missing id header")
@@ -41,8 +40,7 @@ async fn on_1_0_the_destination_names_a_subscription_without_id() {
 
 #[tokio::test]
 async fn a_duplicate_subscription_id_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "0"), ("destination", "/queue/a")]);
     s.send(SUB, &[("id", "0"), ("destination", "/topic/b")]);
     s.fails_with(EndKind::ProtocolError, "duplicate subscription id")
@@ -51,8 +49,7 @@ async fn a_duplicate_subscription_id_is_refused() {
 
 #[tokio::test]
 async fn a_queue_keeps_a_send_for_a_later_subscriber() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send_body(
         SEND,
         &[
@@ -100,8 +97,7 @@ async fn a_queue_message_goes_to_one_of_two_consumers() {
 
 #[tokio::test]
 async fn a_topic_send_reaches_a_subscriber_after_its_receipt() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     // Queued together: the SEND is handled right after the SUBSCRIBE.
     s.send(
         SUB,
@@ -173,8 +169,7 @@ async fn resubscribe(s: &mut Stomp) {
 
 #[tokio::test]
 async fn ack_client_is_cumulative() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let ids = three_to_ack(&mut s, "client").await;
     s.send(Command::Ack, &[("id", &ids[1]), ("receipt", "acked")]);
     s.receipt("acked").await;
@@ -189,8 +184,7 @@ async fn ack_client_is_cumulative() {
 
 #[tokio::test]
 async fn a_cumulative_ack_settles_the_earlier_ids() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let ids = three_to_ack(&mut s, "client").await;
     s.send(Command::Ack, &[("id", &ids[1])]);
     s.send(Command::Ack, &[("id", &ids[0])]);
@@ -202,8 +196,7 @@ async fn a_cumulative_ack_settles_the_earlier_ids() {
 
 #[tokio::test]
 async fn ack_client_individual_settles_one() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let ids = three_to_ack(&mut s, "client-individual").await;
     s.send(Command::Ack, &[("id", &ids[1]), ("receipt", "acked")]);
     s.receipt("acked").await;
@@ -247,8 +240,7 @@ async fn on_1_1_acks_name_the_message_id() {
 
 #[tokio::test]
 async fn nack_redelivers_flagged() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         SUB,
         &[
@@ -278,8 +270,7 @@ async fn nack_redelivers_flagged() {
 
 #[tokio::test]
 async fn an_unknown_ack_id_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Ack, &[("id", "nope")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "unknown id in ACK")
@@ -292,8 +283,7 @@ async fn an_unknown_ack_id_is_refused() {
 
 #[tokio::test]
 async fn an_unknown_nack_id_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Nack, &[("id", "nope")]);
     s.fails_with(EndKind::ProtocolError, "unknown id in NACK")
         .await;
@@ -301,8 +291,7 @@ async fn an_unknown_nack_id_is_refused() {
 
 #[tokio::test]
 async fn an_ack_on_an_auto_subscription_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "s"), ("destination", "/queue/q")]);
     s.send_body(SEND, &[("destination", "/queue/q")], "auto");
     let m = s.message("auto").await;
@@ -313,8 +302,7 @@ async fn an_ack_on_an_auto_subscription_is_refused() {
 
 #[tokio::test]
 async fn commit_applies_the_held_send() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "s"), ("destination", "/queue/t")]);
     s.send(Command::Begin, &[("transaction", "tx")]);
     s.send_body(
@@ -341,8 +329,7 @@ async fn commit_applies_the_held_send() {
 
 #[tokio::test]
 async fn abort_drops_the_held_send() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "s"), ("destination", "/queue/t")]);
     s.send(Command::Begin, &[("transaction", "tx")]);
     s.send_body(
@@ -360,8 +347,7 @@ async fn abort_drops_the_held_send() {
 
 #[tokio::test]
 async fn a_transactional_ack_waits_for_commit() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let ids = three_to_ack(&mut s, "client-individual").await;
     s.send(Command::Begin, &[("transaction", "tx")]);
     s.send(Command::Ack, &[("id", &ids[0]), ("transaction", "tx")]);
@@ -380,8 +366,7 @@ async fn a_transactional_ack_waits_for_commit() {
 
 #[tokio::test]
 async fn a_send_in_an_unknown_transaction_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         SEND,
         &[("destination", "/queue/t"), ("transaction", "nope")],
@@ -397,8 +382,7 @@ async fn a_send_in_an_unknown_transaction_is_refused() {
 
 #[tokio::test]
 async fn abort_of_an_unknown_transaction_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Abort, &[("transaction", "nope")]);
     s.fails_with(EndKind::ProtocolError, "unknown transaction")
         .await;
@@ -406,8 +390,7 @@ async fn abort_of_an_unknown_transaction_is_refused() {
 
 #[tokio::test]
 async fn a_transaction_begun_twice_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Begin, &[("transaction", "tx")]);
     s.send(Command::Begin, &[("transaction", "tx")]);
     s.fails_with(EndKind::ProtocolError, "transaction already begun")
@@ -427,8 +410,7 @@ async fn a_transaction_holds_at_most_the_configured_frames() {
 
 #[tokio::test]
 async fn unsubscribe_stops_deliveries() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "t"), ("destination", "/topic/t")]);
     s.send_body(SEND, &[("destination", "/topic/t")], "before");
     s.message("before").await;
@@ -442,8 +424,7 @@ async fn unsubscribe_stops_deliveries() {
 
 #[tokio::test]
 async fn unsubscribe_of_an_unknown_id_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Unsubscribe, &[("id", "nope")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "unknown subscription")
@@ -456,8 +437,7 @@ async fn unsubscribe_of_an_unknown_id_is_refused() {
 
 #[tokio::test]
 async fn an_invalid_send_destination_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SEND, &[("destination", "/bogus/x")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "invalid destination")
@@ -470,8 +450,7 @@ async fn an_invalid_send_destination_is_refused() {
 
 #[tokio::test]
 async fn wildcards_are_for_subscribe_only() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SEND, &[("destination", "/topic/a.*")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "invalid destination")
@@ -481,8 +460,7 @@ async fn wildcards_are_for_subscribe_only() {
 
 #[tokio::test]
 async fn a_partial_wildcard_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SUB, &[("id", "0"), ("destination", "/topic/a*")]);
     s.fails_with(EndKind::ProtocolError, "invalid destination")
         .await;
@@ -490,8 +468,7 @@ async fn a_partial_wildcard_is_refused() {
 
 #[tokio::test]
 async fn send_without_destination_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send_body(SEND, &[], "where?");
     s.fails_with(EndKind::ProtocolError, "missing destination header")
         .await;
@@ -499,8 +476,7 @@ async fn send_without_destination_is_refused() {
 
 #[tokio::test]
 async fn an_unknown_ack_mode_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         SUB,
         &[
@@ -514,8 +490,7 @@ async fn an_unknown_ack_mode_is_refused() {
 
 #[tokio::test]
 async fn a_bad_prefetch_count_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         SUB,
         &[
@@ -540,8 +515,7 @@ async fn too_many_subscriptions_are_refused() {
 
 #[tokio::test]
 async fn rabbitmq_destinations_are_refused_by_the_embedded_broker() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(SEND, &[("destination", "/exchange/logs/x")]);
     let e = s.fails(EndKind::PolicyViolation).await;
     assert!(

@@ -313,8 +313,7 @@ async fn a_frame_before_connect_is_refused() {
 
 #[tokio::test]
 async fn a_second_connect_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Connect, &[("accept-version", "1.2")]);
     s.fails_with(EndKind::ProtocolError, "already connected")
         .await;

@@ -8,8 +8,7 @@ use super::{body, bridge, frame, header, Stomp};
 
 #[tokio::test]
 async fn an_error_names_the_failing_frames_receipt() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         Command::Send,
         &[("destination", "/bogus"), ("receipt", "r-7")],
@@ -23,8 +22,7 @@ async fn an_error_names_the_failing_frames_receipt() {
 
 #[tokio::test]
 async fn an_error_without_receipt_names_none() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Unsubscribe, &[("id", "x")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "unknown subscription")
@@ -57,8 +55,7 @@ async fn a_policy_error_names_the_receipt() {
 
 #[tokio::test]
 async fn frames_after_the_failing_one_are_not_handled() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     // Both in one WebSocket message: the second never runs, so no RECEIPT.
     let mut bytes = frame(Command::Ack, &[("id", "nope")], "")
         .payload()
@@ -78,8 +75,7 @@ async fn frames_after_the_failing_one_are_not_handled() {
 
 #[tokio::test]
 async fn later_messages_are_not_handled_either() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Ack, &[("id", "nope")]);
     s.send(Command::Begin, &[("transaction", "t"), ("receipt", "r")]);
     s.fails_with(EndKind::ProtocolError, "unknown id in ACK")
@@ -88,8 +84,7 @@ async fn later_messages_are_not_handled_either() {
 
 #[tokio::test]
 async fn malformed_bytes_end_the_session() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.client.send(Message::text("HELLO\n\n\0"));
     s.fails_with(EndKind::ProtocolError, "malformed frame")
         .await;
@@ -110,8 +105,7 @@ async fn a_frame_over_the_size_limit_ends_the_session() {
 
 #[tokio::test]
 async fn a_frame_split_across_messages_is_reassembled() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let whole = frame(
         Command::Begin,
         &[("transaction", "t"), ("receipt", "split")],
@@ -127,8 +121,7 @@ async fn a_frame_split_across_messages_is_reassembled() {
 
 #[tokio::test]
 async fn a_server_frame_from_the_client_is_refused() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Message, &[("destination", "/queue/a")]);
     let e = s
         .fails_with(EndKind::ProtocolError, "unexpected command")
@@ -141,8 +134,7 @@ async fn a_server_frame_from_the_client_is_refused() {
 
 #[tokio::test]
 async fn an_error_after_subscriptions_still_ends_the_outbox() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         Command::Subscribe,
         &[("id", "t"), ("destination", "/topic/t")],
@@ -160,8 +152,7 @@ async fn an_error_after_subscriptions_still_ends_the_outbox() {
 
 #[tokio::test]
 async fn disconnect_with_a_receipt_ends_normally() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(Command::Disconnect, &[("receipt", "bye")]);
     s.receipt("bye").await;
     s.result().await.expect("DISCONNECT is a normal end");
@@ -169,8 +160,7 @@ async fn disconnect_with_a_receipt_ends_normally() {
 
 #[tokio::test]
 async fn disconnect_ignores_what_follows_it() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     let mut bytes = frame(Command::Disconnect, &[], "").payload().to_vec();
     bytes.extend_from_slice(&frame(Command::Ack, &[("id", "nope")], "").payload());
     s.client.send(Message::binary(bytes));
@@ -190,8 +180,7 @@ async fn a_client_that_leaves_ends_normally() {
 
 #[tokio::test]
 async fn shutdown_ends_normally_without_an_error_frame() {
-    let bridge = bridge(json!({}));
-    let mut s = Stomp::connected(&bridge).await;
+    let mut s = Stomp::on_defaults().await;
     s.send(
         Command::Subscribe,
         &[("id", "t"), ("destination", "/topic/t")],

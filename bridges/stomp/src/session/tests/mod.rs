@@ -97,6 +97,11 @@ impl Stomp {
         Self::connected_with(bridge, &[("accept-version", "1.2")]).await
     }
 
+    /// A plain session on a bridge with default settings, CONNECTed as STOMP 1.2.
+    pub async fn on_defaults() -> Stomp {
+        Self::connected(&bridge(serde_json::json!({}))).await
+    }
+
     /// A plain session on `bridge`, CONNECTed with these headers.
     pub async fn connected_with(bridge: &Arc<dyn Bridge>, headers: &[(&str, &str)]) -> Stomp {
         let mut s = Stomp::open(bridge, testkit::session());
