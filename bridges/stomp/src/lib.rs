@@ -11,6 +11,7 @@ mod message;
 mod metrics;
 mod session;
 mod settings;
+mod stream;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ struct StompBridge {
     credentials: Arc<dyn CredentialCheck>,
     acl: acl::Acl,
     metrics: Arc<StompMetrics>,
+    streams: stream::Streams,
     /// The embedded broker, when it is the backend: the demo feed publishes into it.
     embedded: Option<Arc<EmbeddedBroker>>,
 }
@@ -61,6 +63,7 @@ impl Bridge for StompBridge {
 
     fn start(&self, bg: Background) {
         self.backend.start(&bg);
+        stream::start_feeds(&self.streams, &bg, self.backend.clone(), &self.metrics);
         if let (Some(broker), Some(demo)) = (&self.embedded, &self.settings.demo) {
             demo::start(&bg, broker.clone(), demo.clone());
         }
@@ -92,6 +95,7 @@ impl BridgeFactory for StompFactory {
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         let metrics = StompMetrics::new(&ctx.service);
         acl::describe();
+        stream::describe_metrics();
         let mut credentials = ctx.credentials;
         if !settings.backend.is_embedded()
             && settings.credentials == settings::Credentials::PassThrough
@@ -127,7 +131,9 @@ impl BridgeFactory for StompFactory {
                 .map_err(|e| SettingsError::new("backend", e))?,
             ),
         };
+        let streams = stream::Streams::new(&settings.streams, &metrics);
         Ok(Arc::new(StompBridge {
+            streams,
             settings,
             backend,
             credentials,
@@ -147,6 +153,13 @@ impl BridgeFactory for StompFactory {
                     "policy": "conflate",
                     "conflate_key": "destination",
                     "queue": 64
+                }],
+                // The dashboard's snapshot on subscribe and resume after a reconnect.
+                "stream": [{
+                    "destination": "/topic/prices.",
+                    "history": 10000,
+                    "history_age": "5m",
+                    "snapshot_keys": 10000
                 }]
             }),
             allow_no_subprotocol: false,

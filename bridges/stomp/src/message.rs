@@ -17,6 +17,10 @@ const RESERVED: &[&str] = &[
     "receipt",
     "transaction",
     "redelivered",
+    // Stream positions and marks are the gateway's (see `crate::stream`).
+    "position",
+    "snapshot",
+    "resumed",
 ];
 
 pub struct SharedMessage {
@@ -44,6 +48,39 @@ impl SharedMessage {
             body,
             encoded: Mutex::new(Vec::new()),
         }
+    }
+
+    /// This message with one more header of the gateway's own (a stream position, a
+    /// snapshot mark), or that header replaced; the body is shared, not copied.
+    pub fn with_header(&self, name: &str, value: &str) -> SharedMessage {
+        let mut headers = Headers::new();
+        for (k, v) in self.headers.iter() {
+            if k != name {
+                headers.push(k, v);
+            }
+        }
+        headers.push(name, value);
+        SharedMessage {
+            destination: self.destination.clone(),
+            message_id: self.message_id.clone(),
+            headers,
+            body: self.body.clone(),
+            encoded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Bytes this message holds, roughly, for the memory a stream reports.
+    pub fn retained_bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 16)
+            .sum();
+        std::mem::size_of::<SharedMessage>()
+            + self.destination.len()
+            + self.message_id.len()
+            + headers
+            + self.body.len()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

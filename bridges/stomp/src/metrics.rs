@@ -83,6 +83,10 @@ impl StompMetrics {
     }
 
     /// A topic message reached `deliveries` subscribers; a queue message, one consumer.
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
     pub(crate) fn published(&self, kind: &'static str, deliveries: u64) {
         let (published, fanout) = if kind == "queue" {
             (&self.published_queue, &self.fanout_queue)

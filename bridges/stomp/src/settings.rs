@@ -78,6 +78,10 @@ pub struct StompSettings {
     /// Slow-consumer policies by destination prefix; the first matching rule wins.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyRule>,
+    /// Topic prefixes whose messages the gateway numbers and remembers, for last-value
+    /// snapshots and resume after a reconnect (see `crate::stream`).
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamRule>,
     /// The built-in demo price feed.
     #[serde(default)]
     pub demo: Option<DemoSettings>,
@@ -109,6 +113,55 @@ pub struct PolicyRule {
     pub conflate_key: Option<String>,
 }
 
+fn stream_history() -> usize {
+    10_000
+}
+fn stream_history_age() -> Duration {
+    Duration::from_secs(300)
+}
+fn stream_snapshot_keys() -> usize {
+    10_000
+}
+
+/// Whether a subscription inside a stream gets the snapshot without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotMode {
+    /// Only with the SUBSCRIBE header `snapshot:true`.
+    #[default]
+    OnRequest,
+    Always,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRule {
+    /// Topic prefix ending at a word boundary, e.g. `/topic/prices.` (or `/topic/` for all).
+    pub destination: String,
+    /// Messages kept for resume, at most...
+    #[serde(default = "stream_history")]
+    pub history: usize,
+    /// ...and for at most this long.
+    #[serde(with = "humantime_serde", default = "stream_history_age")]
+    pub history_age: Duration,
+    /// Last values kept for snapshots (one per conflation key); the least recently
+    /// updated key goes first.
+    #[serde(default = "stream_snapshot_keys")]
+    pub snapshot_keys: usize,
+    /// `destination` (the default) or a header name such as `symbol`.
+    #[serde(default)]
+    pub conflate_key: Option<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+}
+
+impl StreamRule {
+    /// The routing-key prefix under `/topic/` ("prices." for `/topic/prices.`).
+    pub fn key_prefix(&self) -> &str {
+        self.destination.strip_prefix("/topic/").unwrap_or("")
+    }
+}
+
 fn demo_symbols() -> Vec<String> {
     [
         "AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "TSLA", "META", "IBM",
@@ -138,6 +191,44 @@ impl StompSettings {
                 "demo".into(),
                 "the demo feed runs on the embedded backend only".into(),
             ));
+        }
+        for (i, rule) in self.streams.iter().enumerate() {
+            let at = |field: &str| format!("stream[{i}].{field}");
+            let Some(key) = rule.destination.strip_prefix("/topic/") else {
+                return Err((at("destination"), "a stream is a /topic/ prefix".into()));
+            };
+            if !(key.is_empty() || key.ends_with('.'))
+                || key.split('.').any(|w| w.contains('*') || w.contains('#'))
+            {
+                return Err((
+                    at("destination"),
+                    "a stream prefix ends at a word boundary (e.g. /topic/prices.) and has no wildcards".into(),
+                ));
+            }
+            if rule.history == 0 && rule.snapshot_keys == 0 {
+                return Err((
+                    at("history"),
+                    "a stream keeps history, snapshots or both".into(),
+                ));
+            }
+            if let Some(other) = self.streams[..i].iter().find(|o| {
+                o.destination.starts_with(&rule.destination)
+                    || rule.destination.starts_with(&o.destination)
+            }) {
+                return Err((
+                    at("destination"),
+                    format!(
+                        "overlaps stream {:?}: a destination belongs to one stream",
+                        other.destination
+                    ),
+                ));
+            }
+            if !self.backend.is_embedded() && self.credentials == Credentials::PassThrough {
+                return Err((
+                    at("destination"),
+                    "streams on a broker backend need credentials = \"service\" (the gateway's own upstream subscription keeps them)".into(),
+                ));
+            }
         }
         if !(1..=64).contains(&self.pool_size) {
             return Err(("pool_size".into(), "must be between 1 and 64".into()));

@@ -89,7 +89,13 @@ impl DirectSub {
 #[derive(Clone)]
 pub enum Target {
     Direct(Arc<DirectSub>),
-    Session { inbox: Arc<Inbox>, key: SubKey },
+    Session {
+        inbox: Arc<Inbox>,
+        key: SubKey,
+    },
+    /// A stream's feed: the stream numbers and keeps the message, then fans it out to the
+    /// subscriptions inside it.
+    Stream(Arc<crate::stream::Stream>),
 }
 
 /// One local subscriber of a topic (an embedded topic-tree entry or a shared upstream's).
@@ -141,6 +147,10 @@ impl FanOut {
                     }
                     Pushed::Closed => {}
                 }
+            }
+            Target::Stream(stream) => {
+                stream.publish(msg);
+                self.delivered += 1;
             }
             Target::Session { inbox, key } => {
                 let outcome = inbox.deliver(
@@ -198,6 +208,15 @@ impl Locals {
 
     pub fn len(&self) -> usize {
         self.read().len()
+    }
+
+    /// The upstream subscription lost messages: streams it feeds start a new epoch.
+    pub fn history_lost(&self) {
+        for sub in self.read().values() {
+            if let Target::Stream(s) = &sub.target {
+                s.history_lost();
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -58,12 +58,17 @@ pub struct Subscription {
     /// For `ack:auto` topic subscriptions: the lane of the client's outbox that a topic
     /// fan-out writes to directly (see `fanout`).
     pub direct: Option<Arc<DirectSub>>,
+    /// For a stream's own subscription: the stream its messages feed.
+    pub feed: Option<Arc<crate::stream::Stream>>,
 }
 
 impl Subscription {
     /// Where a topic fan-out delivers this subscription's messages: its lane when it has
     /// one, else the session's inbox.
     pub fn fan_out_target(&self, inbox: &Arc<Inbox>) -> Target {
+        if let Some(stream) = &self.feed {
+            return Target::Stream(stream.clone());
+        }
         match &self.direct {
             Some(d) => Target::Direct(d.clone()),
             None => Target::Session {

@@ -10,6 +10,7 @@ use crate::acl::Verb;
 use crate::backend::fanout::DirectSub;
 use crate::backend::{AckMode, Subscription};
 use crate::destination::Destination;
+use crate::stream;
 
 const MAX_OPEN_TRANSACTIONS: usize = 64;
 
@@ -118,7 +119,7 @@ impl StompSession<'_> {
             let destination = Destination::parse(&format!("/temp-queue/{name}"), true)
                 .map_err(bad_destination)?;
             let id = destination.to_string();
-            self.add_subscription(id, destination, AckMode::Auto, 0)
+            self.add_subscription(id, destination, AckMode::Auto, 0, None)
                 .await?;
             let key = self.subs[&format!("/temp-queue/{name}")].key;
             self.temp_queues.insert(name.to_string(), key);
@@ -132,6 +133,7 @@ impl StompSession<'_> {
         destination: Destination,
         ack: AckMode,
         prefetch: usize,
+        wants: Option<stream::Request>,
     ) -> FrameResult {
         if self.subs.contains_key(&id) {
             return Err(StompError::protocol(
@@ -155,6 +157,15 @@ impl StompSession<'_> {
             capacity.max(prefetch)
         } else {
             capacity
+        };
+        let stream = match &destination {
+            Destination::Topic(pattern) => self.bridge.streams.find(pattern).cloned(),
+            _ => None,
+        };
+        // Room for the snapshot or the missed messages besides the live bound.
+        let capacity = match &stream {
+            Some(s) => capacity + s.backlog_estimate(&wants.unwrap_or_default()),
+            None => capacity,
         };
         let id: Arc<str> = id.into();
         // `ack:auto` topic deliveries need nothing from this session: a lane of the
@@ -186,14 +197,41 @@ impl StompSession<'_> {
             prefetch,
             version: self.version,
             direct: direct.clone(),
+            feed: None,
         };
-        if let Err(e) = self.backend().subscribe(&sub).await {
-            self.inbox.remove(key);
-            if let Some(d) = &direct {
-                d.lane.close();
+        let stream = match (stream, &destination) {
+            (Some(stream), Destination::Topic(pattern)) => {
+                let joined = stream.join(
+                    pattern,
+                    sub.local(self.info.id, &self.inbox),
+                    wants.unwrap_or_default(),
+                );
+                self.receipt_extra
+                    .push(("position", joined.position.to_string()));
+                match joined.resume {
+                    Some(Ok(())) => self.receipt_extra.push(("resume", "ok".into())),
+                    Some(Err(why)) => {
+                        self.receipt_extra.push(("resume", "reset".into()));
+                        self.receipt_extra.push(("resume-reason", why.into()));
+                    }
+                    None => {}
+                }
+                Some((stream, pattern.clone()))
             }
-            return Err(e.into());
-        }
+            _ => {
+                if let Err(e) = self.backend().subscribe(&sub).await {
+                    self.inbox.remove(key);
+                    if let Some(d) = &direct {
+                        d.lane.close();
+                    }
+                    return Err(e.into());
+                }
+                if wants.is_some_and(|w| w.resume.is_some()) {
+                    self.receipt_extra.push(("resume", "unavailable".into()));
+                }
+                None
+            }
+        };
         if let Some(d) = &direct {
             self.paused_lanes.push(d.lane.clone());
         }
@@ -207,6 +245,7 @@ impl StompSession<'_> {
                 ack,
                 outstanding: VecDeque::new(),
                 lane: direct.map(|d| d.lane.clone()),
+                stream,
             },
         );
         self.bridge.metrics.subscriptions(1.0);
@@ -238,7 +277,9 @@ impl StompSession<'_> {
                 )
             })?,
         };
-        self.add_subscription(id, destination, ack, prefetch).await
+        let wants = stream_request(&frame.headers)?;
+        self.add_subscription(id, destination, ack, prefetch, wants)
+            .await
     }
 
     pub(super) async fn unsubscribe(&mut self, frame: Frame) -> FrameResult {
@@ -257,11 +298,18 @@ impl StompSession<'_> {
         self.by_key.remove(&sub.key);
         self.acks.retain(|_, p| p.key != sub.key);
         self.bridge.metrics.subscriptions(-1.0);
-        let result = self
-            .backend()
-            .unsubscribe(sub.key)
-            .await
-            .map_err(StompError::from);
+        let result = match &sub.stream {
+            Some((stream, pattern)) => {
+                stream.leave(pattern, self.info.id, sub.key);
+                self.inbox.remove(sub.key);
+                Ok(())
+            }
+            None => self
+                .backend()
+                .unsubscribe(sub.key)
+                .await
+                .map_err(StompError::from),
+        };
         // After the backend: no fan-out reaches the lane any more, and what it still
         // held is dropped as an unsubscribed topic's messages are.
         if let Some(lane) = &sub.lane {
@@ -390,4 +438,30 @@ impl StompSession<'_> {
     pub(super) fn abort(&mut self, frame: &Frame) -> FrameResult {
         self.take_transaction(frame, "ABORT").map(drop)
     }
+}
+
+/// The SUBSCRIBE headers that ask a stream for a snapshot (`snapshot:true`) or to resume
+/// after a position (`resume:<epoch>-<seq>`); `None` when neither is present.
+fn stream_request(
+    headers: &protocol_stomp::Headers,
+) -> Result<Option<stream::Request>, StompError> {
+    let snapshot = match headers.get("snapshot") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(StompError::protocol(
+                "bad_header",
+                "bad snapshot header",
+                format!("snapshot {other:?} must be true or false."),
+            ))
+        }
+    };
+    let resume = match headers.get("resume") {
+        None => None,
+        Some(raw) => Some(
+            stream::Position::parse(raw)
+                .map_err(|e| StompError::protocol("bad_header", "bad resume header", e))?,
+        ),
+    };
+    Ok((snapshot || resume.is_some()).then_some(stream::Request { snapshot, resume }))
 }

@@ -33,6 +33,8 @@ struct SubState {
     outstanding: VecDeque<String>,
     /// The outbox lane of a direct (`ack:auto` topic) subscription.
     lane: Option<bridge_api::Lane>,
+    /// The stream serving this subscription, and its pattern there.
+    stream: Option<(Arc<crate::stream::Stream>, String)>,
 }
 
 struct PendingAck {
@@ -84,6 +86,8 @@ pub struct StompSession<'a> {
     out_scratch: VecDeque<Message>,
     /// Lanes opened by the frame being handled, resumed after its RECEIPT is queued.
     paused_lanes: Vec<bridge_api::Lane>,
+    /// Headers for the RECEIPT of the frame being handled (a stream subscription's position).
+    receipt_extra: Vec<(&'static str, String)>,
 }
 
 /// How a session's loop ended.
@@ -129,6 +133,7 @@ impl<'a> StompSession<'a> {
             disconnecting: false,
             out_scratch: VecDeque::new(),
             paused_lanes: Vec::new(),
+            receipt_extra: Vec::new(),
         }
     }
 
@@ -275,9 +280,13 @@ impl<'a> StompSession<'a> {
             }
         }
         if let Some(id) = receipt {
-            self.send_frame(Frame::new(Command::Receipt).header("receipt-id", id))
-                .await;
+            let mut frame = Frame::new(Command::Receipt).header("receipt-id", id);
+            for (k, v) in self.receipt_extra.drain(..) {
+                frame = frame.header(k, v);
+            }
+            self.send_frame(frame).await;
         }
+        self.receipt_extra.clear();
         for lane in self.paused_lanes.drain(..) {
             lane.resume();
         }
@@ -359,6 +368,11 @@ impl<'a> StompSession<'a> {
     }
 
     async fn cleanup(&mut self) {
+        for sub in self.subs.values() {
+            if let Some((stream, pattern)) = &sub.stream {
+                stream.leave(pattern, self.info.id, sub.key);
+            }
+        }
         if let Some(mut backend) = self.backend.take() {
             backend.close().await;
             self.bridge

@@ -2,7 +2,7 @@
 //! consumers, acknowledgements and redelivery, all in memory inside the gateway process.
 
 mod queues;
-mod topics;
+pub(crate) mod topics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -26,6 +26,7 @@ fn sub(key: SubKey, dest: &str, ack: AckMode, prefetch: usize) -> Subscription {
         prefetch,
         version: protocol_stomp::Version::V1_2,
         direct: None,
+        feed: None,
     }
 }
 

@@ -7,6 +7,23 @@ use std::collections::HashMap;
 use crate::backend::fanout::LocalSub;
 use crate::inbox::SubKey;
 
+/// Whether `pattern` (with `*` and `#`) matches `routing_key`, for one pattern alone.
+pub fn pattern_matches(pattern: &str, routing_key: &str) -> bool {
+    fn walk(p: &[&str], k: &[&str]) -> bool {
+        match p.split_first() {
+            None => k.is_empty(),
+            Some((&"#", rest)) => (0..=k.len()).any(|skip| walk(rest, &k[skip..])),
+            Some((w, rest)) => match k.split_first() {
+                Some((kw, krest)) => (*w == "*" || w == kw) && walk(rest, krest),
+                None => false,
+            },
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = routing_key.split('.').collect();
+    walk(&p, &k)
+}
+
 #[derive(Default)]
 pub struct TopicTree {
     root: Node,
@@ -192,6 +209,34 @@ mod tests {
         assert_eq!(matches(&t, "a.b"), vec![2, 5]);
         assert_eq!(matches(&t, "a.x.y.b"), vec![2, 5]);
         assert_eq!(matches(&t, "news"), vec![2]);
+    }
+
+    #[test]
+    fn one_pattern_alone_matches_as_the_tree_does() {
+        let patterns = [
+            "prices.*",
+            "prices.#",
+            "#",
+            "prices.AAPL",
+            "*.AAPL.#",
+            "a.#.b",
+        ];
+        for key in [
+            "prices.AAPL",
+            "prices",
+            "prices.AAPL.bid",
+            "a.b",
+            "a.x.y.b",
+            "news",
+        ] {
+            let t = tree(&patterns);
+            let want = matches(&t, key);
+            let got: Vec<SubKey> = (0..patterns.len())
+                .filter(|&i| pattern_matches(patterns[i], key))
+                .map(|i| i as SubKey)
+                .collect();
+            assert_eq!(got, want, "{key}");
+        }
     }
 
     #[test]

@@ -276,6 +276,7 @@ impl TopicHub {
             // The broker went away (or deleted the queue): subscribers keep their sessions
             // and get messages again once the binding is back.
             self.metrics.upstream_gaps.increment(1);
+            up.local.locals().history_lost();
             lost_at = Some(Instant::now());
             tracing::warn!(binding = ?up.binding, "shared subscription lost; re-subscribing when RabbitMQ is back");
             drop(consumer);

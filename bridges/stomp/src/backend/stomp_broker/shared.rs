@@ -246,6 +246,9 @@ impl SharedConn {
         }
         st.outage = why;
         self.up.store(false, Ordering::Relaxed);
+        for topic in st.topics.values() {
+            topic.local.locals().history_lost();
+        }
     }
 
     fn fan_out(&self, generation: u64, frame: Frame) {
