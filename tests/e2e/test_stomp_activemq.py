@@ -460,3 +460,57 @@ def test_unreachable_broker_is_not_ready(gateway_factory):
     gw = gateway_factory(services=[stomp_service(backend=f"stomp://u:p@{HOST}:{free_port()}")])
     assert gw.http_get("/readyz")[0] == 503
     assert gw.refused("/ws", subprotocols=["v12.stomp"]).status_code == 503
+
+
+def test_stream_snapshot_and_resume_on_activemq(gateway_factory, activemq):
+    prefix = uniq("quotes")
+    gw = amq_gateway(gateway_factory, activemq,
+                     stream=[{"destination": f"/topic/{prefix}.", "history": 100, "snapshot_keys": 100}])
+    conn, _ = direct(activemq)
+    try:
+        def subscribe_when_fed(c):
+            # The stream's own subscription reaches the broker in the background.
+            deadline = time.monotonic() + 10
+            while True:
+                conn.send(f"/topic/{prefix}.probe", "p")
+                time.sleep(0.1)
+                r = c.receipt("SUBSCRIBE", {"id": "s", "destination": f"/topic/{prefix}.*"}, rid="r")
+                if not r.headers["position"].endswith("-0") or time.monotonic() > deadline:
+                    return r
+                c.send("UNSUBSCRIBE", {"id": "s"})
+                c.pending.clear()
+
+        first = client(gw)
+        subscribe_when_fed(first)
+        first.ws.close()
+        for sym, body in [("A", "A1"), ("B", "B1"), ("A", "A2")]:
+            conn.send(f"/topic/{prefix}.{sym}", body)
+        c = client(gw)
+        deadline = time.monotonic() + 5
+        while True:
+            r = c.receipt("SUBSCRIBE", {"id": "s", "destination": f"/topic/{prefix}.*", "snapshot": "true"},
+                          rid="r2")
+            snap = []
+            try:
+                while True:
+                    snap.append(c.recv(0.3))
+            except AssertionError:
+                pass
+            bodies = sorted(m.body for m in snap)
+            if b"A2" in bodies and b"B1" in bodies or time.monotonic() > deadline:
+                break
+            c.send("UNSUBSCRIBE", {"id": "s"})
+        assert b"A1" not in bodies and {b"A2", b"B1"} <= set(bodies), bodies
+        assert all(m.headers["snapshot"] == "true" for m in snap)
+        last = snap[-1].headers["position"]
+        c.ws.close()
+        for n in range(4):
+            conn.send(f"/topic/{prefix}.C", f"C{n}")
+        time.sleep(0.5)
+        back = client(gw)
+        r = back.receipt("SUBSCRIBE", {"id": "s", "destination": f"/topic/{prefix}.*", "resume": last}, rid="r3")
+        assert r.headers["resume"] == "ok", r.headers
+        assert [m.body for m in messages(back, 4)] == [f"C{n}".encode() for n in range(4)]
+        no_frame(back)
+    finally:
+        conn.disconnect()

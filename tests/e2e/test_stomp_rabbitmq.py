@@ -410,3 +410,59 @@ def test_unreachable_broker_at_start_is_not_ready(gateway_factory):
     r = gw.refused("/ws", subprotocols=["v12.stomp"])
     assert r.status_code == 503
     assert gw.alive()
+
+
+# --- streams: snapshot and resume kept by the gateway's own upstream subscription ------
+
+def test_stream_snapshot_and_resume_cost_the_broker_one_queue(rabbit, rgw):
+    gw = rgw(stream=[{"destination": "/topic/quotes.", "history": 100, "snapshot_keys": 100}])
+
+    def stream_bindings():
+        return [r for r in rabbit.rows("list_bindings", "source_name", "destination_name", "routing_key")
+                if r[0] == "amq.topic" and r[2] == "quotes.#"]
+
+    deadline = time.monotonic() + 10
+    while not stream_bindings():
+        assert time.monotonic() < deadline, "the stream's upstream subscription never appeared"
+        time.sleep(0.1)
+    conn = rabbit.pika()
+    ch = conn.channel()
+    for key, body in [("quotes.A", b"A1"), ("quotes.B", b"B1"), ("quotes.A", b"A2")]:
+        ch.basic_publish("amq.topic", key, body)
+    subs = []
+    for n in range(20):
+        c = stomp(gw)
+        deadline = time.monotonic() + 5
+        while True:  # the feed's messages arrive asynchronously
+            r = c.receipt("SUBSCRIBE", {"id": f"s{n}", "destination": "/topic/quotes.*",
+                                        "snapshot": "true"}, rid=f"r{n}")
+            if r.headers["position"].endswith("-3") or time.monotonic() > deadline:
+                break
+            c.send("UNSUBSCRIBE", {"id": f"s{n}"})
+            c.pending.clear()
+            time.sleep(0.1)
+        snap = messages(c, 2)
+        assert [m.body for m in snap] == [b"B1", b"A2"], snap
+        assert all(m.headers["snapshot"] == "true" for m in snap)
+        subs.append(c)
+    # However many subscribers: the stream's one queue and no other.
+    (binding,) = stream_bindings()
+    shared = [r for r in rabbit.rows("list_queues", "name", "consumers") if r[0].startswith("amq.gen-")]
+    assert shared == [[binding[1], "1"]], shared
+    last = None
+    ch.basic_publish("amq.topic", "quotes.C", b"C1")
+    for c in subs:
+        (m,) = messages(c, 1)
+        assert m.body == b"C1" and m.headers["position"].endswith("-4")
+        last = m.headers["position"]
+    # A client that drops and comes back gets what it missed from the gateway.
+    subs[0].ws.close()
+    for n in range(5):
+        ch.basic_publish("amq.topic", "quotes.D", str(n).encode())
+    messages(subs[1], 5)
+    back = stomp(gw)
+    r = back.receipt("SUBSCRIBE", {"id": "s", "destination": "/topic/quotes.*", "resume": last}, rid="rr")
+    assert r.headers["resume"] == "ok"
+    assert [m.body for m in messages(back, 5)] == [str(n).encode() for n in range(5)]
+    no_frame(back)
+    conn.close()
