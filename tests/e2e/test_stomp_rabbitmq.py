@@ -466,3 +466,33 @@ def test_stream_snapshot_and_resume_cost_the_broker_one_queue(rabbit, rgw):
     assert [m.body for m in messages(back, 5)] == [str(n).encode() for n in range(5)]
     no_frame(back)
     conn.close()
+
+
+def test_rabbitmq_stream_queue_read_from_an_offset(rabbit, rgw):
+    """History that survives a gateway restart: a RabbitMQ stream queue, read through
+    /amq/queue/NAME from `x-stream-offset`, as RabbitMQ's STOMP plugin reads it."""
+    gw = rgw()
+    conn = rabbit.pika()
+    ch = conn.channel()
+    name = f"ticks-{next(ids)}"
+    ch.queue_declare(name, durable=True, arguments={"x-queue-type": "stream"})
+    for n in range(5):
+        ch.basic_publish("", name, f"t{n}".encode())
+    c = stomp(gw)
+    subscribe(c, f"/amq/queue/{name}", "all", ack="client-individual", **{"prefetch-count": "10",
+                                                                          "x-stream-offset": "first"})
+    got = messages(c, 5)
+    assert [m.body for m in got] == [f"t{n}".encode() for n in range(5)]
+    assert [m.headers["x-stream-offset"] for m in got] == [str(n) for n in range(5)]
+    for m in got:
+        c.send("ACK", {"id": m.headers["ack"]})
+    # A client back later (or after a gateway restart) reads on from where it was.
+    later = stomp(gw)
+    subscribe(later, f"/amq/queue/{name}", "from3", ack="client-individual", **{"prefetch-count": "10",
+                                                                                "x-stream-offset": "offset=3"})
+    assert [m.body for m in messages(later, 2)] == [b"t3", b"t4"]
+    no_frame(later)
+    bad = stomp(gw)
+    bad.send("SUBSCRIBE", {"id": "x", "destination": f"/amq/queue/{name}", "x-stream-offset": "soon"})
+    assert bad.expect_error().headers["message"] == "bad x-stream-offset header"
+    conn.close()

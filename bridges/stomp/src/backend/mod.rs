@@ -60,6 +60,55 @@ pub struct Subscription {
     pub direct: Option<Arc<DirectSub>>,
     /// For a stream's own subscription: the stream its messages feed.
     pub feed: Option<Arc<crate::stream::Stream>>,
+    /// Where to start reading a RabbitMQ stream queue (`x-stream-offset`).
+    pub stream_offset: Option<StreamOffset>,
+}
+
+/// The SUBSCRIBE header `x-stream-offset`, as RabbitMQ's STOMP plugin takes it: `first`,
+/// `last`, `next`, `offset=N` (or just `N`) or `timestamp=SECONDS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOffset {
+    First,
+    Last,
+    Next,
+    Offset(i64),
+    Timestamp(u64),
+}
+
+impl StreamOffset {
+    pub fn parse(raw: &str) -> Result<StreamOffset, String> {
+        let bad = || {
+            format!("x-stream-offset {raw:?}: use first, last, next, offset=N or timestamp=SECONDS")
+        };
+        Ok(match raw {
+            "first" => StreamOffset::First,
+            "last" => StreamOffset::Last,
+            "next" => StreamOffset::Next,
+            _ => {
+                if let Some(t) = raw.strip_prefix("timestamp=") {
+                    StreamOffset::Timestamp(t.parse().map_err(|_| bad())?)
+                } else {
+                    let n = raw.strip_prefix("offset=").unwrap_or(raw);
+                    let n: i64 = n.parse().map_err(|_| bad())?;
+                    if n < 0 {
+                        return Err(bad());
+                    }
+                    StreamOffset::Offset(n)
+                }
+            }
+        })
+    }
+
+    /// The header value again, for a STOMP broker that understands it.
+    pub fn header_value(&self) -> String {
+        match self {
+            StreamOffset::First => "first".into(),
+            StreamOffset::Last => "last".into(),
+            StreamOffset::Next => "next".into(),
+            StreamOffset::Offset(n) => format!("offset={n}"),
+            StreamOffset::Timestamp(t) => format!("timestamp={t}"),
+        }
+    }
 }
 
 impl Subscription {

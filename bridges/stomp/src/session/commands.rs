@@ -8,7 +8,7 @@ use protocol_stomp::{Frame, Version};
 use super::{FrameResult, PendingAck, StompError, StompSession, SubState, TxOp};
 use crate::acl::Verb;
 use crate::backend::fanout::DirectSub;
-use crate::backend::{AckMode, Subscription};
+use crate::backend::{AckMode, StreamOffset, Subscription};
 use crate::destination::Destination;
 use crate::stream;
 
@@ -119,7 +119,7 @@ impl StompSession<'_> {
             let destination = Destination::parse(&format!("/temp-queue/{name}"), true)
                 .map_err(bad_destination)?;
             let id = destination.to_string();
-            self.add_subscription(id, destination, AckMode::Auto, 0, None)
+            self.add_subscription(id, destination, AckMode::Auto, 0, None, None)
                 .await?;
             let key = self.subs[&format!("/temp-queue/{name}")].key;
             self.temp_queues.insert(name.to_string(), key);
@@ -134,6 +134,7 @@ impl StompSession<'_> {
         ack: AckMode,
         prefetch: usize,
         wants: Option<stream::Request>,
+        stream_offset: Option<StreamOffset>,
     ) -> FrameResult {
         if self.subs.contains_key(&id) {
             return Err(StompError::protocol(
@@ -198,6 +199,7 @@ impl StompSession<'_> {
             version: self.version,
             direct: direct.clone(),
             feed: None,
+            stream_offset,
         };
         let stream = match (stream, &destination) {
             (Some(stream), Destination::Topic(pattern)) => {
@@ -278,7 +280,13 @@ impl StompSession<'_> {
             })?,
         };
         let wants = stream_request(&frame.headers)?;
-        self.add_subscription(id, destination, ack, prefetch, wants)
+        let stream_offset = match frame.headers.get("x-stream-offset") {
+            None => None,
+            Some(raw) => Some(StreamOffset::parse(raw).map_err(|e| {
+                StompError::protocol("bad_header", "bad x-stream-offset header", e)
+            })?),
+        };
+        self.add_subscription(id, destination, ack, prefetch, wants, stream_offset)
             .await
     }
 

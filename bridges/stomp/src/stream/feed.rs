@@ -52,6 +52,7 @@ impl Feed {
             version: protocol_stomp::Version::V1_2,
             direct: None,
             feed: Some(self.stream.clone()),
+            stream_offset: None,
         }
     }
 

@@ -226,6 +226,11 @@ impl BackendSession for EmbeddedSession {
     }
 
     async fn subscribe(&mut self, sub: &Subscription) -> Result<(), BackendError> {
+        if sub.stream_offset.is_some() {
+            return Err(BackendError::refused(
+                "x-stream-offset reads a RabbitMQ stream queue; the embedded broker has none",
+            ));
+        }
         match &sub.destination {
             Destination::Topic(pattern) => {
                 self.broker

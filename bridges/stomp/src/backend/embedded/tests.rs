@@ -27,6 +27,7 @@ fn sub(key: SubKey, dest: &str, ack: AckMode, prefetch: usize) -> Subscription {
         version: protocol_stomp::Version::V1_2,
         direct: None,
         feed: None,
+        stream_offset: None,
     }
 }
 

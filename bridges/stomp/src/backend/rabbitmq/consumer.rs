@@ -79,6 +79,7 @@ pub struct Spec {
     pub destination: String,
     pub auto_ack: bool,
     pub prefetch: u16,
+    pub stream_offset: Option<crate::backend::StreamOffset>,
 }
 
 pub struct QueueConsumer {
@@ -226,7 +227,7 @@ impl QueueConsumer {
                 queue,
                 ShortString::default(),
                 BasicConsumeOptions::default(),
-                FieldTable::default(),
+                consume_arguments(self.spec.stream_offset.as_ref()),
             )
             .await
             .map_err(lapin_err)?;
@@ -390,4 +391,21 @@ mod tests {
         // Generations wrap within their bits.
         assert_eq!(untoken(token(5, 17, 9)), (5, 1, 9));
     }
+}
+
+/// `basic.consume` arguments: where a stream queue is read from.
+fn consume_arguments(offset: Option<&crate::backend::StreamOffset>) -> FieldTable {
+    use crate::backend::StreamOffset;
+    use lapin::types::{AMQPValue, LongString};
+    let mut args = FieldTable::default();
+    let value = match offset {
+        None => return args,
+        Some(StreamOffset::First) => AMQPValue::LongString(LongString::from("first")),
+        Some(StreamOffset::Last) => AMQPValue::LongString(LongString::from("last")),
+        Some(StreamOffset::Next) => AMQPValue::LongString(LongString::from("next")),
+        Some(StreamOffset::Offset(n)) => AMQPValue::LongLongInt(*n),
+        Some(StreamOffset::Timestamp(t)) => AMQPValue::Timestamp(*t),
+    };
+    args.insert("x-stream-offset".into(), value);
+    args
 }

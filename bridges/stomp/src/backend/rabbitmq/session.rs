@@ -132,6 +132,7 @@ impl BackendSession for RabbitMqSession {
                     destination: sub.destination.to_string(),
                     auto_ack: sub.ack == AckMode::Auto,
                     prefetch: self.prefetch(sub),
+                    stream_offset: sub.stream_offset.clone(),
                 };
                 let c = QueueConsumer::start(
                     spec,

@@ -323,6 +323,10 @@ impl StompBrokerSession {
                     Mode::Client => "client-individual",
                 },
             );
+        if let Some(offset) = &sub.stream_offset {
+            // RabbitMQ's STOMP plugin reads stream queues from here.
+            frame = frame.header("x-stream-offset", offset.header_value());
+        }
         if mode != Mode::Auto {
             // Never more unacknowledged messages than the subscription's queue holds.
             let window = match sub.prefetch {
