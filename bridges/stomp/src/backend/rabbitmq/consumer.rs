@@ -379,20 +379,6 @@ impl QueueConsumer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        for (key, generation, tag) in [(1, 0, 1), (MAX_KEY, 15, TAG_MASK), (77, 3, 123_456_789)] {
-            assert_eq!(untoken(token(key, generation, tag)), (key, generation, tag));
-        }
-        // Generations wrap within their bits.
-        assert_eq!(untoken(token(5, 17, 9)), (5, 1, 9));
-    }
-}
-
 /// `basic.consume` arguments: where a stream queue is read from.
 fn consume_arguments(offset: Option<&crate::backend::StreamOffset>) -> FieldTable {
     use crate::backend::StreamOffset;
@@ -408,4 +394,18 @@ fn consume_arguments(offset: Option<&crate::backend::StreamOffset>) -> FieldTabl
     };
     args.insert("x-stream-offset".into(), value);
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for (key, generation, tag) in [(1, 0, 1), (MAX_KEY, 15, TAG_MASK), (77, 3, 123_456_789)] {
+            assert_eq!(untoken(token(key, generation, tag)), (key, generation, tag));
+        }
+        // Generations wrap within their bits.
+        assert_eq!(untoken(token(5, 17, 9)), (5, 1, 9));
+    }
 }
