@@ -3,17 +3,13 @@
 //!
 //! Bounded by bytes. Events a stream has already taken are evicted oldest first when room
 //! is needed (a resume from before them then fails: "events lost"); events no stream has
-//! taken yet are never evicted, and more of them than the bound means the client is not
-//! reading (`Overflow`). One event always fits, however large, so a message the bridge may
-//! send is never an overflow on its own.
+//! taken yet are never evicted: more of them than the bound makes the buffer `is_full`, and
+//! the session stops taking from its outbox (backpressure, as a full socket is for
+//! WebSocket) until a stream takes them. One event always fits, however large.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-
-/// The events no stream has taken exceed the bound.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Overflow;
 
 /// Why a stream cannot resume where the client says it is.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +29,8 @@ pub struct ReplayBuffer {
     /// Consecutive ids, oldest first.
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// Bytes of the events after `sent`.
+    unsent: usize,
     limit: usize,
     next_id: u64,
     /// The highest id a stream has taken.
@@ -47,6 +45,7 @@ impl ReplayBuffer {
         ReplayBuffer {
             entries: VecDeque::new(),
             bytes: 0,
+            unsent: 0,
             limit,
             next_id: 1,
             sent: 0,
@@ -75,6 +74,11 @@ impl ReplayBuffer {
         self.bytes
     }
 
+    /// More untaken events than the bound: take no more until a stream takes these.
+    pub fn is_full(&self) -> bool {
+        self.unsent > self.limit && self.newest() - self.sent > 1
+    }
+
     /// Whether a stream has events to take.
     pub fn has_pending(&self) -> bool {
         self.sent < self.newest()
@@ -82,9 +86,9 @@ impl ReplayBuffer {
 
     /// Appends one encoded batch: `chunk` holds events `next_id..`, the n-th ending at
     /// `ends[n]`.
-    pub fn push_batch(&mut self, chunk: Bytes, ends: &[usize]) -> Result<(), Overflow> {
+    pub fn push_batch(&mut self, chunk: Bytes, ends: &[usize]) {
         if ends.is_empty() {
-            return Ok(());
+            return;
         }
         let first = self.next_id;
         let mut start = 0;
@@ -97,6 +101,7 @@ impl ReplayBuffer {
             start = end;
         }
         self.bytes += chunk.len();
+        self.unsent += chunk.len();
         self.last_batch = Some((first, chunk));
         while self.bytes > self.limit {
             match self.entries.front() {
@@ -104,10 +109,6 @@ impl ReplayBuffer {
                 _ => break,
             }
         }
-        if self.bytes > self.limit && self.entries.len() > 1 {
-            return Err(Overflow);
-        }
-        Ok(())
     }
 
     fn pop_front(&mut self) {
@@ -127,27 +128,37 @@ impl ReplayBuffer {
         }
     }
 
-    /// Everything no stream has taken yet, as one chunk; the stream now has it.
-    pub fn take_pending(&mut self) -> Option<Bytes> {
+    /// What no stream has taken yet, as one chunk of at most `budget` bytes (but at least
+    /// one event); the stream now has it.
+    pub fn take_pending(&mut self, budget: usize) -> Option<Bytes> {
         if !self.has_pending() {
             return None;
         }
         let from = self.sent + 1;
         let newest = self.newest();
-        let last_batch = self.last_batch.take();
-        self.sent = newest;
-        if let Some((first, chunk)) = last_batch {
-            if first == from {
+        if let Some((first, chunk)) = self.last_batch.take() {
+            if first == from && chunk.len() <= budget {
+                self.sent = newest;
+                self.unsent = 0;
                 return Some(chunk);
             }
         }
         let skip = (from - self.oldest_kept()) as usize;
-        let pending = self.entries.range(skip..);
-        let len = pending.clone().map(|e| e.bytes.len()).sum();
+        let mut len = 0;
+        let mut count = 0;
+        for e in self.entries.range(skip..) {
+            if count > 0 && len + e.bytes.len() > budget {
+                break;
+            }
+            len += e.bytes.len();
+            count += 1;
+        }
         let mut out = BytesMut::with_capacity(len);
-        for e in pending {
+        for e in self.entries.range(skip..skip + count) {
             out.extend_from_slice(&e.bytes);
         }
+        self.sent += count as u64;
+        self.unsent -= len;
         Some(out.freeze())
     }
 
@@ -172,12 +183,14 @@ impl ReplayBuffer {
         self.sent = last;
         self.last_batch = None;
         self.ack(last);
+        self.unsent = self.bytes;
         Ok(())
     }
 
     /// Nothing kept is sent again (the stream that asked gets only the session's end).
     pub fn skip_all(&mut self) {
         self.sent = self.newest();
+        self.unsent = 0;
         self.last_batch = None;
     }
 }
@@ -187,42 +200,47 @@ mod tests {
     use super::*;
 
     /// A batch of events `"<id>;"` for the next `n` ids.
-    fn batch(b: &mut ReplayBuffer, n: u64) -> Result<(), Overflow> {
+    fn batch(b: &mut ReplayBuffer, n: u64) {
         let mut chunk = BytesMut::new();
         let mut ends = Vec::new();
         for id in b.next_id()..b.next_id() + n {
             chunk.extend_from_slice(format!("{id:03};").as_bytes());
             ends.push(chunk.len());
         }
-        b.push_batch(chunk.freeze(), &ends)
+        b.push_batch(chunk.freeze(), &ends);
     }
 
     fn take(b: &mut ReplayBuffer) -> String {
-        String::from_utf8(b.take_pending().map(|c| c.to_vec()).unwrap_or_default()).unwrap()
+        String::from_utf8(
+            b.take_pending(usize::MAX)
+                .map(|c| c.to_vec())
+                .unwrap_or_default(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_stream_takes_each_event_once_and_a_whole_batch_without_copying() {
         let mut b = ReplayBuffer::new(1000);
-        batch(&mut b, 3).unwrap();
+        batch(&mut b, 3);
         let chunk = b.last_batch.as_ref().unwrap().1.clone();
-        let taken = b.take_pending().unwrap();
+        let taken = b.take_pending(usize::MAX).unwrap();
         assert_eq!(
             taken.as_ptr(),
             chunk.as_ptr(),
             "the batch went out as it was"
         );
         assert_eq!(&taken[..], b"001;002;003;");
-        assert!(b.take_pending().is_none());
-        batch(&mut b, 1).unwrap();
-        batch(&mut b, 2).unwrap();
+        assert!(b.take_pending(usize::MAX).is_none());
+        batch(&mut b, 1);
+        batch(&mut b, 2);
         assert_eq!(take(&mut b), "004;005;006;");
     }
 
     #[test]
     fn resume_sends_again_what_followed_and_acks_what_preceded() {
         let mut b = ReplayBuffer::new(1000);
-        batch(&mut b, 5).unwrap();
+        batch(&mut b, 5);
         take(&mut b);
         b.resume(Some(2)).unwrap();
         assert_eq!(take(&mut b), "003;004;005;");
@@ -233,13 +251,13 @@ mod tests {
         assert_eq!(b.resume(Some(1)), Err(ResumeError::Lost));
         b.resume(Some(5)).unwrap();
         assert_eq!(b.held(), 0);
-        assert!(b.take_pending().is_none());
+        assert!(b.take_pending(usize::MAX).is_none());
     }
 
     #[test]
     fn acks_trim_only_what_was_sent() {
         let mut b = ReplayBuffer::new(1000);
-        batch(&mut b, 4).unwrap();
+        batch(&mut b, 4);
         b.ack(3);
         assert_eq!(b.held(), 16, "nothing sent yet, nothing trimmed");
         take(&mut b);
@@ -252,9 +270,9 @@ mod tests {
     #[test]
     fn sent_events_are_evicted_for_room_and_resuming_before_them_is_lost() {
         let mut b = ReplayBuffer::new(20); // five events of four bytes
-        batch(&mut b, 5).unwrap();
+        batch(&mut b, 5);
         take(&mut b);
-        batch(&mut b, 3).unwrap(); // evicts 1..3
+        batch(&mut b, 3); // evicts 1..3
         assert_eq!(b.held(), 20);
         assert_eq!(b.resume(Some(1)), Err(ResumeError::Lost));
         b.resume(Some(3)).unwrap();
@@ -262,21 +280,47 @@ mod tests {
     }
 
     #[test]
-    fn unsent_events_beyond_the_bound_overflow_but_one_always_fits() {
+    fn untaken_events_beyond_the_bound_fill_it_but_one_always_fits() {
         let mut b = ReplayBuffer::new(20);
-        batch(&mut b, 5).unwrap();
-        assert_eq!(batch(&mut b, 1), Err(Overflow));
+        batch(&mut b, 5);
+        assert!(!b.is_full());
+        batch(&mut b, 1);
+        assert!(b.is_full(), "untaken events are never evicted");
+        assert_eq!(b.held(), 24);
+        take(&mut b);
+        assert!(!b.is_full());
+        batch(&mut b, 1);
+        assert_eq!(b.held(), 20, "taken ones make room");
+        assert_eq!(b.resume(Some(1)), Err(ResumeError::Lost));
+        b.resume(Some(2)).unwrap();
+        assert!(!b.is_full(), "20 bytes to send again fit");
         let mut big = ReplayBuffer::new(20);
-        let chunk = Bytes::from(vec![b'x'; 100]);
-        assert_eq!(big.push_batch(chunk, &[100]), Ok(()));
+        big.push_batch(Bytes::from(vec![b'x'; 100]), &[100]);
+        assert!(!big.is_full());
         assert_eq!(take(&mut big).len(), 100);
+    }
+
+    #[test]
+    fn a_budget_limits_what_one_take_writes() {
+        let mut b = ReplayBuffer::new(1000);
+        batch(&mut b, 5);
+        assert_eq!(
+            String::from_utf8(b.take_pending(9).unwrap().to_vec()).unwrap(),
+            "001;002;"
+        );
+        assert_eq!(
+            String::from_utf8(b.take_pending(1).unwrap().to_vec()).unwrap(),
+            "003;",
+            "at least one event"
+        );
+        assert_eq!(take(&mut b), "004;005;");
     }
 
     #[test]
     fn skip_all_leaves_nothing_pending() {
         let mut b = ReplayBuffer::new(100);
-        batch(&mut b, 2).unwrap();
+        batch(&mut b, 2);
         b.skip_all();
-        assert!(b.take_pending().is_none());
+        assert!(b.take_pending(usize::MAX).is_none());
     }
 }

@@ -3,7 +3,10 @@
 //! builds (`Outbox::channel(outgoing_queue)`, an `Incoming` fed by POSTs, a child shutdown
 //! token). The task's pump drains the outbox in batches into the replay buffer, and ends
 //! the session when the client deletes it, leaves it without a stream for `grace`, does
-//! not read (buffer overflow), loses events, or sends a message over the size limit.
+//! not read (the buffer stays full for `grace`), loses events, or sends a message over the
+//! size limit. While the buffer is full the pump takes nothing from the outbox, so the
+//! bridge sees the backpressure (and its lanes' slow-consumer policies act) as it would
+//! behind a full socket.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +64,8 @@ struct State {
     /// The last up seq handed to the bridge.
     applied: u64,
     ending: Option<ClientEnd>,
+    /// The pump waits for a stream to take what is buffered.
+    paused: bool,
     /// The close event, once the session has ended.
     close: Option<Bytes>,
     close_taken: bool,
@@ -105,20 +110,25 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next frame for stream `generation`; `may_send` is false once the stream has
-    /// written `stream_bytes` (the close event still goes out).
-    pub(super) fn next_for_stream(
-        &self,
-        generation: u64,
-        may_send: bool,
-        cx: &Context<'_>,
-    ) -> Next {
+    /// The next frame for stream `generation`: at most `budget` bytes of events (0 once
+    /// the stream has written `stream_bytes`; the close event still goes out).
+    pub(super) fn next_for_stream(&self, generation: u64, budget: usize, cx: &Context<'_>) -> Next {
         let mut st = self.lock();
         if st.stream.generation != generation {
             return Next::End;
         }
-        if may_send || st.close.is_some() {
-            if let Some(chunk) = st.replay.take_pending() {
+        if budget > 0 || st.close.is_some() {
+            let budget = if st.close.is_some() {
+                usize::MAX
+            } else {
+                budget
+            };
+            if let Some(chunk) = st.replay.take_pending(budget) {
+                let resume_pump = std::mem::take(&mut st.paused);
+                drop(st);
+                if resume_pump {
+                    self.control.notify_one();
+                }
                 return Next::Data { chunk, last: false };
             }
         }
@@ -354,6 +364,7 @@ pub fn start(
             up_closed: false,
             applied: 0,
             ending: None,
+            paused: false,
             close: None,
             close_taken: false,
         }),
@@ -454,13 +465,6 @@ struct Pump {
     ends: Vec<usize>,
 }
 
-enum Batch {
-    Ok,
-    /// The bridge asked to end the session.
-    Close(CloseFrame),
-    Overflow,
-}
-
 impl Pump {
     /// Runs until the session ends; the close event is published when this returns.
     async fn run(mut self, mut finish: oneshot::Receiver<CloseFrame>) {
@@ -468,14 +472,24 @@ impl Pump {
         tokio::pin!(grace);
         let mut outbox_open = true;
         let mut armed = None;
+        let stall = tokio::time::sleep(self.grace);
+        tokio::pin!(stall);
+        let mut stalled = false;
         let frame = loop {
-            let (detached, ending) = {
-                let st = self.shared.lock();
+            let (detached, ending, full) = {
+                let mut st = self.shared.lock();
+                let full = st.replay.is_full();
+                st.paused = full;
                 (
                     (!st.stream.open).then_some(st.stream.since),
                     st.ending.clone(),
+                    full,
                 )
             };
+            if full && !stalled {
+                stall.as_mut().reset(Instant::now() + self.grace);
+            }
+            stalled = full;
             if let Some(end) = ending {
                 break self.client_end(end);
             }
@@ -493,15 +507,16 @@ impl Pump {
                     break self.drain().unwrap_or(frame);
                 }
                 _ = control => {}
-                item = self.rx.recv(), if outbox_open => match item {
-                    Some(Outgoing::Message(msg)) => match self.batch(Some(msg)) {
-                        Batch::Ok => {}
-                        Batch::Close(frame) => break frame,
-                        Batch::Overflow => break self.overflow(),
-                    },
+                item = self.rx.recv(), if outbox_open && !full => match item {
+                    Some(Outgoing::Message(msg)) => {
+                        if let Some(frame) = self.batch(Some(msg)) {
+                            break frame;
+                        }
+                    }
                     Some(Outgoing::Close(end)) => break end.into(),
                     None => outbox_open = false,
                 },
+                _ = &mut stall, if full => break self.overflow(),
                 _ = &mut grace, if detached.is_some() => {
                     metrics::counter!("gateway_http_fallback_sessions_reaped_total", "reason" => reaped::GRACE).increment(1);
                     tracing::debug!(id = %self.shared.id, "no event stream for {:?}: session ends", self.grace);
@@ -537,7 +552,7 @@ impl Pump {
     fn overflow(&mut self) -> CloseFrame {
         record_trip(trip::OUTGOING_QUEUE);
         metrics::counter!("gateway_http_fallback_sessions_reaped_total", "reason" => reaped::OVERFLOW).increment(1);
-        tracing::debug!(id = %self.shared.id, "event stream not read: replay buffer full");
+        tracing::debug!(id = %self.shared.id, "event stream not read for {:?}: replay buffer full", self.grace);
         CloseFrame {
             code: code::POLICY_VIOLATION,
             reason: "events not read (replay buffer full)".into(),
@@ -545,8 +560,8 @@ impl Pump {
     }
 
     /// Encodes `first` and what else is queued (up to a batch) into one chunk, appends it to
-    /// the replay buffer and wakes the stream.
-    fn batch(&mut self, first: Option<Message>) -> Batch {
+    /// the replay buffer and wakes the stream. Returns the close the bridge queued, if any.
+    fn batch(&mut self, first: Option<Message>) -> Option<CloseFrame> {
         let mut items = std::mem::take(&mut self.scratch);
         if let Some(first) = first {
             items.push(Outgoing::Message(first));
@@ -582,23 +597,14 @@ impl Pump {
         }
         self.scratch = items;
         self.count_full();
-        let overflow = {
-            let mut st = self.shared.lock();
-            let pushed = st.replay.push_batch(buf.freeze(), &self.ends);
-            let waker = st.stream.waker.take();
-            drop(st);
-            if let Some(w) = waker {
-                w.wake();
-            }
-            pushed.is_err()
-        };
-        if overflow {
-            return Batch::Overflow;
+        let mut st = self.shared.lock();
+        st.replay.push_batch(buf.freeze(), &self.ends);
+        let waker = st.stream.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
         }
-        match close {
-            Some(frame) => Batch::Close(frame),
-            None => Batch::Ok,
-        }
+        close
     }
 
     /// After the bridge finished: everything still queued, and a close it queued.
@@ -607,10 +613,8 @@ impl Pump {
             if !self.rx.has_queued() {
                 return None;
             }
-            match self.batch(None) {
-                Batch::Ok => {}
-                Batch::Close(frame) => return Some(frame),
-                Batch::Overflow => return Some(self.overflow()),
+            if let Some(frame) = self.batch(None) {
+                return Some(frame);
             }
         }
     }

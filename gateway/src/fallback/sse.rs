@@ -182,8 +182,8 @@ impl hyper::body::Body for SseBody {
             this.started = true;
             return this.frame(Bytes::from_static(RETRY));
         }
-        let may_send = this.written < this.stream_bytes;
-        match this.shared.next_for_stream(this.generation, may_send, cx) {
+        let budget = this.stream_bytes.saturating_sub(this.written);
+        match this.shared.next_for_stream(this.generation, budget, cx) {
             Next::Data { chunk, last } => {
                 this.done = last;
                 return this.frame(chunk);
@@ -192,7 +192,7 @@ impl hyper::body::Body for SseBody {
                 this.done = true;
                 return Poll::Ready(None);
             }
-            Next::Wait if !may_send => {
+            Next::Wait if budget == 0 => {
                 // Rolled over: the client reconnects with its last id.
                 this.done = true;
                 return Poll::Ready(None);

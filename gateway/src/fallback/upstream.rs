@@ -49,6 +49,10 @@ pub enum PostError {
 }
 
 pub fn parse(body: &[u8], max_message_size: usize) -> Result<Post, PostError> {
+    // serde would also take a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(PostError::Bad("the body must be a JSON object".into()));
+    }
     let body: PostBody =
         serde_json::from_slice(body).map_err(|e| PostError::Bad(format!("bad JSON: {e}")))?;
     let seq = match (body.seq, body.messages.is_empty()) {
@@ -143,6 +147,7 @@ mod tests {
     #[test]
     fn bad_inputs() {
         assert!(matches!(bad("{"), PostError::Bad(_)));
+        assert!(matches!(bad("[1, 2]"), PostError::Bad(_)));
         assert!(matches!(bad(r#"{"seq": "1"}"#), PostError::Bad(_)));
         assert!(matches!(
             bad(r#"{"messages": [{"text": "x"}]}"#),
