@@ -59,20 +59,31 @@ pub struct Refusal {
     pub challenge: bool,
 }
 
-fn count(service: &str, result: &'static str) {
-    metrics::counter!("gateway_handshakes_total", "service" => service.to_string(), "result" => result)
-        .increment(1);
+fn count(service: &str, result: &'static str, transport: &'static str) {
+    metrics::counter!(
+        "gateway_handshakes_total",
+        "service" => service.to_string(),
+        "result" => result,
+        "transport" => transport
+    )
+    .increment(1);
 }
 
 /// Counts and logs a refusal; `service` is `-` when none was chosen yet.
-pub fn refuse(service: &str, result: &'static str, status: StatusCode, reason: String) -> Refusal {
+pub fn refuse(
+    service: &str,
+    transport: &'static str,
+    result: &'static str,
+    status: StatusCode,
+    reason: String,
+) -> Refusal {
     let refusal = Refusal {
         status,
         result,
         reason,
         challenge: false,
     };
-    count(service, refusal.result);
+    count(service, refusal.result, transport);
     tracing::debug!(
         service,
         result = refusal.result,
@@ -83,11 +94,12 @@ pub fn refuse(service: &str, result: &'static str, status: StatusCode, reason: S
     refusal
 }
 
-fn unauthorized(service: &str, reason: String) -> Refusal {
+fn unauthorized(service: &str, transport: &'static str, reason: String) -> Refusal {
     Refusal {
         challenge: true,
         ..refuse(
             service,
+            transport,
             outcome::UNAUTHENTICATED,
             StatusCode::UNAUTHORIZED,
             reason,
@@ -106,6 +118,7 @@ pub async fn admit(
         Err(NoService::UnknownPath) => {
             return Err(refuse(
                 "-",
+                req.transport,
                 outcome::NOT_FOUND,
                 StatusCode::NOT_FOUND,
                 format!("no WebSocket service at {}", req.path),
@@ -114,6 +127,7 @@ pub async fn admit(
         Err(NoService::NoSubprotocol { supported }) => {
             return Err(refuse(
                 "-",
+                req.transport,
                 outcome::NO_SUBPROTOCOL,
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -127,6 +141,7 @@ pub async fn admit(
     if state.is_draining() {
         return Err(refuse(
             &service.name,
+            req.transport,
             outcome::UNAVAILABLE,
             StatusCode::SERVICE_UNAVAILABLE,
             "server is shutting down".into(),
@@ -141,6 +156,7 @@ pub async fn admit(
     if !service.origins.allows(origin.as_deref(), host) {
         return Err(refuse(
             &service.name,
+            req.transport,
             outcome::BAD_ORIGIN,
             StatusCode::FORBIDDEN,
             match &origin {
@@ -152,6 +168,7 @@ pub async fn admit(
     if !service.bridge.is_ready() {
         return Err(refuse(
             &service.name,
+            req.transport,
             outcome::UNAVAILABLE,
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -164,6 +181,7 @@ pub async fn admit(
     let Some(ip_slot) = state.connections.try_ip(client.ip()) else {
         return Err(refuse(
             &service.name,
+            req.transport,
             outcome::LIMIT,
             StatusCode::TOO_MANY_REQUESTS,
             format!("too many connections from {}", client.ip()),
@@ -171,12 +189,13 @@ pub async fn admit(
     };
     let principal = match state.auth.authenticate(req.headers, req.query).await {
         Ok(p) => p,
-        Err(failure) => return Err(unauthorized(&service.name, failure.reason)),
+        Err(failure) => return Err(unauthorized(&service.name, req.transport, failure.reason)),
     };
     match &principal {
         None if service.require_auth => {
             return Err(unauthorized(
                 &service.name,
+                req.transport,
                 "authentication required".into(),
             ));
         }
@@ -184,6 +203,7 @@ pub async fn admit(
             if let Some(missing) = service.require_roles.iter().find(|r| !p.has_role(r)) {
                 return Err(refuse(
                     &service.name,
+                    req.transport,
                     outcome::FORBIDDEN,
                     StatusCode::FORBIDDEN,
                     format!("user {} lacks the role {missing}", p.name),
@@ -193,7 +213,7 @@ pub async fn admit(
         None => {}
     }
 
-    count(&service.name, outcome::ACCEPTED);
+    count(&service.name, outcome::ACCEPTED, req.transport);
     let info = Arc::new(SessionInfo {
         id: state.next_session_id(),
         service: service.name.clone(),

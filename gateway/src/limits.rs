@@ -16,6 +16,7 @@ pub mod trip {
     pub const HEADER_SIZE: &str = "header_size";
     pub const ACCEPT_ERRORS: &str = "accept_errors";
     pub const OUTGOING_QUEUE: &str = "outgoing_queue";
+    pub const HTTP_FALLBACK_SESSIONS: &str = "http_fallback_sessions";
 }
 
 pub fn record_trip(limit: &'static str) {

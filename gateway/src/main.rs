@@ -6,6 +6,7 @@ mod auth;
 mod background;
 mod config;
 mod error;
+mod fallback;
 mod forwarded;
 mod http;
 mod limits;

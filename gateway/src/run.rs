@@ -22,6 +22,7 @@ struct Prepared {
 
 fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
     let mut config = config::load(path)?;
+    config.http_fallback.validate(&config.limits)?;
     let factories = builtin_bridges();
     if config.services.is_empty() {
         config.services = config::default_services(&factories);
@@ -94,6 +95,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         config.limits.clone(),
         config.server.trusted_proxies.clone(),
         static_files,
+        fallback(&config),
     );
 
     let listener = bind_listener(config.server.listen).map_err(|source| StartupError::Bind {
@@ -170,6 +172,37 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTP fallback transport's settings, if it is enabled.
+fn fallback(config: &GatewayConfig) -> Option<Arc<crate::fallback::Fallback>> {
+    let fb = &config.http_fallback;
+    if !fb.enabled {
+        return None;
+    }
+    let limits = &config.limits;
+    tracing::info!(
+        "HTTP fallback on every service path P (P/sessions), node {}",
+        fb.node
+    );
+    Some(crate::fallback::Fallback::new(
+        crate::fallback::RouteSettings {
+            node: fb.node.clone(),
+            grace: fb.grace,
+            keepalive: fb.keepalive,
+            stream_bytes: fb.stream_bytes,
+            max_post_bytes: fb.max_post_bytes(limits),
+            max_message_size: limits.max_message_size,
+        },
+        crate::fallback::SessionSettings {
+            outgoing_queue: limits.outgoing_queue,
+            // As the WebSocket transport's linger (state.rs).
+            linger: std::time::Duration::from_secs(2),
+            grace: fb.grace,
+            replay_bytes: fb.replay_bytes,
+        },
+        fb.max_sessions(limits),
+    ))
 }
 
 /// A deep accept backlog: a burst of connecting clients (a reconnect storm after a restart)

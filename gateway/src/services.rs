@@ -23,13 +23,17 @@ pub struct TrafficCounters {
 }
 
 impl TrafficCounters {
-    pub fn new(service: &str) -> Self {
-        let s = service.to_string();
+    /// `transport` is `websocket` or `http`.
+    pub fn new(service: &str, transport: &'static str) -> Self {
+        let labels = [
+            ("service", service.to_string()),
+            ("transport", transport.to_string()),
+        ];
         TrafficCounters {
-            messages_in: metrics::counter!("gateway_messages_in_total", "service" => s.clone()),
-            bytes_in: metrics::counter!("gateway_bytes_in_total", "service" => s.clone()),
-            messages_out: metrics::counter!("gateway_messages_out_total", "service" => s.clone()),
-            bytes_out: metrics::counter!("gateway_bytes_out_total", "service" => s),
+            messages_in: metrics::counter!("gateway_messages_in_total", &labels),
+            bytes_in: metrics::counter!("gateway_bytes_in_total", &labels),
+            messages_out: metrics::counter!("gateway_messages_out_total", &labels),
+            bytes_out: metrics::counter!("gateway_bytes_out_total", &labels),
         }
     }
 }
@@ -41,7 +45,9 @@ pub struct Service {
     pub origins: OriginPolicy,
     pub require_auth: bool,
     pub require_roles: Vec<String>,
+    /// Traffic over WebSocket and over the HTTP fallback.
     pub counters: TrafficCounters,
+    pub http_counters: TrafficCounters,
     /// The bridge's work beside its sessions: started after building, stopped at drain.
     pub background: Background,
 }
@@ -114,7 +120,8 @@ impl ServiceTable {
                 origins,
                 require_auth: cfg.require_auth || !cfg.require_roles.is_empty(),
                 require_roles: cfg.require_roles.clone(),
-                counters: TrafficCounters::new(&cfg.name),
+                counters: TrafficCounters::new(&cfg.name, "websocket"),
+                http_counters: TrafficCounters::new(&cfg.name, "http"),
                 background: Background::new(cfg.name.as_str()),
             });
             by_path
@@ -128,6 +135,11 @@ impl ServiceTable {
 
     pub fn has_path(&self, path: &str) -> bool {
         self.by_path.contains_key(path)
+    }
+
+    /// The services at `path`, in configuration order (none: not a service path).
+    pub fn at_path(&self, path: &str) -> &[Arc<Service>] {
+        self.by_path.get(path).map_or(&[], Vec::as_slice)
     }
 
     pub fn all(&self) -> &[Arc<Service>] {

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::LimitsConfig;
+use crate::fallback::Fallback;
 use crate::limits::ConnectionLimits;
 use crate::services::ServiceTable;
 use crate::static_files::StaticFiles;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub static_files: StaticFiles,
     pub ws_config: WebSocketConfig,
     pub transport: TransportSettings,
+    /// The HTTP fallback transport, when enabled.
+    pub fallback: Option<Arc<Fallback>>,
     /// Fired on SIGTERM/SIGINT; every session's shutdown signal descends from it.
     pub shutdown: CancellationToken,
     /// Live sessions, so shutdown can wait for them to close.
@@ -40,6 +43,7 @@ impl AppState {
         limits: LimitsConfig,
         trusted_proxies: Vec<IpNet>,
         static_files: StaticFiles,
+        fallback: Option<Arc<Fallback>>,
     ) -> Arc<Self> {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(limits.read_buffer_size)
@@ -64,6 +68,7 @@ impl AppState {
             static_files,
             ws_config,
             transport,
+            fallback,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             draining: AtomicBool::new(false),

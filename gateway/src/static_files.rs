@@ -5,10 +5,9 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 use include_dir::{include_dir, Dir};
 
-use crate::response::{text, Body};
+use crate::response::{full, text, Body};
 
 static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/static");
 
@@ -59,7 +58,7 @@ impl StaticFiles {
         };
         let mime = mime_guess::from_path(&rel).first_or_octet_stream();
         let len = content.len();
-        let mut resp = Response::new(Full::new(if head_only { Bytes::new() } else { content }));
+        let mut resp = Response::new(full(if head_only { Bytes::new() } else { content }));
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
             h.insert(http::header::CONTENT_TYPE, v);

@@ -75,7 +75,7 @@ fn state_with(services: &[ServiceConfig], limits: LimitsConfig) -> Arc<AppState>
     let factories: Vec<Box<dyn BridgeFactory>> = vec![Box::new(Fake)];
     let table =
         ServiceTable::build(services, &factories, auth.credential_check()).expect("services");
-    AppState::new(table, auth, limits, vec![], StaticFiles::Embedded)
+    AppState::new(table, auth, limits, vec![], StaticFiles::Embedded, None)
 }
 
 fn state(services: &[ServiceConfig]) -> Arc<AppState> {

@@ -48,6 +48,8 @@ pub struct Authenticator {
     cookie: String,
     /// Bounds concurrent password hashing so a login flood cannot take every blocking thread.
     hashing: Arc<Semaphore>,
+    /// Keys for [`Authenticator::fingerprint`], random per process.
+    fingerprints: std::collections::hash_map::RandomState,
 }
 
 impl Authenticator {
@@ -78,6 +80,7 @@ impl Authenticator {
             jwt,
             cookie: cfg.cookie.clone(),
             hashing: Arc::new(Semaphore::new(parallelism)),
+            fingerprints: Default::default(),
         })
     }
 
@@ -116,6 +119,25 @@ impl Authenticator {
             Err(e) => tracing::debug!(reason = %e.reason, "authentication failed"),
         }
         result.map(Some)
+    }
+
+    /// A keyed hash of the credentials a request presents (`None`: none, as
+    /// `authenticate` sees it), so later requests of an HTTP fallback session presenting the
+    /// same credentials need not be checked again (a password hash per POST would be slow).
+    pub fn fingerprint(&self, headers: &http::HeaderMap, query: Option<&str>) -> Option<u64> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.fingerprints.build_hasher();
+        match credentials::extract(headers, query, &self.cookie) {
+            Ok(None) => return None,
+            Ok(Some(Credentials::Token {
+                method: AuthMethod::Cookie,
+                ..
+            })) if self.jwt.is_none() => return None,
+            Ok(Some(Credentials::Basic { user, password })) => (0u8, user, password).hash(&mut h),
+            Ok(Some(Credentials::Token { token, .. })) => (1u8, token).hash(&mut h),
+            Err(reason) => (2u8, reason).hash(&mut h),
+        }
+        Some(h.finish())
     }
 
     /// The realm as a password checker that bridges can use for protocol-level logins.

@@ -1,7 +1,9 @@
 //! Configuration: TOML through the `config` crate, every key overridable from the
 //! environment as `GATEWAY__SECTION__KEY`, unknown keys rejected by name.
 
+mod bytesize;
 mod defaults;
+mod http_fallback;
 mod load;
 
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthConfig;
 
 pub use defaults::default_services;
+pub use http_fallback::HttpFallbackConfig;
 pub use load::{load, ConfigError};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,6 +26,7 @@ pub struct GatewayConfig {
     pub admin: AdminConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub http_fallback: HttpFallbackConfig,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
 }

@@ -3,6 +3,8 @@
 mod refusal;
 mod websocket;
 
+pub(crate) use refusal::refusal_response;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,6 +31,9 @@ pub async fn handle(
             http::HeaderValue::from_static("close"),
         );
         return Ok(resp);
+    }
+    if crate::fallback::is_route(&state, req.uri().path()) {
+        return Ok(crate::fallback::handle(state, req, peer).await);
     }
     if websocket::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
         return Ok(websocket::start(state, req, peer, slot).await);

@@ -93,7 +93,8 @@ pub async fn start(
             } else {
                 StatusCode::BAD_REQUEST
             };
-            let mut resp = refusal_response(&refuse("-", outcome::BAD_REQUEST, status, why));
+            let mut resp =
+                refusal_response(&refuse("-", "websocket", outcome::BAD_REQUEST, status, why));
             resp.headers_mut().insert(
                 header::SEC_WEBSOCKET_VERSION,
                 HeaderValue::from_static("13"),
@@ -176,6 +177,7 @@ where
     let labels = [
         ("service", service.name.to_string()),
         ("subprotocol", subprotocol),
+        ("transport", "websocket".to_string()),
     ];
     let active = metrics::gauge!("gateway_sessions_active", &labels);
     active.increment(1.0);
@@ -189,7 +191,11 @@ where
         state.shutdown.clone(),
         service.counters.clone(),
     );
-    let duration = metrics::histogram!("gateway_session_duration_seconds", "service" => service.name.to_string());
+    let duration = metrics::histogram!(
+        "gateway_session_duration_seconds",
+        "service" => service.name.to_string(),
+        "transport" => "websocket"
+    );
     async move {
         session.await;
         active.decrement(1.0);

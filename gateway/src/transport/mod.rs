@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::TrafficCounters;
 
-use close::CloseFrame;
 pub use close::{close_for_bridge_result, truncate_reason};
+pub(crate) use close::{code, CloseFrame};
+pub(crate) use wake_apart::wake_apart;
 
 #[derive(Debug, Clone)]
 pub struct TransportSettings {

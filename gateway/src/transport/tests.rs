@@ -68,7 +68,7 @@ async fn start(
         Arc::new(testkit::info("t")),
         settings(idle),
         shutdown,
-        TrafficCounters::new("t"),
+        TrafficCounters::new("t", "websocket"),
     ));
     (client, task)
 }
@@ -83,7 +83,7 @@ async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>
         Arc::new(testkit::info("t")),
         settings(idle),
         CancellationToken::new(),
-        TrafficCounters::new("t"),
+        TrafficCounters::new("t", "websocket"),
     ));
     (raw, task)
 }
