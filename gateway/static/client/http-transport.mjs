@@ -250,7 +250,8 @@ export class HttpTransport {
         this._end(1006, 'cannot reach the server: ' + (e && e.message || e));
         return;
       }
-      delay = Math.min(250 * Math.pow(2, this.postFailures = (this.postFailures || 0) + 1), 5000);
+      this.postFailures = (this.postFailures || 0) + 1;
+      delay = Math.min(250 * Math.pow(2, this.postFailures - 1), 5000);
     } finally {
       this.inFlight = false;
     }
