@@ -363,7 +363,7 @@ describe('StompSession: snapshot and resume (spec section 1)', () => {
   before(async () => {
     try {
       gw = await new Gateway({
-        services: [stompService({ demo: { interval: '100ms' }, streams: [PRICE_STREAM] })],
+        services: [stompService({ demo: { interval: '100ms' }, stream: [PRICE_STREAM] })],
       }).start();
       proxy = await new TcpProxy(gw.port).start();
     } catch (e) {

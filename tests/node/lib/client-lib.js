@@ -46,16 +46,16 @@ async function fallbackMissing(port, servicePath = '/ws', protocol = 'v12.stomp'
   return false;
 }
 
-/** The streams settings the snapshot/resume checks give the STOMP service. */
+/** The stream the snapshot/resume checks give the STOMP service (its `stream` list). */
 const PRICE_STREAM = {
-  prefix: '/topic/prices.', history: 10000, history_age: '5m', snapshot_keys: 10000,
-  conflate_by: 'destination', snapshot: 'on-request',
+  destination: '/topic/prices.', history: 10000, history_age: '5m', snapshot_keys: 10000,
+  conflate_key: 'destination',
 };
 
-/** false if the gateway's log says the STOMP settings have no `streams` yet, else why. */
+/** A skip reason if the gateway refused to start because its STOMP settings have no `stream` yet. */
 function streamsMissing(startError) {
-  if (startError && /streams|unknown field/.test(String(startError.message))) {
-    return 'STOMP streams (snapshot/resume) not in this gateway yet (settings.streams refused); ' +
+  if (startError && /unknown field/.test(String(startError.message))) {
+    return 'STOMP streams (snapshot/resume) not in this gateway yet (settings.stream refused); ' +
       'un-guard once spec section 1 lands';
   }
   return false;
