@@ -1,5 +1,10 @@
 // Chat demo: log in over XMPP (xmpp-client.js), show the roster with presence, and chat
 // one to one. Every piece of user or server text reaches the page through textContent.
+// The transport is gateway-client.js's Connection: WebSocket, or the HTTP fallback when
+// WebSocket is blocked (?transport=http forces it); when the link drops while online, the
+// page stays on the chat, reconnects with backoff and logs in again.
+import { Connection } from './gateway-client.js';
+
 (function () {
   'use strict';
 
@@ -20,6 +25,9 @@
   $('endpoint').textContent = defaultUrl;
 
   let client = null;
+  let conn = null;
+  let login = null; // { url, jid, password } of the session to restore after a reconnect
+  const httpOnly = params.get('transport') === 'http' || params.get('nows') === '1';
   let contacts = new Map(); // bare JID -> { jid, name, subscription, resources: Map(full -> show), unread }
   let conversations = new Map(); // bare JID -> [{ dir, body, time }]
   let selected = null;
@@ -27,6 +35,7 @@
 
   const LABELS = {
     connecting: 'connecting', authenticating: 'authenticating', online: 'online', error: 'error', closed: 'closed',
+    reconnecting: 'reconnecting',
   };
 
   function setState(state, detail) {
@@ -147,6 +156,18 @@
   }
 
   function onState(state, detail) {
+    // The link dropped under an online session: keep the chat, the Connection is retrying.
+    if (state === 'closed' && wasOnline && conn && conn.state === 'reconnecting') {
+      setState('reconnecting', detail);
+      input.disabled = sendButton.disabled = true;
+      for (const c of contacts.values()) c.resources.clear(); // presence comes again after login
+      renderRoster();
+      return;
+    }
+    if (state === 'error' || state === 'closed') {
+      if (conn) conn.close();
+      conn = null;
+    }
     setState(state, detail);
     if (state === 'online') {
       wasOnline = true;
@@ -199,12 +220,29 @@
     wasOnline = false;
     loginError.hidden = true;
     $('login-button').disabled = true;
+    if (conn) conn.close();
+    login = { url: $('url').value.trim(), jid, password: $('password').value };
+    // One round of attempts for the first login (a wrong URL is reported, not retried);
+    // reconnects without end once the session was up.
+    conn = new Connection({
+      url: login.url, protocols: ['xmpp'], initialRounds: 1,
+      transports: httpOnly ? ['http'] : ['websocket', 'http'],
+      backoff: { initial: 500, max: 10000 },
+    });
+    const mine = conn;
+    conn.on('open', () => { if (mine === conn && mine.reconnects > 0) start(); });
+    start();
+  });
+
+  function start() {
+    const link = conn;
     client = new XmppClient({
-      url: $('url').value.trim(), jid, password: $('password').value,
+      url: login.url, jid: login.jid, password: login.password,
+      WebSocket: function () { return link.asWebSocket(); },
       onState, onRoster, onPresence, onMessage,
     });
     client.connect();
-  });
+  }
 
   $('logout').addEventListener('click', () => { if (client) client.logout(); });
 

@@ -1,7 +1,7 @@
 // A small STOMP 1.2 client over a browser WebSocket (1.1 and 1.0 servers work too):
-// CONNECT with accept-version and heart-beat, SUBSCRIBE / UNSUBSCRIBE / SEND / ACK,
-// frame parsing with content-length, several frames (and heart-beats) per WebSocket
-// message or a frame split across messages, header escaping, and heart-beats both ways.
+// CONNECT with accept-version and heart-beat, SUBSCRIBE / UNSUBSCRIBE / SEND / ACK, and
+// heart-beats both ways; frames are read and written by stomp-frames.js. One connection, no
+// reconnect: gateway-client.mjs (StompSession) is the client that survives outages.
 //
 //   const c = new StompClient('ws://host/ws', {
 //     heartBeat: [10000, 10000],          // [we send every, we want every] ms; 0 = never
@@ -12,43 +12,10 @@
 (function (global) {
   'use strict';
 
-  const NUL = 0;
-  const LF = 10;
-  const CR = 13;
-  const encoder = new TextEncoder();
-  const decoder = new TextDecoder('utf-8');
-
-  function escapeValue(v, version) {
-    if (version === '1.0') return v;
-    let s = String(v).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/:/g, '\\c');
-    if (version === '1.2') s = s.replace(/\r/g, '\\r');
-    return s;
-  }
-
-  // One pass, left to right, so "\\n" (escaped backslash, then n) stays a backslash and an n.
-  function unescapeValue(v, version) {
-    if (version === '1.0' || v.indexOf('\\') < 0) return v;
-    let out = '';
-    for (let i = 0; i < v.length; i++) {
-      const ch = v[i];
-      if (ch !== '\\') { out += ch; continue; }
-      const next = v[++i];
-      if (next === 'n') out += '\n';
-      else if (next === 'c') out += ':';
-      else if (next === '\\') out += '\\';
-      else if (next === 'r' && version === '1.2') out += '\r';
-      else throw new Error('bad escape \\' + (next || '') + ' in header value');
-    }
-    return out;
-  }
-
-  function concat(a, b) {
-    if (a.length === 0) return b;
-    const out = new Uint8Array(a.length + b.length);
-    out.set(a, 0);
-    out.set(b, a.length);
-    return out;
-  }
+  // The codec lives in stomp-frames.js: a page loads it first (<script src>), Node requires it.
+  const Frames = global.StompFrames || (typeof require === 'function' ? require('./stomp-frames.js') : null);
+  if (!Frames) throw new Error('stomp-client.js needs stomp-frames.js loaded first');
+  const { escapeValue, unescapeValue, encodeFrame, FrameReader } = Frames;
 
   class StompClient {
     constructor(url, options) {
@@ -67,7 +34,7 @@
       this.connected = false;
       this.subscriptions = new Map();
       this.receipts = new Map();
-      this.buffer = new Uint8Array(0);
+      this.reader = new FrameReader();
       this.nextId = 1;
       this.timers = [];
       this.lastSent = 0;
@@ -78,7 +45,7 @@
       const ws = new WebSocket(this.url, this.protocols);
       ws.binaryType = 'arraybuffer';
       this.ws = ws;
-      this.buffer = new Uint8Array(0);
+      this.reader.reset();
       ws.onopen = () => {
         const headers = Object.assign({
           'accept-version': this.acceptVersion,
@@ -135,76 +102,18 @@
 
     _transmit(command, headers, body, version) {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-      const v = version || this.version || '1.0';
-      let bytes = null;
-      if (body != null) bytes = typeof body === 'string' ? encoder.encode(body) : new Uint8Array(body);
-      let head = command + '\n';
-      for (const k of Object.keys(headers)) {
-        if (headers[k] == null) continue;
-        head += escapeValue(k, v) + ':' + escapeValue(headers[k], v) + '\n';
-      }
-      if (bytes && bytes.length) head += 'content-length:' + bytes.length + '\n';
-      head += '\n';
-      const isText = !bytes || typeof body === 'string';
-      if (isText) {
-        this.ws.send(head + (body || '') + '\0');
-      } else {
-        const h = encoder.encode(head);
-        const out = new Uint8Array(h.length + bytes.length + 1);
-        out.set(h, 0);
-        out.set(bytes, h.length);
-        this.ws.send(out);
-      }
+      this.ws.send(encodeFrame(command, headers, body, version || this.version || '1.0'));
       this.lastSent = Date.now();
     }
 
     _onData(data) {
       this.lastHeard = Date.now();
-      const chunk = typeof data === 'string' ? encoder.encode(data) : new Uint8Array(data);
-      this.buffer = concat(this.buffer, chunk);
+      this.reader.push(data);
       for (;;) {
-        const frame = this._parseOne();
+        const frame = this.reader.next(this.version);
         if (!frame) break;
         this._dispatch(frame);
       }
-    }
-
-    /** Takes one frame off the buffer, or null if it holds only part of one. */
-    _parseOne() {
-      const buf = this.buffer;
-      let i = 0;
-      while (i < buf.length && (buf[i] === LF || buf[i] === CR)) i++; // heart-beats
-      if (i === buf.length) { this.buffer = new Uint8Array(0); return null; }
-      // End of headers: the first empty line.
-      let headEnd = -1;
-      let bodyStart = -1;
-      for (let j = i; j < buf.length; j++) {
-        if (buf[j] !== LF) continue;
-        if (buf[j + 1] === LF) { headEnd = j; bodyStart = j + 2; break; }
-        if (buf[j + 1] === CR && buf[j + 2] === LF) { headEnd = j; bodyStart = j + 3; break; }
-      }
-      if (headEnd < 0) { this.buffer = buf.subarray(i); return null; }
-      const lines = decoder.decode(buf.subarray(i, headEnd)).split('\n').map((l) => l.replace(/\r$/, ''));
-      const command = lines.shift();
-      const version = command === 'CONNECTED' ? '1.0' : (this.version || '1.0');
-      const headers = {};
-      for (const line of lines) {
-        const c = line.indexOf(':');
-        if (c < 0) continue;
-        const k = unescapeValue(line.slice(0, c), version);
-        if (!(k in headers)) headers[k] = unescapeValue(line.slice(c + 1), version); // first wins
-      }
-      let bodyEnd;
-      if (headers['content-length'] !== undefined) {
-        bodyEnd = bodyStart + parseInt(headers['content-length'], 10);
-        if (buf.length < bodyEnd + 1) { this.buffer = buf.subarray(i); return null; }
-      } else {
-        bodyEnd = buf.indexOf(NUL, bodyStart);
-        if (bodyEnd < 0) { this.buffer = buf.subarray(i); return null; }
-      }
-      const binaryBody = buf.slice(bodyStart, bodyEnd);
-      this.buffer = buf.subarray(bodyEnd + 1);
-      return { command: command, headers: headers, binaryBody: binaryBody, body: decoder.decode(binaryBody) };
     }
 
     _dispatch(frame) {

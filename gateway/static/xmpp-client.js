@@ -113,7 +113,7 @@
 
   XmppClient.prototype.send = function (raw) {
     const xml = raw instanceof Raw ? raw.xml : String(raw);
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    if (!this.ws || this.ws.readyState !== 1) return false; // OPEN
     this._debug('out', xml);
     this.ws.send(xml);
     return true;
@@ -132,7 +132,10 @@
     this._setState('connecting', this.opts.url);
     let ws;
     try {
-      ws = new WebSocket(this.opts.url, ['xmpp']);
+      // opts.WebSocket: a look-alike (gateway-client.js's Connection.asWebSocket) to ride its
+      // reconnects and HTTP fallback.
+      const Socket = this.opts.WebSocket || WebSocket;
+      ws = new Socket(this.opts.url, ['xmpp']);
     } catch (e) {
       this._setState('error', e.message);
       return;

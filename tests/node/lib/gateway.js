@@ -154,11 +154,16 @@ class Gateway {
     fs.mkdirSync(this.dir, { recursive: true });
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1', ...(this.opts.env || {}) };
     const args = [];
+    // GATEWAY_STATIC_DIR serves the pages from a directory (the source tree's gateway/static)
+    // instead of the copy embedded at build time: page changes without a rebuild.
+    const staticDir = this.opts.staticDir || process.env.GATEWAY_STATIC_DIR;
     if (this.opts.config === false) {
       env.GATEWAY__SERVER__LISTEN = `${HOST}:${this.port}`;
       env.GATEWAY__ADMIN__LISTEN = `${HOST}:${this.adminPort}`;
+      if (staticDir) env.GATEWAY__SERVER__STATIC_DIR = staticDir;
     } else {
       const cfg = baseConfig(this.port, this.adminPort);
+      if (staticDir) cfg.server.static_dir = staticDir;
       for (const [k, v] of Object.entries(this.opts.sections || {})) {
         cfg[k] = isTable(v) && isTable(cfg[k]) ? { ...cfg[k], ...v } : v;
       }
