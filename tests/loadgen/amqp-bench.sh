@@ -113,18 +113,6 @@ backend = "$AMQP_URL"
 pool_size = $POOL_SIZE
 credentials = "$CREDENTIALS"
 EOF
-start_gateway() {
-    "$BIN/gateway" --config "$OUT/gateway.toml" >>"$OUT/gateway.log" 2>&1 &
-    gateway=$!
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
-        kill -0 "$gateway" 2>/dev/null || break
-        sleep 0.1
-    done
-    say "gateway not ready:"
-    cat "$OUT/gateway.log" >&2
-    exit 1
-}
 
 # The machine is shared: wait (up to QUIET_WAIT s) until other processes use under a fifth
 # of a core, as the other benches do, and print where the run starts.
@@ -138,7 +126,7 @@ PERF_ARGS=(--duration "$DURATION" --size "$SIZE" --window "$WINDOW" --consume-co
     --prefetch "$PREFETCH" --ack-every "$ACK_EVERY" --lat-rate "$LAT_RATE" --lat-duration "$LAT_DURATION"
     --fill-url "$AMQP_URL" --broker-pid "$BEAM" "${CLK[@]}")
 
-start_gateway
+start_bench_gateway
 say "gateway pid $gateway, credentials $CREDENTIALS, pool_size $POOL_SIZE"
 for part in $PARTS; do
     case "$part" in
@@ -158,7 +146,7 @@ for part in $PARTS; do
             # A fresh gateway, so that RSS before and after differ by the clients only (the
             # perf part's backlogs leave mimalloc with pages it keeps).
             stop_gateway
-            start_gateway
+            start_bench_gateway
             wait_quiet "clients"
             node "$JS" clients --count "$CLIENTS" --processes "$CLIENT_PROCESSES" \
                 --ws-url "ws://127.0.0.1:$PORT/amqp" --user "$GW_USER" --pass "$GW_PASS" \

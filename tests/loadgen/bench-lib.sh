@@ -35,3 +35,18 @@ await_quiet() {
         waited=$((waited + 2))
     done
 }
+
+# Start "$BIN/gateway" with "$OUT/gateway.toml" in the background as $gateway (log appended
+# to "$OUT/gateway.log") and wait until /readyz on $PORT answers 200.
+start_bench_gateway() {
+    "$BIN/gateway" --config "$OUT/gateway.toml" >>"$OUT/gateway.log" 2>&1 &
+    gateway=$!
+    for _ in $(seq 1 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
+        kill -0 "$gateway" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "gateway not ready:" >&2
+    cat "$OUT/gateway.log" >&2
+    exit 1
+}

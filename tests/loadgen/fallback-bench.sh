@@ -40,23 +40,13 @@ heart_beat = [0, 0]
 TOML
 gateway=
 trap stop_gateway EXIT
-start_gateway() {
-    "$BIN/gateway" --config "$OUT/gateway.toml" >>"$OUT/gateway.log" 2>&1 &
-    gateway=$!
-    for _ in $(seq 1 100); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "gateway not ready" >&2
-    exit 1
-}
 run_js() {
     NODE_PATH=tests/loadgen/node/node_modules BASE="http://127.0.0.1:$PORT" GW_PID=$gateway CLK_TCK=$(getconf CLK_TCK) \
         node tests/loadgen/fallback-bench.js | tee -a "$OUT/results.txt"
 }
 TRANSPORTS=${TRANSPORTS:-websocket http}
 PARTS=${PARTS:-fanout idle}
-start_gateway
+start_bench_gateway
 QUIET_WAIT=${QUIET_WAIT:-60} await_quiet
 echo "[fallback-bench] machine ${busy_now}% busy before; gateway $(git rev-parse --short HEAD)" >&2
 if [[ " $PARTS " == *" fanout "* ]]; then
@@ -67,7 +57,7 @@ fi
 if [[ " $PARTS " == *" idle "* ]]; then
     for t in $TRANSPORTS; do
         stop_gateway
-        start_gateway
+        start_bench_gateway
         sleep 1
         PARTS=idle TRANSPORTS=$t run_js
     done

@@ -41,12 +41,7 @@ snapshot_keys = ${SYMBOLS:-1000}
 TOML
 gateway=
 trap stop_gateway EXIT
-"$BIN/gateway" --config "$OUT/gateway.toml" >"$OUT/gateway.log" 2>&1 &
-gateway=$!
-for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ] && break
-    sleep 0.1
-done
+start_bench_gateway
 QUIET_WAIT=${QUIET_WAIT:-60} await_quiet
 echo "[stream-bench] machine ${busy_now}% busy before; gateway $(git rev-parse --short HEAD)" >&2
 NODE_PATH=tests/loadgen/node/node_modules URL="ws://127.0.0.1:$PORT/ws" node tests/loadgen/stream-bench.js | tee "$OUT/results.txt"

@@ -418,15 +418,7 @@ pub fn start(
         let bridge_fut = bridge.serve(session);
         match crate::transport::wake_apart(bridge_fut, pump_fut).await {
             Either::Left((result, pump_fut)) => {
-                match &result {
-                    Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
-                        tracing::debug!(source = "client", "http session ended: {e}")
-                    }
-                    Err(e) => {
-                        tracing::info!(source = e.source_side().as_str(), "http session ended: {e}")
-                    }
-                    Ok(()) => {}
-                }
+                crate::transport::log_session_end("http", &result);
                 let frame = close_for_bridge_result(&result, session_shutdown.is_cancelled());
                 let _ = finish_tx.send(frame);
                 pump_fut.await;

@@ -67,6 +67,24 @@ impl Shared {
     }
 }
 
+/// Log how a bridge ended its session: a misbehaving client is routine (debug); a failed
+/// backend or a bug is news (info). Shared by both transports.
+pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::BridgeError>) {
+    match result {
+        Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
+            tracing::debug!(source = "client", transport, "session ended: {e}")
+        }
+        Err(e) => {
+            tracing::info!(
+                source = e.source_side().as_str(),
+                transport,
+                "session ended: {e}"
+            )
+        }
+        Ok(()) => {}
+    }
+}
+
 /// Serve `info` with `bridge` over `ws` until the session ends.
 ///
 /// Set-up happens here, synchronously, and only its results move into the returned future:
@@ -108,16 +126,7 @@ where
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
-                match &result {
-                    // A misbehaving client is routine; a failed backend or a bug is news.
-                    Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
-                        tracing::debug!(source = "client", "session ended: {e}")
-                    }
-                    Err(e) => {
-                        tracing::info!(source = e.source_side().as_str(), "session ended: {e}")
-                    }
-                    Ok(()) => {}
-                }
+                log_session_end("websocket", &result);
                 let frame = shared
                     .take_close()
                     .unwrap_or_else(|| close_for_bridge_result(&result, shutdown.is_cancelled()));

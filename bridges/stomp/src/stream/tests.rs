@@ -20,6 +20,18 @@ fn rule(history: usize, keys: usize) -> StreamRule {
     }
 }
 
+const SNAPSHOT: Request = Request {
+    snapshot: true,
+    resume: None,
+};
+
+fn resume(from: Position, snapshot: bool) -> Request {
+    Request {
+        snapshot,
+        resume: Some(from),
+    }
+}
+
 fn stream(history: usize, keys: usize) -> Stream {
     Stream::new(rule(history, keys), &StompMetrics::new("test"))
 }
@@ -117,14 +129,7 @@ fn snapshot_then_live_without_gap_or_duplicate() {
     publish(&s, "B", 1);
     publish(&s, "A", 2);
     let mut c = client(1);
-    let joined = s.join(
-        "prices.*",
-        c.sub.clone(),
-        Request {
-            snapshot: true,
-            resume: None,
-        },
-    );
+    let joined = s.join("prices.*", c.sub.clone(), SNAPSHOT);
     assert_eq!(joined.backlog, 2);
     assert_eq!(joined.position.seq, 3);
     publish(&s, "B", 2);
@@ -136,14 +141,7 @@ fn snapshot_then_live_without_gap_or_duplicate() {
     );
     // A pattern picks its own keys from the snapshot.
     let mut only_a = client(2);
-    s.join(
-        "prices.A",
-        only_a.sub.clone(),
-        Request {
-            snapshot: true,
-            resume: None,
-        },
-    );
+    s.join("prices.A", only_a.sub.clone(), SNAPSHOT);
     assert_eq!(got(&mut only_a).len(), 1);
 }
 
@@ -162,10 +160,7 @@ fn resume_gives_exactly_the_missed_messages() {
     let joined = s.join(
         "prices.*",
         again.sub.clone(),
-        Request {
-            snapshot: true,
-            resume: Some(Position::parse(&last).unwrap()),
-        },
+        resume(Position::parse(&last).unwrap(), true),
     );
     assert_eq!(joined.resume, Some(Ok(())));
     publish(&s, "A", 6);
@@ -195,14 +190,7 @@ fn resume_beyond_the_window_or_epoch_gets_the_snapshot() {
         ),
     ] {
         let mut c = client(1);
-        let joined = s.join(
-            "prices.*",
-            c.sub.clone(),
-            Request {
-                snapshot: false,
-                resume: Some(from),
-            },
-        );
+        let joined = s.join("prices.*", c.sub.clone(), resume(from, false));
         s.leave("prices.*", 1, 1);
         let reason = joined.resume.unwrap().unwrap_err();
         assert!(reason.contains(why), "{reason}");
@@ -222,14 +210,7 @@ fn lost_history_starts_an_epoch_and_restamps_last_values() {
     assert_ne!(before.epoch, after.epoch);
     assert_eq!(after.seq, 0);
     let mut c = client(1);
-    let joined = s.join(
-        "prices.*",
-        c.sub.clone(),
-        Request {
-            snapshot: false,
-            resume: Some(before),
-        },
-    );
+    let joined = s.join("prices.*", c.sub.clone(), resume(before, false));
     assert!(joined.resume.unwrap().is_err());
     let m = got(&mut c);
     assert_eq!(m[0].1, format!("{:x}-0", after.epoch));
@@ -239,10 +220,7 @@ fn lost_history_starts_an_epoch_and_restamps_last_values() {
     let joined = s.join(
         "prices.*",
         d.sub.clone(),
-        Request {
-            snapshot: false,
-            resume: Some(Position::parse(&m[0].1).unwrap()),
-        },
+        resume(Position::parse(&m[0].1).unwrap(), false),
     );
     assert_eq!(joined.resume, Some(Ok(())));
     assert_eq!(got(&mut d)[0].0, "A2");
