@@ -425,15 +425,7 @@ pub fn start(
             }
             Either::Right(((), bridge_fut)) => {
                 session_shutdown.cancel();
-                if tokio::time::timeout(settings.linger, bridge_fut)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "bridge did not finish within {:?} of its client leaving",
-                        settings.linger
-                    );
-                }
+                let _ = crate::transport::wind_up(bridge_fut, settings.linger).await;
             }
         }
         shared.close_delivered(settings.linger).await;

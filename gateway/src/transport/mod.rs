@@ -85,6 +85,18 @@ pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::B
     }
 }
 
+/// The client is gone: give the bridge `linger` to finish, and say so if it does not.
+pub(crate) async fn wind_up<F: std::future::Future>(
+    bridge: F,
+    linger: Duration,
+) -> Option<F::Output> {
+    let done = tokio::time::timeout(linger, bridge).await.ok();
+    if done.is_none() {
+        tracing::warn!("bridge did not finish within {linger:?} of its client leaving");
+    }
+    done
+}
+
 /// Serve `info` with `bridge` over `ws` until the session ends.
 ///
 /// Set-up happens here, synchronously, and only its results move into the returned future:
@@ -136,15 +148,7 @@ where
             Either::Right((close_sent, bridge_fut)) => {
                 // The client went away, or the transport closed it: the bridge must wind up.
                 session_shutdown.cancel();
-                if tokio::time::timeout(settings.linger, bridge_fut)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "bridge did not finish within {:?} of its client leaving",
-                        settings.linger
-                    );
-                }
+                let _ = wind_up(bridge_fut, settings.linger).await;
                 close_sent
             }
         };
