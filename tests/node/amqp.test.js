@@ -682,3 +682,36 @@ describe('the /amqp upgrade', () => {
     }
   });
 });
+
+// AMQP over the HTTP fallback: the browser's AMQP client unchanged, its WebSocket swapped for
+// gateway-client.js's adapter limited to the fallback transport (binary frames go base64 in
+// the events stream and the POSTs).
+describe('@cloudamqp/amqp-client over the HTTP fallback (gateway-client.js)', () => {
+  const target = targets[0];
+  it('logs in, publishes with confirms and consumes, every frame binary over SSE + POST', T, async (t) => {
+    if (target.unavailable) return t.skip(target.unavailable);
+    const { Connection } = await import('../../gateway/static/gateway-client.mjs');
+    const saved = globalThis.WebSocket;
+    globalThis.WebSocket = Connection.webSocketClass({ transports: ['http'], fetch: globalThis.fetch });
+    let c;
+    try {
+      c = await amqpClientJs.connect(target.url(), target.creds);
+    } finally {
+      globalThis.WebSocket = saved;
+    }
+    try {
+      const ch = await c.channel({ confirm: true });
+      const q = names(target, amqpClientJs, 'fallback');
+      await ch.declareQueue(q);
+      const bodies = ['one', 'two\u0000with a NUL', Buffer.from([0, 255, 13, 10]).toString('latin1')];
+      for (const b of bodies) await ch.publish('', q, Buffer.from(b, 'latin1'));
+      const got = collector();
+      await ch.consume(q, got.push);
+      const msgs = await got.wait(3);
+      assert.deepEqual(msgs.map((m) => m.body.toString('latin1')), bodies);
+      for (const m of msgs) await ch.ack(m);
+    } finally {
+      await c.close();
+    }
+  });
+});
