@@ -153,6 +153,31 @@ describe('chat page in Chromium', { skip: browserMissing() }, () => {
         await page.close();
       });
 
+      it('over the HTTP fallback (?transport=http) alice logs in and chats with bob', T, async (t) => {
+        if (target.unavailable) { t.skip(target.unavailable); return; }
+        if (target.kind !== 'gateway') { t.skip('the fallback is the gateway\'s'); return; }
+        const bob = await login(target.url(), 'bob', 'bob-pass', { resource: 'fallback' });
+        users.push(bob);
+        await bob.presence();
+        const page = await browser.page();
+        const upgrades = [];
+        page.on('websocket', (ws) => upgrades.push(ws.url()));
+        await page.goto(target.pageUrl('/chat.html?transport=http'));
+        await logInAs(page, 'alice@localhost', 'alice-pass');
+        await page.waitForSelector('#conn-state[data-state=online]', { timeout: 15000 });
+        const alicePresence = await bob.waitPresence('alice@localhost', 'available');
+        await page.locator('#roster li[data-jid="bob@localhost"]').click();
+        await page.fill('#message', 'sent over server-sent events and POST');
+        await page.press('#message', 'Enter');
+        await bob.waitMessage('alice@localhost', 'sent over server-sent events and POST');
+        await bob.message(alicePresence.attrs.from, 'and back');
+        await page.locator('#messages .msg.in').first().waitFor({ timeout: 10000 });
+        assert.deepEqual(upgrades, [], 'no WebSocket was opened');
+        await page.click('#logout');
+        await page.waitForSelector('#conn-state[data-state=closed]', { timeout: 10000 });
+        await page.close();
+      });
+
       it('a wrong password shows not-authorized', T, async (t) => {
         if (target.unavailable) { t.skip(target.unavailable); return; }
         const page = await openChat();
