@@ -11,6 +11,7 @@ Skipped only when prosody is not installed and CI is unset; with CI=true it fail
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -196,3 +197,39 @@ def test_features_hide_starttls_and_close_is_clean(xgw):
 def test_handshake_without_the_xmpp_subprotocol_is_refused(xgw):
     resp = xgw.refused("/xmpp")
     assert resp.status_code >= 400
+
+
+def _self_signed(tmp_path, name: str, cn: str) -> tuple[str, str]:
+    """A certificate as `openssl req -x509` makes it for a small XMPP install: self-signed,
+    with basicConstraints CA:TRUE."""
+    crt, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                    "-subj", f"/CN={cn}", "-addext", f"subjectAltName=DNS:{cn}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
+    text = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-text"],
+                          check=True, capture_output=True, text=True).stdout
+    assert "CA:TRUE" in text
+    return str(crt), str(key)
+
+
+@pytest.mark.parametrize("case", ["pinned", "other-certificate", "other-name"])
+def test_self_signed_ca_true_certificate_trusted_through_ca_file(gateway_factory, tmp_path, case):
+    """ca_file pointing at the server's own CA:TRUE self-signed certificate trusts it (as
+    OpenSSL does), still checking the name; another certificate in ca_file does not."""
+    crt, key = _self_signed(tmp_path, "server", "otherhost" if case == "other-name" else "localhost")
+    ca_file = _self_signed(tmp_path, "unrelated", "localhost")[0] if case == "other-certificate" else crt
+    observer = TlsObserver(crt, key, direct=True)
+    try:
+        gw = gateway_factory(services=[xmpp_service(server=f"127.0.0.1:{observer.port}",
+                                                    ca_file=ca_file, tls="direct")])
+        with XmppWs(gw) as c:
+            if case == "pinned":
+                features = c.open()
+                assert features.find(q(NS_SASL, "mechanisms")) is not None
+            else:
+                c.send(open_el())
+                ended = c.expect_end()
+                assert (ended.condition, ended.close_code) == ("remote-connection-failed", 1014), ended
+                assert "TLS" in ended.text
+    finally:
+        observer.close()

@@ -7,9 +7,12 @@ use bridge_api::SettingsError;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_rustls::rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::settings::XmppSettings;
 
@@ -29,14 +32,27 @@ pub fn client_config(settings: &XmppSettings) -> Result<Arc<ClientConfig>, Setti
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth()
     } else {
+        let (roots, pinned) = roots(settings)?;
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| SettingsError::new("ca_file", e.to_string()))?;
         builder
-            .with_root_certificates(roots(settings)?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOrPinned {
+                chain,
+                pinned,
+                provider,
+            }))
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
 }
 
-fn roots(settings: &XmppSettings) -> Result<RootCertStore, SettingsError> {
+/// System roots plus the `ca_file`'s certificates, and those certificates again as pins.
+fn roots(
+    settings: &XmppSettings,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), SettingsError> {
+    let mut pinned = Vec::new();
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {
@@ -59,6 +75,7 @@ fn roots(settings: &XmppSettings) -> Result<RootCertStore, SettingsError> {
             ));
         }
         for cert in certs {
+            pinned.push(cert.clone());
             roots
                 .add(cert)
                 .map_err(|e| SettingsError::new("ca_file", format!("{}: {e}", path.display())))?;
@@ -70,7 +87,88 @@ fn roots(settings: &XmppSettings) -> Result<RootCertStore, SettingsError> {
             "no system root certificates found; give a ca_file",
         ));
     }
-    Ok(roots)
+    Ok((roots, pinned))
+}
+
+/// The usual chain check against the roots; failing that, a server certificate that is
+/// byte for byte one of the `ca_file`'s is trusted if it names the server. A self-signed
+/// certificate made by `openssl req -x509` has CA:TRUE, which the chain check refuses as
+/// an end entity (`CaUsedAsEndEntity`); small XMPP servers often have exactly that, and
+/// pointing `ca_file` at it is the operator saying "this one".
+#[derive(Debug)]
+struct ChainOrPinned {
+    chain: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ChainOrPinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        let refused = match self.chain.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(ok) => return Ok(ok),
+            Err(e) => e,
+        };
+        if !self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return Err(refused);
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| refused.clone())?;
+        cert.verify_is_valid_for_subject_name(server_name)
+            .map_err(|_| {
+                tokio_rustls::rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+            })?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// `insecure = true`: signatures are still checked (the handshake needs them to be
