@@ -38,11 +38,7 @@ pub fn client_config(settings: &XmppSettings) -> Result<Arc<ClientConfig>, Setti
             .map_err(|e| SettingsError::new("ca_file", e.to_string()))?;
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOrPinned {
-                chain,
-                pinned,
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(ChainOrPinned { chain, pinned }))
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
@@ -99,7 +95,6 @@ fn roots(
 struct ChainOrPinned {
     chain: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
-    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for ChainOrPinned {
@@ -136,18 +131,14 @@ impl ServerCertVerifier for ChainOrPinned {
         Ok(ServerCertVerified::assertion())
     }
 
+    // Handshake signatures are checked exactly as the chain verifier checks them.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -156,18 +147,11 @@ impl ServerCertVerifier for ChainOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.chain.supported_verify_schemes()
     }
 }
 
