@@ -135,6 +135,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         crate::admin::describe_listen(config.admin.listen)
     );
 
+    state.live_sessions.start_expiry(state.shutdown.clone());
     let admin_stop = tokio_util::sync::CancellationToken::new();
     let admin_task = tokio::spawn(crate::admin::serve(admin, metrics, admin_stop.clone()));
     let accept_task = tokio::spawn(crate::listener::accept_loop(listener, state.clone(), tls));

@@ -20,6 +20,8 @@ pub struct TrafficCounters {
     pub bytes_in: Counter,
     pub messages_out: Counter,
     pub bytes_out: Counter,
+    /// The one session's own counts, once the counters belong to a session.
+    pub session: Option<Arc<crate::sessions::SessionTraffic>>,
 }
 
 impl TrafficCounters {
@@ -34,6 +36,31 @@ impl TrafficCounters {
             bytes_in: metrics::counter!("gateway_bytes_in_total", &labels),
             messages_out: metrics::counter!("gateway_messages_out_total", &labels),
             bytes_out: metrics::counter!("gateway_bytes_out_total", &labels),
+            session: None,
+        }
+    }
+
+    /// These counters, also counting into one session's own.
+    pub fn for_session(&self, session: Arc<crate::sessions::SessionTraffic>) -> Self {
+        TrafficCounters {
+            session: Some(session),
+            ..self.clone()
+        }
+    }
+
+    pub fn received(&self, bytes: usize) {
+        self.messages_in.increment(1);
+        self.bytes_in.increment(bytes as u64);
+        if let Some(s) = &self.session {
+            s.received(bytes);
+        }
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        self.messages_out.increment(1);
+        self.bytes_out.increment(bytes as u64);
+        if let Some(s) = &self.session {
+            s.sent(1, bytes as u64);
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::config::LimitsConfig;
 use crate::fallback::Fallback;
 use crate::limits::ConnectionLimits;
 use crate::services::ServiceTable;
+use crate::sessions::SessionRegistry;
 use crate::static_files::StaticFiles;
 use crate::transport::TransportSettings;
 
@@ -31,6 +32,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Live sessions, so shutdown can wait for them to close.
     pub sessions: TaskTracker,
+    /// The same sessions by id, with their controls: for the admin API, reloads and the
+    /// credential-expiry timer.
+    pub live_sessions: Arc<SessionRegistry>,
     draining: AtomicBool,
     next_session_id: AtomicU64,
 }
@@ -71,6 +75,7 @@ impl AppState {
             fallback,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            live_sessions: SessionRegistry::new(),
             draining: AtomicBool::new(false),
             next_session_id: AtomicU64::new(1),
         })

@@ -5,6 +5,7 @@
 //! type, so the same bridge runs over any transport the gateway offers.
 
 mod bridge;
+mod control;
 // Kept until the STOMP bridge moves to EndKind.
 #[doc(hidden)]
 mod end;
@@ -20,6 +21,7 @@ mod settings;
 pub mod testkit;
 
 pub use bridge::{Bridge, BridgeFactory, BuildContext, DefaultService};
+pub use control::{ExpiryWatch, SessionControl, StopReason};
 pub use end::{End, EndKind};
 pub use error::{BridgeError, ErrorSource};
 pub use lifecycle::Background;

@@ -33,4 +33,10 @@ impl Principal {
 pub trait CredentialCheck: Send + Sync {
     /// `None` when the user is unknown or the password is wrong.
     async fn check_password(&self, user: &str, password: &str) -> Option<Principal>;
+
+    /// Verify a bearer token (a JWT) presented inside the protocol, e.g. to refresh a live
+    /// session's credential. `None` when it is invalid or token logins are not configured.
+    async fn check_token(&self, _token: &str) -> Option<Principal> {
+        None
+    }
 }

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::SessionControl;
 use crate::outbox::Outbox;
 use crate::{Message, Principal};
 
@@ -56,10 +57,14 @@ impl Stream for Incoming {
 
 /// One client session handed to a bridge. The bridge drives it to completion: it returns
 /// when the client leaves, the backend ends, or `shutdown` fires (then it should finish
-/// promptly; the transport ends the session as [`EndKind::GoingAway`](crate::EndKind)).
+/// promptly; the transport ends the session as [`EndKind::GoingAway`](crate::EndKind), or
+/// as `control`'s [`StopReason`](crate::StopReason) says when the gateway gave one).
 pub struct Session {
     pub info: Arc<SessionInfo>,
     pub incoming: Incoming,
     pub outbox: Outbox,
     pub shutdown: CancellationToken,
+    /// Why `shutdown` fired, and who the client is now (set it after a protocol login or a
+    /// token refresh, so the operator's view and the expiry deadline follow).
+    pub control: Arc<SessionControl>,
 }

@@ -214,6 +214,10 @@ impl CredentialCheck for RealmCheck {
             .check_password(user.to_owned(), password.to_owned(), AuthMethod::Bridge)
             .await
     }
+
+    async fn check_token(&self, token: &str) -> Option<Principal> {
+        self.0.check_token(token, AuthMethod::Bridge).ok()
+    }
 }
 
 /// Argon2id PHC string for a password (used by `gateway hash-password`).

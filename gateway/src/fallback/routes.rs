@@ -386,6 +386,7 @@ async fn create(
         fallback,
         &state.sessions,
         &state.shutdown,
+        &state.live_sessions,
         service,
         info,
         slots,
@@ -499,10 +500,7 @@ async fn messages(fallback: &Fallback, session: &Shared, req: Request<Incoming>)
     if session.is_over() {
         return error(StatusCode::NOT_FOUND, "the session has ended");
     }
-    match session
-        .apply(post.seq, post.messages, &session.service.http_counters)
-        .await
-    {
+    match session.apply(post.seq, post.messages).await {
         Applied::Ok(ack) => json(StatusCode::OK, serde_json::json!({ "ack": ack })),
         Applied::Gap { expected } => json(
             StatusCode::CONFLICT,

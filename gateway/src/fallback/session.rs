@@ -76,6 +76,8 @@ pub struct Shared {
     pub id: Arc<str>,
     pub service: Arc<Service>,
     pub info: Arc<SessionInfo>,
+    /// The service's HTTP counters, also counting into this session's own.
+    counters: TrafficCounters,
     /// Fingerprint of the credentials the session was opened with (see `routes`).
     pub credentials: Option<u64>,
     state: Mutex<State>,
@@ -220,12 +222,8 @@ impl Shared {
 
     /// Hands `messages` (the first has up seq `seq`) to the bridge, skipping those already
     /// applied; waits while the bridge has not taken the previous POST's messages yet.
-    pub async fn apply(
-        &self,
-        seq: u64,
-        messages: Vec<Message>,
-        counters: &TrafficCounters,
-    ) -> Applied {
+    pub async fn apply(&self, seq: u64, messages: Vec<Message>) -> Applied {
+        let counters = &self.counters;
         loop {
             let room = self.up_room.notified();
             {
@@ -243,8 +241,7 @@ impl Shared {
                 }
                 if st.up.is_empty() {
                     for msg in messages.into_iter().skip(skip) {
-                        counters.messages_in.increment(1);
-                        counters.bytes_in.increment(msg.len() as u64);
+                        counters.received(msg.len());
                         st.up.push_back(msg);
                         st.applied += 1;
                     }
@@ -338,6 +335,7 @@ pub fn start(
     fallback: &Arc<Fallback>,
     tasks: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
+    registry: &Arc<crate::sessions::SessionRegistry>,
     service: Arc<Service>,
     info: Arc<SessionInfo>,
     slots: SessionSlots,
@@ -346,8 +344,15 @@ pub fn start(
     credentials: Option<u64>,
 ) -> Arc<Shared> {
     let settings = fallback.session_settings.clone();
+    let session_shutdown = shutdown.child_token();
+    let control = registry.control(info.id, session_shutdown.clone(), &info);
+    let registered = registry.register(info.clone(), control.clone());
+    let counters = service
+        .http_counters
+        .for_session(registered.traffic().clone());
     let shared = Arc::new(Shared {
         id: id.clone(),
+        counters: counters.clone(),
         service: service.clone(),
         info: info.clone(),
         credentials,
@@ -375,12 +380,12 @@ pub fn start(
     fallback.registry.insert(id, shared.clone());
 
     let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
-    let session_shutdown = shutdown.child_token();
     let session = Session {
         info: info.clone(),
         incoming: bridge_api::Incoming::new(UpStream::new(shared.clone())),
         outbox,
         shutdown: session_shutdown.clone(),
+        control: control.clone(),
     };
     let labels = [
         ("service", service.name.to_string()),
@@ -402,7 +407,7 @@ pub fn start(
     let pump = Pump {
         shared: shared.clone(),
         rx: outbox_rx,
-        counters: service.http_counters.clone(),
+        counters,
         grace: settings.grace,
         next_id: 1,
         scratch: Vec::new(),
@@ -414,12 +419,19 @@ pub fn start(
     tasks.spawn(async move {
         let _slots = slots;
         let _permit = permit;
+        let _registered = registered;
         let shared = task_shared;
         let bridge_fut = bridge.serve(session);
         match crate::transport::wake_apart(bridge_fut, pump_fut).await {
             Either::Left((result, pump_fut)) => {
                 crate::transport::log_session_end("http", &result);
-                let frame = close_for_bridge_result(&result, session_shutdown.is_cancelled());
+                let frame = control
+                    .stop_reason()
+                    .as_ref()
+                    .and_then(crate::transport::close_for_stop)
+                    .unwrap_or_else(|| {
+                        close_for_bridge_result(&result, session_shutdown.is_cancelled())
+                    });
                 let _ = finish_tx.send(frame);
                 pump_fut.await;
             }
@@ -573,8 +585,7 @@ impl Pump {
             let Outgoing::Message(msg) = item else {
                 break; // a close: what follows it is dropped
             };
-            self.counters.messages_out.increment(1);
-            self.counters.bytes_out.increment(msg.len() as u64);
+            self.counters.sent(msg.len());
             sse::encode(&mut buf, self.next_id, &msg);
             self.next_id += 1;
             self.ends.push(buf.len());

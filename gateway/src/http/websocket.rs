@@ -190,6 +190,7 @@ where
         state.transport.clone(),
         state.shutdown.clone(),
         service.counters.clone(),
+        &state.live_sessions,
     );
     let duration = metrics::histogram!(
         "gateway_session_duration_seconds",

@@ -1,7 +1,7 @@
 //! How a session's end reaches a WebSocket client: the close codes (RFC 6455 section 7.4.1)
 //! live here, not in the seam, because only this transport has them.
 
-use bridge_api::{BridgeError, End, EndKind};
+use bridge_api::{BridgeError, End, EndKind, StopReason};
 
 pub mod code {
     pub const NORMAL: u16 = 1000;
@@ -57,6 +57,27 @@ pub fn truncate_reason(reason: &str) -> String {
     reason[..end].to_string()
 }
 
+/// The close frame for a session the gateway ended on purpose, whatever its bridge returned:
+/// the operator's chosen code, or 1008 for a credential that expired or was revoked. `None`
+/// for a shutdown, which keeps the bridge's own account of the end.
+pub fn close_for_stop(reason: &StopReason) -> Option<CloseFrame> {
+    match reason {
+        StopReason::Shutdown => None,
+        StopReason::Closed { code, reason } => Some(CloseFrame {
+            code: *code,
+            reason: truncate_reason(if reason.is_empty() {
+                "closed by the operator"
+            } else {
+                reason
+            }),
+        }),
+        StopReason::CredentialExpired | StopReason::CredentialRevoked { .. } => Some(CloseFrame {
+            code: code::POLICY_VIOLATION,
+            reason: truncate_reason(reason.client_text()),
+        }),
+    }
+}
+
 /// The close frame for a session whose bridge returned `result`.
 pub fn close_for_bridge_result(
     result: &Result<(), BridgeError>,
@@ -92,6 +113,21 @@ mod tests {
         assert_eq!(close_for_bridge_result(&internal, false).code, 1011);
         assert_eq!(close_for_bridge_result(&Ok(()), true).code, 1001);
         assert_eq!(close_for_bridge_result(&Ok(()), false).code, 1000);
+    }
+
+    #[test]
+    fn a_stop_on_purpose_names_its_cause() {
+        let expired = close_for_stop(&StopReason::CredentialExpired).unwrap();
+        assert_eq!(
+            (expired.code, expired.reason.as_str()),
+            (1008, "token expired")
+        );
+        let closed = StopReason::Closed {
+            code: 4000,
+            reason: "maintenance".into(),
+        };
+        assert_eq!(close_for_stop(&closed).unwrap().code, 4000);
+        assert_eq!(close_for_stop(&StopReason::Shutdown), None);
     }
 
     #[test]

@@ -132,8 +132,7 @@ where
                 | tungstenite::Message::Pong(_)
                 | tungstenite::Message::Frame(_) => continue,
             };
-            this.counters.messages_in.increment(1);
-            this.counters.bytes_in.increment(msg.len() as u64);
+            this.counters.received(msg.len());
             return Poll::Ready(Some(msg));
         }
     }

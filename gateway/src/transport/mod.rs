@@ -23,8 +23,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::services::TrafficCounters;
+use crate::sessions::SessionRegistry;
 
-pub use close::{close_for_bridge_result, truncate_reason};
+pub use close::{close_for_bridge_result, close_for_stop, truncate_reason};
 pub(crate) use close::{code, CloseFrame};
 pub(crate) use wake_apart::wake_apart;
 
@@ -108,6 +109,7 @@ pub fn run_session<S>(
     settings: TransportSettings,
     shutdown: CancellationToken,
     counters: TrafficCounters,
+    registry: &Arc<SessionRegistry>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -118,22 +120,27 @@ where
         last_heard: AtomicU64::new(0),
         close: Mutex::new(None),
     });
+    let session_shutdown = shutdown.child_token();
+    let control = registry.control(info.id, session_shutdown.clone(), &info);
+    let registered = registry.register(info.clone(), control.clone());
+    let counters = counters.for_session(registered.traffic().clone());
     let (stream_back_tx, stream_back_rx) = oneshot::channel();
     let incoming =
         incoming::IncomingAdapter::new(stream, shared.clone(), counters.clone(), stream_back_tx);
     let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
-    let session_shutdown = shutdown.child_token();
     let session = Session {
         info,
         incoming: bridge_api::Incoming::new(incoming),
         outbox,
         shutdown: session_shutdown.clone(),
+        control: control.clone(),
     };
 
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
     let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
+        let _registered = registered;
         let bridge_fut = bridge.serve(session);
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
@@ -141,6 +148,7 @@ where
                 log_session_end("websocket", &result);
                 let frame = shared
                     .take_close()
+                    .or_else(|| control.stop_reason().as_ref().and_then(close_for_stop))
                     .unwrap_or_else(|| close_for_bridge_result(&result, shutdown.is_cancelled()));
                 let _ = finish_tx.send(frame);
                 writer_fut.await

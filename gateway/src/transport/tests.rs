@@ -10,6 +10,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::sessions::SessionRegistry;
 
 struct Echo;
 #[async_trait]
@@ -69,6 +70,7 @@ async fn start(
         settings(idle),
         shutdown,
         TrafficCounters::new("t", "websocket"),
+        &SessionRegistry::new(),
     ));
     (client, task)
 }
@@ -84,6 +86,7 @@ async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>
         settings(idle),
         CancellationToken::new(),
         TrafficCounters::new("t", "websocket"),
+        &SessionRegistry::new(),
     ));
     (raw, task)
 }

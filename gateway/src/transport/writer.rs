@@ -113,8 +113,7 @@ where
     }
 
     fn to_ws(&self, msg: Message) -> tungstenite::Message {
-        self.counters.messages_out.increment(1);
-        self.counters.bytes_out.increment(msg.len() as u64);
+        self.counters.sent(msg.len());
         match msg {
             Message::Binary(b) => tungstenite::Message::Binary(b),
             // Our text is valid UTF-8 by construction; sending it as a raw frame skips a

@@ -1,26 +1,27 @@
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
-use crate::{End, Message, OutboxReceiver, Outgoing};
+use tokio::sync::mpsc;
+
+use crate::{End, Message, OutboxReceiver, Outgoing, SessionControl, StopReason};
 
 /// The client end of a test session: what it sends is the session's incoming, what the
 /// bridge queues it reads back. Dropping it hangs up and stops reading.
 pub struct TestClient {
     input: Option<mpsc::UnboundedSender<Message>>,
     outbox: OutboxReceiver,
-    shutdown: CancellationToken,
+    control: Arc<SessionControl>,
 }
 
 impl TestClient {
     pub(super) fn new(
         input: mpsc::UnboundedSender<Message>,
         outbox: OutboxReceiver,
-        shutdown: CancellationToken,
+        control: Arc<SessionControl>,
     ) -> Self {
         TestClient {
             input: Some(input),
             outbox,
-            shutdown,
+            control,
         }
     }
 
@@ -41,7 +42,17 @@ impl TestClient {
 
     /// Fire the session's shutdown, as the gateway does when it drains.
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.control.token().cancel();
+    }
+
+    /// End the session on purpose, as an operator's close or a credential's expiry does.
+    pub fn stop(&self, reason: StopReason) {
+        self.control.stop(reason);
+    }
+
+    /// The session's control, as the gateway's registry holds it.
+    pub fn control(&self) -> &Arc<SessionControl> {
+        &self.control
     }
 
     /// The transport stops reading: the bridge's sends fail with `Closed` from now on.

@@ -98,13 +98,16 @@ impl SessionBuilder {
         let (input, mut rx) = mpsc::unbounded_channel();
         let (outbox, receiver) = Outbox::channel(self.queue);
         let shutdown = CancellationToken::new();
+        let control =
+            crate::SessionControl::detached(shutdown.clone(), self.info.principal.clone());
         let session = Session {
             info: Arc::new(self.info),
             incoming: Incoming::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))),
             outbox,
             shutdown: shutdown.clone(),
+            control: control.clone(),
         };
-        (session, TestClient::new(input, receiver, shutdown))
+        (session, TestClient::new(input, receiver, control))
     }
 }
 

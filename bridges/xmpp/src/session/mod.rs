@@ -52,6 +52,7 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
         mut incoming,
         outbox,
         shutdown,
+        ..
     } = session;
     // Boxed: opening needs far more state than relaying, and only once; inline it would
     // enlarge every idle session's future. The server goes straight into the relay: a named

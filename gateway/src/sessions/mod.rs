@@ -1,0 +1,137 @@
+//! Every live session of the process, by id, whatever its transport: what the admin API
+//! lists and closes, what a realm reload re-checks, and what the credential-expiry timer
+//! ends. A session registers when its task starts and leaves when the task ends (the
+//! [`Registered`] guard), so the registry never holds a finished session.
+
+mod expiry;
+mod traffic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bridge_api::{SessionControl, SessionInfo};
+use tokio_util::sync::CancellationToken;
+
+pub use expiry::ExpiryTimer;
+pub use traffic::SessionTraffic;
+
+/// Sharded so that session start and end on many workers do not queue on one lock.
+const SHARDS: usize = 16;
+
+/// One live session as the gateway sees it.
+pub struct LiveSession {
+    pub info: Arc<SessionInfo>,
+    pub control: Arc<SessionControl>,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    pub traffic: Arc<SessionTraffic>,
+}
+
+pub struct SessionRegistry {
+    shards: Box<[Mutex<HashMap<u64, Arc<LiveSession>>>]>,
+    expiry: Arc<ExpiryTimer>,
+}
+
+impl SessionRegistry {
+    pub fn new() -> Arc<Self> {
+        Arc::new_cyclic(|weak| SessionRegistry {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            expiry: ExpiryTimer::new(weak.clone()),
+        })
+    }
+
+    /// The control for a new session: `stop` becomes its shutdown token, and a credential
+    /// with an expiry is scheduled to end it.
+    pub fn control(
+        &self,
+        id: u64,
+        stop: CancellationToken,
+        info: &SessionInfo,
+    ) -> Arc<SessionControl> {
+        SessionControl::new(
+            id,
+            stop,
+            info.principal.clone(),
+            Some(self.expiry.clone() as Arc<dyn bridge_api::ExpiryWatch>),
+        )
+    }
+
+    /// Add a starting session; it leaves when the guard drops.
+    pub fn register(
+        self: &Arc<Self>,
+        info: Arc<SessionInfo>,
+        control: Arc<SessionControl>,
+    ) -> Registered {
+        let id = info.id;
+        let live = Arc::new(LiveSession {
+            info,
+            control,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            traffic: Arc::new(SessionTraffic::default()),
+        });
+        self.shard(id).insert(id, live.clone());
+        Registered {
+            registry: self.clone(),
+            live,
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<LiveSession>> {
+        self.shard(id).get(&id).cloned()
+    }
+
+    /// A snapshot of every live session, in no particular order.
+    pub fn all(&self) -> Vec<Arc<LiveSession>> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            out.extend(lock(shard).values().cloned());
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Run the credential-expiry timer until `shutdown`.
+    pub fn start_expiry(&self, shutdown: CancellationToken) {
+        tokio::spawn(self.expiry.clone().run(shutdown));
+    }
+
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<LiveSession>>> {
+        lock(&self.shards[(id as usize) % SHARDS])
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by the session's task; the session leaves the registry when it drops.
+pub struct Registered {
+    registry: Arc<SessionRegistry>,
+    live: Arc<LiveSession>,
+}
+
+impl Registered {
+    pub fn traffic(&self) -> &Arc<SessionTraffic> {
+        &self.live.traffic
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry
+            .shard(self.live.info.id)
+            .remove(&self.live.info.id);
+    }
+}
+
+#[cfg(test)]
+mod tests;
