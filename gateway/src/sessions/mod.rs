@@ -28,8 +28,10 @@ pub struct LiveSession {
     pub traffic: Arc<SessionTraffic>,
 }
 
+type Shard = Mutex<HashMap<u64, Arc<LiveSession>>>;
+
 pub struct SessionRegistry {
-    shards: Box<[Mutex<HashMap<u64, Arc<LiveSession>>>]>,
+    shards: Box<[Shard]>,
     expiry: Arc<ExpiryTimer>,
 }
 
