@@ -101,6 +101,28 @@ impl SessionRegistry {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
+    /// End, as revoked, every session whose current principal `judge` condemns (it returns
+    /// the reason the client is told); e.g. after a realm reload removed or re-roled its
+    /// user. Returns how many were ended.
+    pub fn revoke_where(
+        &self,
+        mut judge: impl FnMut(&bridge_api::Principal) -> Option<String>,
+    ) -> usize {
+        let mut ended = 0;
+        for live in self.all() {
+            let Some(principal) = live.control.principal() else {
+                continue;
+            };
+            if let Some(reason) = judge(&principal) {
+                tracing::info!(session = live.info.id, user = %principal.name, %reason, "credentials revoked: ending the session");
+                live.control
+                    .stop(bridge_api::StopReason::CredentialRevoked { reason });
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// Run the credential-expiry timer until `shutdown`.
     pub fn start_expiry(&self, shutdown: CancellationToken) {
         tokio::spawn(self.expiry.clone().run(shutdown));

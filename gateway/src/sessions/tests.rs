@@ -62,3 +62,26 @@ async fn an_expired_credential_stops_the_session_and_a_refresh_moves_it() {
     assert_eq!(registry.expiry.scheduled(), 1);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn revoking_ends_only_the_condemned() {
+    let registry = SessionRegistry::new();
+    let a = Arc::new(info(1, None));
+    let ca = registry.control(1, CancellationToken::new(), &a);
+    let _ga = registry.register(a, ca.clone());
+    let b = Arc::new(info(2, None));
+    let cb = registry.control(2, CancellationToken::new(), &b);
+    let _gb = registry.register(b, cb.clone());
+    let mut bob = cb.principal().unwrap();
+    bob.name = "bob".into();
+    cb.set_principal(Some(bob));
+    let n = registry.revoke_where(|p| (p.name == "bob").then(|| "account removed".to_string()));
+    assert_eq!(n, 1);
+    assert_eq!(ca.stop_reason(), None);
+    assert_eq!(
+        cb.stop_reason(),
+        Some(StopReason::CredentialRevoked {
+            reason: "account removed".into()
+        })
+    );
+}
