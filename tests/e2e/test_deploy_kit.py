@@ -1,9 +1,11 @@
 """deploy/ with the tools that run it: the systemd unit through `systemd-analyze`, the
 Dockerfile through hadolint, compose.yaml against the compose-spec schema, the Kubernetes
 manifests against their API schemas (kubernetes-validate), the Prometheus files through
-promtool, and every metric the Grafana dashboard and the alert rules query against a real
-/metrics scrape of a gateway running every bridge (RabbitMQ, Prosody, echo, TCP) after
-traffic. No container engine or cluster runs here: what can be validated offline is.
+promtool, and the Grafana dashboard and the alert rules against a gateway running every
+bridge (RabbitMQ, Prosody, embedded STOMP, echo, TCP) after traffic: each metric and label
+they name is in its /metrics, and Debian's Prometheus, scraping it, answers every panel's
+query with data and evaluates every rule without error and without firing. No container
+engine or cluster runs here: what can be validated offline is.
 
 Every file in deploy/ is named in CHECKED below with the test that checks it;
 test_every_deploy_file_is_checked keeps that list and the directory in step.
@@ -61,9 +63,11 @@ CHECKED = {
     "k8s/pdb.yaml": "test_k8s_manifests_match_their_schemas",
     "k8s/secret.yaml": "test_k8s_manifests_match_their_schemas, test_k8s_config_and_grace_period",
     "prometheus/prometheus.yml": "test_promtool_checks",
-    "prometheus/alerts.yml": "test_promtool_checks, test_alert_rules_name_exported_metrics",
+    "prometheus/alerts.yml": "test_promtool_checks, test_alert_rules_name_exported_metrics, "
+                             "test_alert_rules_evaluate_and_stay_quiet_on_a_healthy_gateway",
     "prometheus/alerts.test.yml": "test_promtool_checks",
-    "grafana/gateway.json": "test_dashboard_loads, test_dashboard_queries_name_exported_metrics",
+    "grafana/gateway.json": "test_dashboard_loads, test_dashboard_queries_name_exported_metrics, "
+                            "test_dashboard_queries_return_data_in_prometheus",
     "grafana/provisioning/datasources/prometheus.yml": "test_grafana_provisioning",
     "grafana/provisioning/dashboards/gateway.yml": "test_grafana_provisioning",
 }
@@ -484,8 +488,8 @@ def tcp_target():
 
 
 @pytest.fixture(scope="module")
-def scrape(rabbit, prosody, tcp_target, tmp_path_factory, gateway_binary):  # noqa: F811
-    """/metrics of a gateway with a service of every bridge, after each saw traffic
+def kit_gateway(rabbit, prosody, tcp_target, tmp_path_factory, gateway_binary):  # noqa: F811
+    """A gateway with a service of every bridge, after each saw traffic
     (metrics-exporter-prometheus shows a series only once it was first used)."""
     tmp = tmp_path_factory.mktemp("scrape")
     pw = bcrypt.hashpw(b"ops-pass", bcrypt.gensalt(rounds=4)).decode()
@@ -549,10 +553,14 @@ def scrape(rabbit, prosody, tcp_target, tmp_path_factory, gateway_binary):  # no
         # Sessions end asynchronously; their duration histograms are recorded then.
         ended = gw.wait_metric("gateway_session_duration_seconds_count", lambda v: (v or 0) >= 8, 10)
         assert ended >= 8, f"{ended} session durations recorded"
-        text = gw.metrics_text()
-        yield text
+        yield gw
     finally:
         gw.stop(15)
+
+
+@pytest.fixture(scope="module")
+def scrape(kit_gateway) -> str:
+    return kit_gateway.metrics_text()
 
 
 def exported(text: str) -> dict[str, set[str]]:
@@ -602,3 +610,109 @@ def test_alert_rules_name_exported_metrics(scrape):
     exprs = {r["alert"]: r["expr"] for g in groups for r in g["rules"]}
     problems = unknown_metrics(exprs, scrape)
     assert not problems, "\n".join(problems)
+
+
+# --- the same queries in a real Prometheus scraping that gateway --------------------------
+
+class Prometheus:
+    def __init__(self, port: int):
+        self.port = port
+
+    def api(self, path: str, **params) -> dict:
+        import urllib.parse
+        import urllib.request
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:  # a bad query is a 400 with the parser's error
+            return json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def prometheus(kit_gateway, tmp_path_factory):
+    """Debian's Prometheus on a free loopback port, scraping the kit gateway every second
+    and evaluating alerts.yml, in a tmp dir."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    need(Path(binary).exists(), "prometheus is not installed (tests/scripts/install-deps.sh installs it)")
+    d = tmp_path_factory.mktemp("prometheus")
+    shutil.copy(DEPLOY / "prometheus" / "alerts.yml", d / "alerts.yml")
+    (d / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [{"job_name": "gateway", "static_configs": [
+            {"targets": [f"127.0.0.1:{kit_gateway.admin_port}"]}]}],
+    }))
+    port = free_port()
+    log = open(d / "prometheus.log", "w")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    p = Prometheus(port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"prometheus exited:\n{(d / 'prometheus.log').read_text()}"
+            try:
+                # Enough scrapes for rate() over a few seconds.
+                r = p.api("query", query='count_over_time(up{job="gateway"}[1m])')
+                if r["data"]["result"] and float(r["data"]["result"][0]["value"][1]) >= 5:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (d / "prometheus.log").read_text()
+            time.sleep(0.5)
+        yield p
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def grafana_expr(expr: str) -> str:
+    """A dashboard query as Grafana sends it: variables filled in ("All" is .*)."""
+    return (expr.replace("$__rate_interval", "10s").replace("$instance", ".*")
+            .replace("$service", ".*"))
+
+
+def test_dashboard_queries_return_data_in_prometheus(prometheus):
+    # What a wrong query looks like here, so the loop below can tell.
+    assert prometheus.api("query", query="sum(rate(gateway_no_such_total[10s]))")["data"]["result"] == []
+    assert prometheus.api("query", query="sum by (service (gateway_sessions_active)")["status"] == "error"
+    d = dashboard()
+    problems = []
+    for p in all_panels(d):
+        for t in p.get("targets", []):
+            r = prometheus.api("query", query=grafana_expr(t["expr"]))
+            where = f"panel {p['title']!r} {t['refId']}"
+            if r["status"] != "success":
+                problems.append(f"{where}: {r.get('error')}")
+            elif not r["data"]["result"]:
+                problems.append(f"{where}: no series for {t['expr']}")
+    assert not problems, "\n".join(problems)
+
+
+def test_alert_rules_evaluate_and_stay_quiet_on_a_healthy_gateway(prometheus):
+    deadline = time.monotonic() + 15
+    while True:
+        groups = prometheus.api("rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if rules and all(r.get("lastEvaluation", "").startswith("2") and r["health"] != "unknown"
+                         for r in rules):
+            break
+        assert time.monotonic() < deadline, rules
+        time.sleep(0.5)
+    bad = [f"{r['name']}: {r['health']} {r.get('lastError')}" for r in rules if r["health"] != "ok"]
+    assert not bad, "\n".join(bad)
+    names = {r["name"] for r in rules}
+    want = {r["alert"] for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+            for r in g["rules"]}
+    assert names == want
+    active = [f"{r['name']} {r['state']}" for r in rules if r["state"] != "inactive"]
+    assert not active, f"alerts raised by a healthy gateway: {active}"
