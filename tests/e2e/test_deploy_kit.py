@@ -13,10 +13,12 @@ test_every_deploy_file_is_checked keeps that list and the directory in step.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -45,7 +47,7 @@ COMPOSE_SCHEMA = (ROOT / "tests" / ".tools" / "node_modules" / "compose-spec-sch
 
 CHECKED = {
     "README.md": "test_deploy_readme_names_every_file",
-    "gateway.service": "test_systemd_unit_verifies",
+    "gateway.service": "test_systemd_unit_verifies, test_systemd_syscall_filter_allows_what_the_gateway_calls",
     "Dockerfile": "test_dockerfile",
     "container.toml": "test_config.py::test_shipped_example_config_is_valid, test_dockerfile",
     "compose.yaml": "test_compose_file_matches_the_compose_spec",
@@ -162,6 +164,103 @@ def test_systemd_unit_verifies(tmp_path, gateway_binary):
     # must not SIGKILL a drain that limits.drain_timeout lets run.
     drain = seconds(tomllib.loads((DEPLOY / "gateway.example.toml").read_text())["limits"]["drain_timeout"])
     assert seconds(keys["TimeoutStopSec"]) >= drain + 5, (keys["TimeoutStopSec"], drain)
+
+
+def syscall_group(analyze: str, group: str, seen: set[str] | None = None) -> set[str]:
+    """Every system call in a systemd syscall-filter group, nested groups expanded."""
+    seen = set() if seen is None else seen
+    seen.add(group)
+    r = run([analyze, "syscall-filter", "--no-pager", group])
+    assert r.returncode == 0, r.stderr
+    calls = set()
+    for line in r.stdout.splitlines()[1:]:
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if name.startswith("@"):
+            if name not in seen:
+                calls |= syscall_group(analyze, name, seen)
+        else:
+            calls.add(name)
+    return calls
+
+
+def unit_syscall_filter(analyze: str, text: str) -> set[str]:
+    allowed: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("SystemCallFilter="):
+            value = line.split("=", 1)[1]
+            deny = value.startswith("~")
+            names = value.lstrip("~").split()
+            calls = set().union(*(syscall_group(analyze, n) if n.startswith("@") else {n}
+                                  for n in names))
+            allowed = allowed - calls if deny else allowed | calls
+    assert allowed, "the unit has no SystemCallFilter"
+    return allowed
+
+
+def test_systemd_syscall_filter_allows_what_the_gateway_calls(tmp_path, gateway_binary):
+    """The unit's SystemCallFilter kills the process on any other call: run the gateway
+    under strace through start-up, WebSocket and HTTP-fallback sessions on every built-in
+    bridge and a drain, and check each system call it made is allowed."""
+    analyze = tool("systemd-analyze")
+    strace = tool("strace")
+    allowed = unit_syscall_filter(analyze, (DEPLOY / "gateway.service").read_text())
+    cfg = merge(base_config(free_port(), free_port()), {"service": [
+        echo_service(),
+        {**stomp_service(heart_beat=[0, 0]), "name": "stomp", "path": "/ws"},
+    ]})
+    gw = Gateway(tmp_path, cfg, name="strace")
+    trace = tmp_path / "trace.txt"
+    gw.proc = subprocess.Popen([strace, "-f", "-qq", "-o", str(trace), str(gateway_binary),
+                                "--config", str(gw.config_path)],
+                               cwd=tmp_path, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gw.wait_healthy(30)
+        with gw.ws("/echo") as c:
+            c.send("x" * 1000)
+            assert c.recv(timeout=10) == "x" * 1000
+        with RawStomp(gw, path="/ws") as st:
+            st.connect()
+            st.receipt("SUBSCRIBE", {"destination": "/topic/a", "id": "1"})
+            st.send("SEND", {"destination": "/topic/a"}, "m")
+            assert st.recv(10).command == "MESSAGE"
+        fallback = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
+        fallback.request("POST", "/echo/sessions?protocol=echo", body=b"")
+        r = fallback.getresponse()
+        created = json.loads(r.read())
+        assert r.status == 201, created
+        fallback.request("DELETE", f"/echo/sessions/{created['session']}")
+        assert fallback.getresponse().status == 204
+        fallback.close()
+        assert gw.http_get("/readyz")[0] == 200 and gw.metrics_text()
+    finally:
+        # SIGTERM to the gateway itself (strace's child): the drain is traced too.
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        for child in children:
+            os.kill(int(child), signal.SIGTERM)
+        try:
+            rc = gw.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            gw.proc.kill()
+            rc = None
+    assert children and rc == 0, f"gateway under strace exited with {rc}"
+    used = set()
+    for line in trace.read_text().splitlines():
+        m = re.match(r"\d+\s+(\w+)\(", line)
+        if m:
+            used.add(m.group(1))
+    assert {"epoll_wait", "accept4", "setrlimit"} & used, f"no system calls traced: {sorted(used)[:20]}"
+    # execve is the call systemd's filter is applied before; the rest must pass it.
+    denied = sorted(used - allowed - {"execve"})
+    assert not denied, f"SystemCallFilter would kill the gateway on {denied}"
+    # MemoryDenyWriteExecute refuses writable+executable mappings and making memory
+    # executable after the fact.
+    wx = [ln for ln in trace.read_text().splitlines()
+          if re.search(r"\d+\s+mmap\(.*PROT_WRITE\|PROT_EXEC|\d+\s+mmap\(.*PROT_EXEC\|PROT_WRITE"
+                       r"|\d+\s+(pkey_)?mprotect\(.*PROT_EXEC", ln)]
+    assert not wx, f"MemoryDenyWriteExecute would refuse: {wx[:3]}"
 
 
 # --- container image --------------------------------------------------------------------

@@ -30,10 +30,12 @@ command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 [ -f /usr/share/activemq/bin/activemq.jar ] || apt_missing+=(activemq)
 # Prosody (XMPP server behind the xmpp bridge), run by tests/scripts/prosody.sh.
 command -v prosodyctl >/dev/null 2>&1 || apt_missing+=(prosody)
-# Deploy kit checks: promtool (alert rules, prometheus.yml) and systemd-analyze (the unit).
+# Deploy kit checks: promtool (alert rules, prometheus.yml), Prometheus (the dashboard's
+# queries), systemd-analyze (the unit).
 # The prometheus package's own service is kept from starting by the policy-rc.d guard below.
 [ -x /usr/bin/promtool ] || apt_missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
+command -v strace >/dev/null 2>&1 || apt_missing+=(strace)  # the unit's syscall filter vs what the gateway calls
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
     # The tests start every server themselves: keep apt from starting the packages' system
