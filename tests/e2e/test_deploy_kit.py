@@ -243,7 +243,11 @@ def test_systemd_syscall_filter_allows_what_the_gateway_calls(tmp_path, gateway_
         try:
             rc = gw.proc.wait(30)
         except subprocess.TimeoutExpired:
+            # Killing strace alone would leave the traced gateway running.
+            for child in children:
+                os.kill(int(child), signal.SIGKILL)
             gw.proc.kill()
+            gw.proc.wait(5)
             rc = None
     assert children and rc == 0, f"gateway under strace exited with {rc}"
     used = set()
