@@ -60,6 +60,11 @@ impl AppState {
             outgoing_queue: limits.outgoing_queue,
             linger: std::time::Duration::from_secs(2),
         };
+        metrics::describe_gauge!(
+            "gateway_draining",
+            "1 from the moment a drain starts (SIGTERM or the admin API) until the process exits"
+        );
+        metrics::gauge!("gateway_draining").set(0.0);
         Arc::new(AppState {
             services,
             auth,
@@ -87,6 +92,7 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        metrics::gauge!("gateway_draining").set(1.0);
     }
 
     pub fn next_session_id(&self) -> u64 {

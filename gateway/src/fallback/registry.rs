@@ -35,6 +35,10 @@ impl Fallback {
         session_settings: SessionSettings,
         max_sessions: usize,
     ) -> Arc<Self> {
+        metrics::describe_gauge!(
+            "gateway_http_fallback_streams_active",
+            "Open server-sent-event streams of HTTP fallback sessions"
+        );
         Arc::new(Fallback {
             routes,
             session_settings,
