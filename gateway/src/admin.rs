@@ -50,6 +50,10 @@ fn describe() {
         "Services whose background work (broker connections, probes) stopped at shutdown, by result (clean, timeout)"
     );
     describe_counter!(
+        "gateway_proxy_headers_total",
+        "PROXY protocol headers from server.proxy_protocol peers by result (v1, v2, local, invalid, closed, timeout)"
+    );
+    describe_counter!(
         "gateway_handshakes_total",
         "WebSocket handshakes by service and result"
     );

@@ -1,6 +1,7 @@
 //! Whether a session may start, whatever transport carries it: pick the service and
-//! subprotocol, then check draining, origin, readiness, the per-IP cap, credentials and
-//! roles, in that order. Every outcome is counted in `gateway_handshakes_total`.
+//! subprotocol, then check the per-IP handshake rate, draining, origin, readiness, the
+//! per-IP cap, credentials and roles, in that order (the rate first, so a flood is turned
+//! away before it costs a password check). Every outcome is counted in `gateway_handshakes_total`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use bridge_api::SessionInfo;
 use http::{header, HeaderMap, StatusCode};
 
 use crate::forwarded::client_addr;
-use crate::limits::{ConnectionSlot, SessionSlots};
+use crate::limits::{record_trip, trip, ConnectionSlot, SessionSlots};
 use crate::services::{NoService, Service};
 use crate::state::AppState;
 
@@ -50,13 +51,15 @@ pub struct Admitted {
 }
 
 /// A session refused, already counted and logged. `reason` is safe to show the client;
-/// `challenge` asks for a `WWW-Authenticate` header.
+/// `challenge` asks for a `WWW-Authenticate` header, `retry_after` (seconds) for a
+/// `Retry-After` one.
 #[derive(Debug)]
 pub struct Refusal {
     pub status: StatusCode,
     pub result: &'static str,
     pub reason: String,
     pub challenge: bool,
+    pub retry_after: Option<u64>,
 }
 
 fn count(service: &str, result: &'static str, transport: &'static str) {
@@ -82,6 +85,7 @@ pub fn refuse(
         result,
         reason,
         challenge: false,
+        retry_after: None,
     };
     count(service, refusal.result, transport);
     tracing::debug!(
@@ -138,6 +142,22 @@ pub async fn admit(
             ))
         }
     };
+    let client = client_addr(req.peer, req.headers, &state.trusted_proxies);
+    if let Err(wait) = state.handshake_rate.check(client.ip()) {
+        record_trip(trip::HANDSHAKE_RATE);
+        // Whole seconds (the header's unit), rounded up so a client that obeys succeeds.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(Refusal {
+            retry_after: Some(secs.max(1)),
+            ..refuse(
+                &service.name,
+                req.transport,
+                outcome::LIMIT,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many handshakes from {}: retry later", client.ip()),
+            )
+        });
+    }
     if state.is_draining() {
         return Err(refuse(
             &service.name,
@@ -177,7 +197,6 @@ pub async fn admit(
             ),
         ));
     }
-    let client = client_addr(req.peer, req.headers, &state.trusted_proxies);
     let Some(ip_slot) = state.connections.try_ip(client.ip()) else {
         return Err(refuse(
             &service.name,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 pub mod trip {
     pub const MAX_CONNECTIONS: &str = "max_connections";
     pub const PER_IP: &str = "per_ip";
+    pub const HANDSHAKE_RATE: &str = "handshake_rate";
     pub const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
     pub const MESSAGE_SIZE: &str = "message_size";
     pub const IDLE_TIMEOUT: &str = "idle_timeout";

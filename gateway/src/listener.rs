@@ -1,10 +1,12 @@
-//! The public listener: accept, optional TLS, then HTTP/1.1 with upgrades, all under the
-//! handshake timeout and the connection cap.
+//! The public listener: accept, the PROXY header from trusted load balancers, optional
+//! TLS, then HTTP/1.1 with upgrades, all under the handshake timeout and the connection cap.
+//! From the PROXY header on, `peer` is the client it names.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{record_trip, trip, ConnectionSlot, OpenGuard};
+use crate::proxy_protocol::Prefixed;
 use crate::state::AppState;
 
 /// Accept until `state.shutdown` fires; the listening socket closes when this returns.
@@ -43,25 +46,34 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, tls: Optio
 async fn serve_connection(
     state: Arc<AppState>,
     tcp: TcpStream,
-    peer: SocketAddr,
+    socket_peer: SocketAddr,
     tls: Option<TlsAcceptor>,
 ) {
     let slot = state.connections.try_open();
     if let Err(e) = configure_accepted(&tcp, state.limits.socket_send_buffer) {
-        tracing::debug!(%peer, "setting SO_SNDBUF failed: {e}");
+        tracing::debug!(peer = %socket_peer, "setting SO_SNDBUF failed: {e}");
     }
-    match tls {
-        None => serve_http(state, tcp, peer, slot).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(state.limits.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(state, stream, peer, slot).await,
-                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => {
-                    record_trip(trip::HANDSHAKE_TIMEOUT);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            }
+    // The PROXY header and the TLS handshake share one deadline: a slow header leaves
+    // less time for TLS, not a second full timeout.
+    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
+    let (io, peer) = if state.proxy_protocol.contains(socket_peer.ip()) {
+        match crate::proxy_protocol::accept(tcp, socket_peer, deadline).await {
+            Some(accepted) => accepted,
+            None => return,
         }
+    } else {
+        (Prefixed::new(tcp, Bytes::new()), socket_peer)
+    };
+    match tls {
+        None => serve_http(state, io, peer, slot).await,
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => serve_http(state, stream, peer, slot).await,
+            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => {
+                record_trip(trip::HANDSHAKE_TIMEOUT);
+                tracing::debug!(%peer, "TLS handshake timed out");
+            }
+        },
     }
 }
 

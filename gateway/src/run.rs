@@ -22,6 +22,7 @@ struct Prepared {
 
 fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
     let mut config = config::load(path)?;
+    config.limits.validate()?;
     config.http_fallback.validate(&config.limits)?;
     let factories = builtin_bridges();
     if config.services.is_empty() {
@@ -97,6 +98,9 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         static_files,
         fallback(&config),
     );
+    state
+        .proxy_protocol
+        .replace(config.server.proxy_protocol.clone());
 
     let listener = bind_listener(config.server.listen).map_err(|source| StartupError::Bind {
         key: "server.listen",
@@ -130,6 +134,19 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         if state.auth.has_realm() { "on" } else { "off" },
         if state.auth.has_jwt() { "on" } else { "off" }
     );
+    if !config.server.proxy_protocol.is_empty() {
+        tracing::info!(
+            "PROXY protocol (v1, v2) required from {}",
+            list(&config.server.proxy_protocol)
+        );
+    }
+    if config.limits.handshakes_per_ip_per_second > 0.0 {
+        tracing::info!(
+            "handshake rate per client IP: {}/s, bursts of {}",
+            config.limits.handshakes_per_ip_per_second,
+            config.limits.handshake_burst_per_ip
+        );
+    }
     tracing::info!(
         "metrics on {}",
         crate::admin::describe_listen(config.admin.listen)
@@ -173,6 +190,13 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn list(nets: &[ipnet::IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The HTTP fallback transport's settings, if it is enabled.

@@ -11,7 +11,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::LimitsConfig;
 use crate::fallback::Fallback;
+use crate::handshake_rate::HandshakeRate;
 use crate::limits::ConnectionLimits;
+use crate::nets::SharedNets;
 use crate::services::ServiceTable;
 use crate::sessions::SessionRegistry;
 use crate::static_files::StaticFiles;
@@ -23,6 +25,10 @@ pub struct AppState {
     pub limits: LimitsConfig,
     pub connections: Arc<ConnectionLimits>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Peers whose connections start with a PROXY protocol header; replaceable at run time.
+    pub proxy_protocol: SharedNets,
+    /// Per-IP handshake rate; its limits are replaceable at run time.
+    pub handshake_rate: HandshakeRate,
     pub static_files: StaticFiles,
     pub ws_config: WebSocketConfig,
     pub transport: TransportSettings,
@@ -65,6 +71,8 @@ impl AppState {
             "1 from the moment a drain starts (SIGTERM or the admin API) until the process exits"
         );
         metrics::gauge!("gateway_draining").set(0.0);
+        let handshake_rate = HandshakeRate::new();
+        handshake_rate.set_limits(limits.handshake_rate());
         Arc::new(AppState {
             services,
             auth,
@@ -72,8 +80,10 @@ impl AppState {
                 limits.max_connections,
                 limits.max_connections_per_ip,
             ),
+            handshake_rate,
             limits,
             trusted_proxies,
+            proxy_protocol: SharedNets::default(),
             static_files,
             ws_config,
             transport,

@@ -324,3 +324,30 @@ async fn credentials_are_checked_before_roles() {
     let principal = a.info.principal.as_ref().expect("principal");
     assert_eq!(principal.name, "bob");
 }
+
+#[tokio::test]
+async fn handshake_rate_comes_first_and_says_when_to_retry() {
+    let limits = LimitsConfig {
+        handshakes_per_ip_per_second: 0.5,
+        handshake_burst_per_ip: 2,
+        ..LimitsConfig::default()
+    };
+    let s = state_with(&[service("s", "/ws"), down(service("d", "/down"))], limits);
+    let _a = admitted(&s, req("/ws")).await;
+    // A refusal further on (a service down) still spent a handshake.
+    assert_eq!(refused(&s, req("/down")).await.result, outcome::UNAVAILABLE);
+    let r = refused(&s, req("/ws").header("authorization", "Basic Ym9iOnB3")).await;
+    assert_refusal(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        outcome::LIMIT,
+        "too many handshakes from 127.0.0.1: retry later",
+    );
+    assert_eq!(r.retry_after, Some(2), "one token at 0.5/s");
+    // New limits apply at once; the bucket keeps its (spent) tokens.
+    let mut s2 = LimitsConfig::default();
+    s2.handshakes_per_ip_per_second = 1.0;
+    s2.handshake_burst_per_ip = 1;
+    s.handshake_rate.set_limits(s2.handshake_rate());
+    assert!(refused(&s, req("/ws")).await.retry_after.is_some());
+}

@@ -25,7 +25,8 @@ pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("server.trusted_proxies"),
+            .with_list_parse_key("server.trusted_proxies")
+            .with_list_parse_key("server.proxy_protocol"),
     );
     let merged = builder.build()?;
     serde_path_to_error::deserialize(merged).map_err(|e| {
@@ -74,6 +75,40 @@ mod tests {
         let f = write("[limits]\nsocket_send_buffer = -1\n");
         let err = load(Some(f.path())).unwrap_err().to_string();
         assert!(err.contains("limits.socket_send_buffer"), "{err}");
+    }
+
+    #[test]
+    fn proxy_protocol_and_handshake_rate() {
+        let f = write(
+            "[server]\nproxy_protocol = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n\
+             [limits]\nhandshakes_per_ip_per_second = 5\nhandshake_burst_per_ip = 10\n",
+        );
+        let cfg = load(Some(f.path())).unwrap();
+        assert_eq!(cfg.server.proxy_protocol.len(), 2);
+        assert_eq!(cfg.limits.handshakes_per_ip_per_second, 5.0);
+        cfg.limits.validate().unwrap();
+
+        let f = write("[server]\nproxy_protocol = [\"10.0.0.300/8\"]\n");
+        let err = load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("server.proxy_protocol"), "{err}");
+
+        let f = write("[limits]\nhandshakes_per_ip_per_second = 5\nhandshake_burst_per_ip = 0\n");
+        let err = load(Some(f.path())).unwrap().limits.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("limits.handshake_burst_per_ip"),
+            "{err}"
+        );
+        let f = write("[limits]\nhandshakes_per_ip_per_second = -1\n");
+        let err = load(Some(f.path())).unwrap().limits.validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("limits.handshakes_per_ip_per_second"),
+            "{err}"
+        );
+
+        let defaults = load(None).unwrap();
+        assert!(defaults.server.proxy_protocol.is_empty());
+        assert_eq!(defaults.limits.handshakes_per_ip_per_second, 0.0);
     }
 
     #[test]

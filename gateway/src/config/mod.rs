@@ -38,8 +38,14 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory served at `/`; the embedded demo pages when absent.
     pub static_dir: Option<PathBuf>,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed. With
+    /// `proxy_protocol`, this is matched against the address the PROXY header gives.
     pub trusted_proxies: Vec<IpNet>,
+    /// Load balancers that start every connection with a PROXY protocol header (v1 or v2,
+    /// HAProxy's `send-proxy` / `send-proxy-v2`, AWS NLB's proxy protocol v2): connections
+    /// from these networks must carry one and are closed without it; the client it names is
+    /// the peer from then on. Connections from elsewhere are taken as direct.
+    pub proxy_protocol: Vec<IpNet>,
     pub tls: Option<TlsConfig>,
 }
 
@@ -49,6 +55,7 @@ impl Default for ServerConfig {
             listen: ([127, 0, 0, 1], 8080).into(),
             static_dir: None,
             trusted_proxies: Vec::new(),
+            proxy_protocol: Vec::new(),
             tls: None,
         }
     }
@@ -99,7 +106,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// WebSocket sessions per client IP; over it the handshake gets HTTP 429.
     pub max_connections_per_ip: usize,
-    /// TLS handshake and HTTP request head must complete within this.
+    /// The PROXY header and TLS handshake must complete within this, and so must the HTTP
+    /// request head.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// Largest request head (request line and headers) in bytes.
@@ -124,6 +132,12 @@ pub struct LimitsConfig {
     /// How long shutdown waits for sessions to finish before exiting.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Session handshakes (WebSocket upgrades and HTTP fallback session opens) one client
+    /// IP may start per second, on average; over it they get HTTP 429 with `Retry-After`.
+    /// 0 turns the limit off.
+    pub handshakes_per_ip_per_second: f64,
+    /// Handshakes one client IP may start at once after being quiet (the bucket's size).
+    pub handshake_burst_per_ip: u32,
 }
 
 impl Default for LimitsConfig {
@@ -140,6 +154,37 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(60),
             outgoing_queue: 256,
             drain_timeout: Duration::from_secs(10),
+            // Off: many clients behind one NAT, or a dashboard fleet reconnecting after a
+            // restart, would be refused by a default they never chose.
+            handshakes_per_ip_per_second: 0.0,
+            handshake_burst_per_ip: 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Values that parse but cannot work, named by key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rate = self.handshakes_per_ip_per_second;
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(ConfigError::Key {
+                key: "limits.handshakes_per_ip_per_second".into(),
+                message: format!("must be 0 (off) or a positive number, not {rate}"),
+            });
+        }
+        if rate > 0.0 && self.handshake_burst_per_ip == 0 {
+            return Err(ConfigError::Key {
+                key: "limits.handshake_burst_per_ip".into(),
+                message: "must be at least 1 while handshakes_per_ip_per_second is on".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn handshake_rate(&self) -> crate::handshake_rate::RateLimits {
+        crate::handshake_rate::RateLimits {
+            per_second: self.handshakes_per_ip_per_second,
+            burst: self.handshake_burst_per_ip,
         }
     }
 }

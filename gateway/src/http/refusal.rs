@@ -1,5 +1,5 @@
 //! A refused session as an HTTP answer: the status, the reason as plain text, and a
-//! challenge when credentials were missing or wrong.
+//! challenge when credentials were missing or wrong, and when to come back after a rate limit.
 
 use http::{header, HeaderValue, Response};
 
@@ -13,6 +13,10 @@ pub fn refusal_response(refusal: &Refusal) -> Response<Body> {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"gateway\", Bearer"),
         );
+    }
+    if let Some(secs) = refusal.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
