@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: Debian packages (ngircd, openssl, chromium,
-# rabbitmq-server, activemq, prosody, and Node.js if absent), a Python venv at tests/.venv with the test
+# rabbitmq-server, activemq, prosody, haproxy, and Node.js if absent), a Python venv at tests/.venv with the test
 # clients, and the Node test clients in tests/node/node_modules (npm ci from the committed
 # lock file).
 # Idempotent and non-interactive; each step is skipped when its result already exists.
@@ -36,6 +36,8 @@ command -v prosodyctl >/dev/null 2>&1 || apt_missing+=(prosody)
 [ -x /usr/bin/promtool ] || apt_missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 command -v strace >/dev/null 2>&1 || apt_missing+=(strace)  # the unit's syscall filter vs what the gateway calls
+# HAProxy in front of the gateway (PROXY protocol tests), started by the test itself.
+[ -x /usr/sbin/haproxy ] || apt_missing+=(haproxy)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     echo "install-deps: apt-get install ${apt_missing[*]}"
     # The tests start every server themselves: keep apt from starting the packages' system
