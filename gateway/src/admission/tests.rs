@@ -345,9 +345,11 @@ async fn handshake_rate_comes_first_and_says_when_to_retry() {
     );
     assert_eq!(r.retry_after, Some(2), "one token at 0.5/s");
     // New limits apply at once; the bucket keeps its (spent) tokens.
-    let mut s2 = LimitsConfig::default();
-    s2.handshakes_per_ip_per_second = 1.0;
-    s2.handshake_burst_per_ip = 1;
-    s.handshake_rate.set_limits(s2.handshake_rate());
+    let stricter = LimitsConfig {
+        handshakes_per_ip_per_second: 1.0,
+        handshake_burst_per_ip: 1,
+        ..LimitsConfig::default()
+    };
+    s.handshake_rate.set_limits(stricter.handshake_rate());
     assert!(refused(&s, req("/ws")).await.retry_after.is_some());
 }
