@@ -103,6 +103,7 @@ impl AppState {
     /// under way.
     pub fn request_drain(&self) -> bool {
         let first = !self.draining.swap(true, Ordering::Relaxed);
+        metrics::gauge!("gateway_draining").set(1.0);
         self.drain_requested.cancel();
         first
     }

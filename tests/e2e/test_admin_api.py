@@ -332,6 +332,7 @@ def test_drain_goes_unready_then_exits_0_after_sessions_close(gateway_factory):
     assert body == {"draining": True, "started": True, "sessions": 2, "drain_timeout_seconds": 8.0}
     status, text = g.http_get("/readyz", admin=True)
     assert status == 503 and b"draining" in text
+    assert g.metric("gateway_draining") == 1
     info = admin.get("/api/info").json()
     assert info["draining"] is True and info["ready"] is False and "draining" in info["problems"]
     assert admin.post("/api/drain").json()["started"] is False
@@ -481,7 +482,7 @@ def test_schemathesis_finds_the_implementation_true_to_its_openapi_file(ag, tmp_
            # ASCII makes them one, so a valid-looking 123-character reason is valid.
            "--generation-codec", "ascii",
            "--max-examples", "60", "--workers", "1", "--seed", "1",
-           "--no-color", "--report", "junit", "--report-dir", str(tmp_path)]
+           "--no-color", "--report", "junit", "--report-junit-path", str(tmp_path / "junit.xml")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     print(out.stdout[-6000:])
     print(out.stderr[-3000:])
