@@ -19,8 +19,6 @@ mod registry;
 mod response;
 mod run;
 mod services;
-// Listing and closing sessions is the admin API's, which is not wired yet.
-#[allow(dead_code)]
 mod sessions;
 mod state;
 mod static_files;

@@ -18,12 +18,14 @@ struct Prepared {
     config: GatewayConfig,
     services: ServiceTable,
     auth: Arc<Authenticator>,
+    admin_token: Option<String>,
 }
 
 fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
     let mut config = config::load(path)?;
     config.limits.validate()?;
     config.http_fallback.validate(&config.limits)?;
+    let admin_token = config.admin.resolve_token()?;
     let factories = builtin_bridges();
     if config.services.is_empty() {
         config.services = config::default_services(&factories);
@@ -42,6 +44,7 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
         config,
         services,
         auth,
+        admin_token,
     })
 }
 
@@ -76,6 +79,7 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         config,
         services,
         auth,
+        admin_token,
     } = prepare(path)?;
     raise_fd_limit(config.limits.max_connections);
     crate::background::start(&services);
@@ -148,16 +152,22 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         );
     }
     tracing::info!(
-        "metrics on {}",
-        crate::admin::describe_listen(config.admin.listen)
+        "admin listener: {}",
+        crate::admin::describe_listen(config.admin.listen, admin_token.is_some())
     );
 
     state.live_sessions.start_expiry(state.shutdown.clone());
     let admin_stop = tokio_util::sync::CancellationToken::new();
-    let admin_task = tokio::spawn(crate::admin::serve(admin, metrics, admin_stop.clone()));
+    let admin_api = crate::admin::AdminApi::new(
+        state.clone(),
+        metrics,
+        admin_token.map(crate::admin::AdminToken::new),
+        &config,
+    );
+    let admin_task = tokio::spawn(crate::admin::serve(admin, admin_api, admin_stop.clone()));
     let accept_task = tokio::spawn(crate::listener::accept_loop(listener, state.clone(), tls));
 
-    wait_for_signal().await;
+    wait_for_signal(&state.drain_requested).await;
     // Unready first, so a load balancer stops sending; then stop accepting and ask every
     // session to finish; bridges close their clients with 1001 Going Away.
     state.start_draining();
@@ -243,18 +253,25 @@ fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-async fn wait_for_signal() {
+/// Until SIGTERM, SIGINT or a drain asked for through the admin API.
+async fn wait_for_signal(drain_requested: &tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+            None
+        }
+    };
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => t.recv().await,
+            None => std::future::pending().await,
         }
     };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = sigterm => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = drain_requested.cancelled() => tracing::info!("drain requested through the admin API"),
     }
 }

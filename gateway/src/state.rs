@@ -41,6 +41,9 @@ pub struct AppState {
     /// The same sessions by id, with their controls: for the admin API, reloads and the
     /// credential-expiry timer.
     pub live_sessions: Arc<SessionRegistry>,
+    /// Fired when a drain is asked for other than by a signal (the admin API); the main
+    /// task then runs the same shutdown as for SIGTERM.
+    pub drain_requested: CancellationToken,
     draining: AtomicBool,
     next_session_id: AtomicU64,
 }
@@ -91,6 +94,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             live_sessions: SessionRegistry::new(),
+            drain_requested: CancellationToken::new(),
             draining: AtomicBool::new(false),
             next_session_id: AtomicU64::new(1),
         })
@@ -103,6 +107,15 @@ impl AppState {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
         metrics::gauge!("gateway_draining").set(1.0);
+    }
+
+    /// Unready at once, then the shutdown sequence. Returns false if a drain was already
+    /// under way.
+    pub fn request_drain(&self) -> bool {
+        let first = !self.draining.swap(true, Ordering::Relaxed);
+        metrics::gauge!("gateway_draining").set(1.0);
+        self.drain_requested.cancel();
+        first
     }
 
     pub fn next_session_id(&self) -> u64 {

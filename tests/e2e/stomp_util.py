@@ -68,8 +68,8 @@ def parse(data: bytes) -> list[Frame]:
 class RawStomp:
     """A STOMP session driven frame by frame over a `websockets` connection."""
 
-    def __init__(self, gw, subprotocol: str = "v12.stomp", path: str = "/ws"):
-        self.ws = gw.ws(path, subprotocols=[subprotocol])
+    def __init__(self, gw, subprotocol: str = "v12.stomp", path: str = "/ws", **ws_kw):
+        self.ws = gw.ws(path, subprotocols=[subprotocol], **ws_kw)
         self.pending: list[Frame] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None

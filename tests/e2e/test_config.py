@@ -131,6 +131,7 @@ def deploy_files(tmp_path_factory):
     rsa_pub = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     (etc / "jwt-public.pem").write_bytes(rsa_pub.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (etc / "admin.token").write_text("example-admin-token\n")
     users = ROOT / "deploy" / "users.example.toml"
     if users.exists():
         shutil.copy(users, etc / "users.toml")

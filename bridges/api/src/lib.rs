@@ -27,7 +27,8 @@ pub use error::{BridgeError, ErrorSource};
 pub use lifecycle::Background;
 pub use message::{Message, Text};
 pub use outbox::{
-    Lane, LanePolicy, Outbox, OutboxPermit, OutboxReceiver, Pushed, SendError, SessionClosed,
+    Lane, LanePolicy, Outbox, OutboxPermit, OutboxReceiver, Pushed, QueueDepth, SendError,
+    SessionClosed,
 };
 pub use outgoing::Outgoing;
 pub use principal::{AuthMethod, CredentialCheck, Principal};

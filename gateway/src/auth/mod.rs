@@ -18,7 +18,7 @@ use bridge_api::{AuthMethod, CredentialCheck, Principal};
 use password_hash::rand_core::OsRng;
 use tokio::sync::Semaphore;
 
-pub use config::AuthConfig;
+pub use config::{AuthConfig, REDACTED};
 use credentials::Credentials;
 pub use error::AuthConfigError;
 use jwt::JwtVerifier;

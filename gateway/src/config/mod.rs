@@ -1,6 +1,7 @@
 //! Configuration: TOML through the `config` crate, every key overridable from the
 //! environment as `GATEWAY__SECTION__KEY`, unknown keys rejected by name.
 
+mod admin;
 mod bytesize;
 mod defaults;
 mod http_fallback;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
 
+pub use admin::AdminConfig;
 pub use defaults::default_services;
 pub use http_fallback::HttpFallbackConfig;
 pub use load::{load, ConfigError};
@@ -82,21 +84,6 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     #[serde(default)]
     pub client_auth: ClientAuth,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Prometheus `/metrics` (and future admin endpoints), kept off the public port.
-    pub listen: SocketAddr,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: ([127, 0, 0, 1], 9090).into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -346,7 +346,8 @@ pub fn start(
     let settings = fallback.session_settings.clone();
     let session_shutdown = shutdown.child_token();
     let control = registry.control(info.id, session_shutdown.clone(), &info);
-    let registered = registry.register(info.clone(), control.clone());
+    let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
+    let registered = registry.register(info.clone(), control.clone(), outbox_rx.depth());
     let counters = service
         .http_counters
         .for_session(registered.traffic().clone());
@@ -379,7 +380,6 @@ pub fn start(
     });
     fallback.registry.insert(id, shared.clone());
 
-    let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
     let session = Session {
         info: info.clone(),
         incoming: bridge_api::Incoming::new(UpStream::new(shared.clone())),

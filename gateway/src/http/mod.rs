@@ -40,13 +40,7 @@ pub async fn handle(
     }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => match state.readiness() {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {}\n", why.join(", ")),
-            ),
-        },
+        (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET | &Method::HEAD, path) => {
             state
                 .static_files
@@ -56,4 +50,15 @@ pub async fn handle(
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     };
     Ok(resp)
+}
+
+/// `/readyz`, on the public port and the admin port alike: 200, or 503 with the reasons.
+pub fn readyz(state: &AppState) -> Response<Body> {
+    match state.readiness() {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join(", ")),
+        ),
+    }
 }

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bridge_api::{AuthMethod, Principal, SessionInfo, StopReason};
+use bridge_api::{AuthMethod, Principal, QueueDepth, SessionInfo, StopReason};
 use tokio_util::sync::CancellationToken;
 
 use super::SessionRegistry;
@@ -29,7 +29,7 @@ async fn sessions_leave_when_their_guard_drops() {
     let registry = SessionRegistry::new();
     let i = Arc::new(info(1, None));
     let control = registry.control(1, CancellationToken::new(), &i);
-    let guard = registry.register(i, control);
+    let guard = registry.register(i, control, QueueDepth::none());
     assert_eq!(registry.len(), 1);
     assert!(registry.get(1).is_some());
     drop(guard);
@@ -44,10 +44,10 @@ async fn an_expired_credential_stops_the_session_and_a_refresh_moves_it() {
     let soon = SystemTime::now() + Duration::from_millis(100);
     let a = Arc::new(info(1, Some(soon)));
     let ca = registry.control(1, CancellationToken::new(), &a);
-    let _ga = registry.register(a, ca.clone());
+    let _ga = registry.register(a, ca.clone(), QueueDepth::none());
     let b = Arc::new(info(2, Some(soon)));
     let cb = registry.control(2, CancellationToken::new(), &b);
-    let _gb = registry.register(b.clone(), cb.clone());
+    let _gb = registry.register(b.clone(), cb.clone(), QueueDepth::none());
     // Session 2 refreshes its token before the deadline.
     let mut refreshed = b.principal.clone().unwrap();
     refreshed.expires_at = Some(SystemTime::now() + Duration::from_secs(3600));
@@ -68,10 +68,10 @@ async fn revoking_ends_only_the_condemned() {
     let registry = SessionRegistry::new();
     let a = Arc::new(info(1, None));
     let ca = registry.control(1, CancellationToken::new(), &a);
-    let _ga = registry.register(a, ca.clone());
+    let _ga = registry.register(a, ca.clone(), QueueDepth::none());
     let b = Arc::new(info(2, None));
     let cb = registry.control(2, CancellationToken::new(), &b);
-    let _gb = registry.register(b, cb.clone());
+    let _gb = registry.register(b, cb.clone(), QueueDepth::none());
     let mut bob = cb.principal().unwrap();
     bob.name = "bob".into();
     cb.set_principal(Some(bob));

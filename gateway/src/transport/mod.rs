@@ -122,12 +122,12 @@ where
     });
     let session_shutdown = shutdown.child_token();
     let control = registry.control(info.id, session_shutdown.clone(), &info);
-    let registered = registry.register(info.clone(), control.clone());
+    let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
+    let registered = registry.register(info.clone(), control.clone(), outbox_rx.depth());
     let counters = counters.for_session(registered.traffic().clone());
     let (stream_back_tx, stream_back_rx) = oneshot::channel();
     let incoming =
         incoming::IncomingAdapter::new(stream, shared.clone(), counters.clone(), stream_back_tx);
-    let (outbox, outbox_rx) = Outbox::channel(settings.outgoing_queue);
     let session = Session {
         info,
         incoming: bridge_api::Incoming::new(incoming),

@@ -53,6 +53,11 @@ impl State {
         taken
     }
 
+    /// Everything waiting for the writer: the control queue and every lane, paused or not.
+    pub(super) fn queued(&self) -> usize {
+        self.items.len() + self.lanes.iter().map(|l| l.items.len()).sum::<usize>()
+    }
+
     pub(super) fn lanes_ready(&self) -> bool {
         self.lanes.iter().any(|l| !l.paused && !l.items.is_empty())
     }

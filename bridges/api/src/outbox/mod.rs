@@ -8,7 +8,7 @@ mod chan;
 mod lane;
 
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::outgoing::Outgoing;
 use crate::{End, EndKind, Message};
@@ -41,6 +41,15 @@ pub struct Outbox {
 /// The transport's end of an [`Outbox`].
 pub struct OutboxReceiver {
     chan: Arc<Chan>,
+}
+
+/// Reads how many messages wait in one session's outbox (its control queue and its lanes)
+/// for the operator's view. Taking a reading locks the queue once, so it belongs on the
+/// admin path, never on the per-message one. Holds the queue weakly: a probe outliving its
+/// session reads 0 and keeps no memory alive.
+#[derive(Clone)]
+pub struct QueueDepth {
+    chan: Weak<Chan>,
 }
 
 /// Room for exactly one message, reserved in an [`Outbox`].
@@ -226,6 +235,24 @@ impl Outbox {
     }
 }
 
+impl QueueDepth {
+    /// A probe that always reads 0 (a session without a queue, tests).
+    pub fn none() -> Self {
+        QueueDepth { chan: Weak::new() }
+    }
+
+    /// Messages queued and not yet taken by the transport.
+    pub fn get(&self) -> usize {
+        self.chan.upgrade().map_or(0, |chan| chan.lock().queued())
+    }
+}
+
+impl std::fmt::Debug for QueueDepth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("QueueDepth").field(&self.get()).finish()
+    }
+}
+
 impl OutboxPermit<'_> {
     pub fn send(mut self, msg: Message) {
         self.used = true;
@@ -325,6 +352,13 @@ impl OutboxReceiver {
         !st.items.is_empty() || st.lanes_ready()
     }
 
+    /// A probe of this queue's depth, for the gateway's session registry.
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth {
+            chan: Arc::downgrade(&self.chan),
+        }
+    }
+
     /// Refuse further messages; waiting senders see the session closed.
     pub fn close(&mut self) {
         {
@@ -420,6 +454,24 @@ mod tests {
         assert_eq!(tx.try_send_many(&mut msgs).unwrap(), 1);
         rx.try_recv_many(&mut out, 10);
         assert_eq!(out.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn depth_counts_queue_and_lanes_until_the_session_is_gone() {
+        let (tx, mut rx) = Outbox::channel(4);
+        let depth = rx.depth();
+        assert_eq!(depth.get(), 0);
+        tx.try_send(text("a")).unwrap();
+        tx.try_send(text("b")).unwrap();
+        let lane = tx.open_lane(8, LanePolicy::DropOldest);
+        lane.push(text("c"), None);
+        lane.resume();
+        assert_eq!(depth.get(), 3);
+        assert!(rx.try_recv().is_some());
+        assert_eq!(depth.get(), 2);
+        drop((tx, lane, rx));
+        assert_eq!(depth.get(), 0);
+        assert_eq!(QueueDepth::none().get(), 0);
     }
 
     #[tokio::test]

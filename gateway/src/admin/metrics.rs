@@ -1,17 +1,9 @@
-//! The admin listener: Prometheus metrics, kept off the public port.
+//! The Prometheus recorder and `/metrics`.
 
-use std::net::SocketAddr;
-
-use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::response::text;
+use crate::response::{text, Body};
 
 /// The Prometheus recorder could not be set up (bad buckets, or a recorder already installed).
 #[derive(Debug, thiserror::Error)]
@@ -92,46 +84,12 @@ fn describe() {
     );
 }
 
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: CancellationToken) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let handle = handle.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => {
-                            let mut resp = text(StatusCode::OK, handle.render());
-                            resp.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                            resp
-                        }
-                        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-                        _ => text(StatusCode::NOT_FOUND, "not found\n"),
-                    })
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
-}
-
-/// Where the exporter listens, for the start-up log line.
-pub fn describe_listen(addr: SocketAddr) -> String {
-    format!("http://{addr}/metrics")
+/// `GET /metrics`: the text exposition format Prometheus scrapes.
+pub fn render(handle: &PrometheusHandle) -> http::Response<Body> {
+    let mut resp = text(StatusCode::OK, handle.render());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
