@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import json
 import socket
 import struct
 import subprocess
@@ -181,7 +182,8 @@ def wait_for(pred, timeout=5.0, what="condition"):
 
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_per_ip_limit_and_session_peer_are_the_real_client(gateway_factory, haproxy, version):
-    g = trusting_gateway(gateway_factory, limits={"max_connections_per_ip": 1})
+    g = trusting_gateway(gateway_factory, limits={"max_connections_per_ip": 1},
+                         admin={"token": "pp-admin"})
     lb = haproxy(g)
     port = getattr(lb, version)
     a, a_port = ws_from("127.0.0.2", port)
@@ -196,6 +198,12 @@ def test_per_ip_limit_and_session_peer_are_the_real_client(gateway_factory, hapr
         wait_for(lambda: len(session_peers(g)) >= 2, what="session log lines")
         assert session_peers(g)[:2] == [f"127.0.0.2:{a_port}", f"127.0.0.3:{b_port}"]
         assert LB_IP not in g.log().split("session start", 1)[1]
+        # The admin API lists each session under its real client, and filters by it.
+        status, body = g.http_get("/api/sessions?peer=127.0.0.2", admin=True,
+                                  headers={"Authorization": "Bearer pp-admin"})
+        assert status == 200, body
+        listed = json.loads(body)["sessions"]
+        assert [x["peer"] for x in listed] == [f"127.0.0.2:{a_port}"]
         assert g.metric("gateway_proxy_headers_total", result=version) >= 3
         assert (g.metric("gateway_proxy_headers_total", result="invalid") or 0) == 0
     finally:
