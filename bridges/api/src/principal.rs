@@ -35,8 +35,10 @@ pub trait CredentialCheck: Send + Sync {
     async fn check_password(&self, user: &str, password: &str) -> Option<Principal>;
 
     /// Verify a bearer token (a JWT) presented inside the protocol, e.g. to refresh a live
-    /// session's credential. `None` when it is invalid or token logins are not configured.
-    async fn check_token(&self, _token: &str) -> Option<Principal> {
-        None
+    /// session's credential. `Err` carries why it was refused ("token expired", "invalid
+    /// token signature", no JWT key configured), short and safe to show the client, who
+    /// needs to know whether a fresh token would help.
+    async fn check_token(&self, _token: &str) -> Result<Principal, String> {
+        Err("token logins are not configured on this gateway".into())
     }
 }

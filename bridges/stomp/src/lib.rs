@@ -33,6 +33,9 @@ struct StompBridge {
     settings: StompSettings,
     backend: Arc<dyn backend::Backend>,
     credentials: Arc<dyn CredentialCheck>,
+    /// Logins are checked against the gateway's realm (not passed through to the broker):
+    /// the gateway then knows who the client is, and follows it (admin view, revocation).
+    realm_logins: bool,
     acl: acl::Acl,
     metrics: Arc<StompMetrics>,
     streams: stream::Streams,
@@ -70,7 +73,7 @@ impl Bridge for StompBridge {
     }
 
     async fn serve(&self, session: Session) -> Result<(), BridgeError> {
-        let stomp = session::StompSession::new(self, session.info.clone(), session.outbox.clone());
+        let stomp = session::StompSession::new(self, &session);
         stomp.run(session).await
     }
 }
@@ -95,11 +98,12 @@ impl BridgeFactory for StompFactory {
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         let metrics = StompMetrics::new(&ctx.service);
         acl::describe();
+        session::describe_refresh_metrics();
         stream::describe_metrics();
         let mut credentials = ctx.credentials;
-        if !settings.backend.is_embedded()
-            && settings.credentials == settings::Credentials::PassThrough
-        {
+        let realm_logins = settings.backend.is_embedded()
+            || settings.credentials != settings::Credentials::PassThrough;
+        if !realm_logins {
             credentials = Arc::new(backend::probe::BrokerChecksLogin);
         }
         let mut embedded = None;
@@ -137,6 +141,7 @@ impl BridgeFactory for StompFactory {
             settings,
             backend,
             credentials,
+            realm_logins,
             acl,
             metrics,
             embedded,

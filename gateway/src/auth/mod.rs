@@ -215,8 +215,10 @@ impl CredentialCheck for RealmCheck {
             .await
     }
 
-    async fn check_token(&self, token: &str) -> Option<Principal> {
-        self.0.check_token(token, AuthMethod::Bridge).ok()
+    async fn check_token(&self, token: &str) -> Result<Principal, String> {
+        self.0
+            .check_token(token, AuthMethod::Bridge)
+            .map_err(|e| e.reason)
     }
 }
 
@@ -433,6 +435,18 @@ mod tests {
         assert!(p.has_role("trader"));
         assert_eq!(check.check_password("alice", "bad").await, None);
         assert_eq!(check.check_password("nobody", "alice-pw").await, None);
+
+        let (tok, exp) = token();
+        let p = check.check_token(&tok).await.expect("a valid token");
+        assert_eq!(p.name, "bob");
+        assert_eq!(p.method, AuthMethod::Bridge);
+        assert_eq!(p.expires_at, Some(UNIX_EPOCH + Duration::from_secs(exp)));
+        let expired = hs256(&json!({ "sub": "bob", "exp": now() - 60 }), TEST_HS_SECRET);
+        assert_eq!(
+            check.check_token(&expired).await,
+            Err("token expired".to_owned())
+        );
+        assert!(check.check_token("not.a.jwt").await.is_err());
     }
 
     #[tokio::test]

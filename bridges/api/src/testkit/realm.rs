@@ -1,3 +1,5 @@
+use std::time::SystemTime;
+
 use crate::{async_trait, AuthMethod, CredentialCheck, Principal};
 
 /// A realm that knows nobody: every login fails.
@@ -10,10 +12,12 @@ impl CredentialCheck for NoRealm {
     }
 }
 
-/// A realm with a fixed list of users, for protocol-level logins.
+/// A realm with a fixed list of users and tokens, for protocol-level logins and token
+/// refreshes.
 #[derive(Default)]
 pub struct StaticRealm {
     users: Vec<(String, String, Principal)>,
+    tokens: Vec<(String, Principal)>,
 }
 
 impl StaticRealm {
@@ -33,6 +37,25 @@ impl StaticRealm {
         self.users.push((name.into(), password.into(), principal));
         self
     }
+
+    /// `token` verifies as `subject` with `roles` until `expires_at`; after that it is
+    /// refused as expired, as a JWT is.
+    pub fn token(
+        mut self,
+        token: &str,
+        subject: &str,
+        roles: &[&str],
+        expires_at: SystemTime,
+    ) -> Self {
+        let principal = Principal {
+            name: subject.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            method: AuthMethod::Bridge,
+            expires_at: Some(expires_at),
+        };
+        self.tokens.push((token.into(), principal));
+        self
+    }
 }
 
 #[async_trait]
@@ -42,6 +65,21 @@ impl CredentialCheck for StaticRealm {
             .iter()
             .find(|(u, p, _)| u == user && p == password)
             .map(|(_, _, principal)| principal.clone())
+    }
+
+    async fn check_token(&self, token: &str) -> Result<Principal, String> {
+        let (_, principal) = self
+            .tokens
+            .iter()
+            .find(|(t, _)| t == token)
+            .ok_or("invalid token signature")?;
+        if principal
+            .expires_at
+            .is_some_and(|at| at <= SystemTime::now())
+        {
+            return Err("token expired".into());
+        }
+        Ok(principal.clone())
     }
 }
 
@@ -57,5 +95,22 @@ mod tests {
         assert_eq!(p.method, AuthMethod::Bridge);
         assert!(realm.check_password("alice", "nope").await.is_none());
         assert!(NoRealm.check_password("alice", "pw").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_until_they_expire() {
+        let now = SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let realm = StaticRealm::new()
+            .token("good", "alice", &["admin"], now + hour)
+            .token("old", "alice", &[], now - hour);
+        let p = realm.check_token("good").await.unwrap();
+        assert_eq!((p.name.as_str(), p.expires_at), ("alice", Some(now + hour)));
+        assert_eq!(realm.check_token("old").await, Err("token expired".into()));
+        assert_eq!(
+            realm.check_token("forged").await,
+            Err("invalid token signature".into())
+        );
+        assert!(NoRealm.check_token("good").await.is_err());
     }
 }

@@ -91,6 +91,11 @@ impl StompSession<'_> {
             .get("destination")
             .ok_or_else(|| missing("destination", "SEND"))?
             .to_string();
+        // The gateway's own destination, answered here: not subject to the ACL, never
+        // held in a transaction, never forwarded.
+        if dest == super::TOKEN_DESTINATION {
+            return self.refresh_token(&frame).await;
+        }
         let destination = Destination::parse(&dest, false).map_err(bad_destination)?;
         // Before a transaction holds it, so the refusal answers this frame's receipt.
         self.authorize(Verb::Send, &dest)?;

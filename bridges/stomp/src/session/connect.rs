@@ -131,6 +131,11 @@ impl StompSession<'_> {
         if let Some(p) = &principal {
             connected = connected.header("user-name", p.name.as_str());
         }
+        if self.info.principal.is_none() && principal.is_some() && self.bridge.realm_logins {
+            // A realm login: the gateway now knows who this is (its admin view, a realm
+            // reload's revocation). A broker's own login is the broker's business.
+            self.control.set_principal(principal.clone());
+        }
         self.principal = principal;
         self.send_frame(connected).await;
         Ok(())

@@ -6,6 +6,8 @@ mod commands;
 mod connect;
 mod deliver;
 mod error;
+mod refresh;
+mod stop;
 #[cfg(test)]
 mod tests;
 
@@ -13,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_api::{Message, Outbox, Session, SessionInfo};
+use bridge_api::{Message, Outbox, Session, SessionControl, SessionInfo};
 use bytes::BytesMut;
 use protocol_stomp::{encode_to_bytes, Command, Decoded, Decoder, Frame, Limits, Version};
 use tokio::time::Instant;
@@ -23,6 +25,7 @@ use crate::destination::Destination;
 use crate::inbox::{AckToken, Inbox, SubKey};
 use crate::StompBridge;
 pub use error::{FrameResult, StompError};
+pub use refresh::{describe as describe_refresh_metrics, TOKEN_DESTINATION};
 
 struct SubState {
     key: SubKey,
@@ -52,6 +55,9 @@ pub struct StompSession<'a> {
     bridge: &'a StompBridge,
     info: Arc<SessionInfo>,
     outbox: Outbox,
+    /// Why the gateway stopped the session, and where a login or a refresh records who
+    /// the client is now.
+    control: Arc<SessionControl>,
     inbox: Arc<Inbox>,
     backend: Option<Box<dyn BackendSession>>,
     /// The client's identity once CONNECT settled it (handshake or STOMP login).
@@ -96,10 +102,13 @@ enum End {
     Done,
     /// Send this ERROR, then close with its code.
     Error(StompError),
+    /// The gateway ended the session on purpose: send this ERROR; the transport closes
+    /// with the code the stop calls for, so none is queued here.
+    Stopped(StompError),
 }
 
 impl<'a> StompSession<'a> {
-    pub fn new(bridge: &'a StompBridge, info: Arc<SessionInfo>, outbox: Outbox) -> Self {
+    pub fn new(bridge: &'a StompBridge, session: &Session) -> Self {
         let limits = Limits {
             max_frame_size: bridge.settings.max_frame_size,
             ..Limits::default()
@@ -107,8 +116,9 @@ impl<'a> StompSession<'a> {
         let now = Instant::now();
         StompSession {
             bridge,
-            info,
-            outbox,
+            info: session.info.clone(),
+            outbox: session.outbox.clone(),
+            control: session.control.clone(),
             inbox: Inbox::new(bridge.metrics.clone()),
             backend: None,
             principal: None,
@@ -159,7 +169,10 @@ impl<'a> StompSession<'a> {
             }
             tokio::select! {
                 biased;
-                _ = &mut cancelled => break End::Done,
+                _ = &mut cancelled => match self.control.stop_reason().as_ref().and_then(stop::error_for) {
+                    Some(e) => break End::Stopped(e),
+                    None => break End::Done,
+                },
                 msg = incoming.recv() => {
                     let Some(msg) = msg else { break End::Done };
                     self.last_heard = Instant::now();
@@ -202,6 +215,10 @@ impl<'a> StompSession<'a> {
                 // wait on a broker that is gone.
                 self.outbox.end(e.end, e.message.clone()).await;
                 Err(e.into())
+            }
+            End::Stopped(e) => {
+                self.send_error(&e).await;
+                stop::result(e)
             }
         };
         self.cleanup().await;

@@ -4,6 +4,7 @@
 mod commands;
 mod connect;
 mod errors;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,6 +217,11 @@ impl Stomp {
             assert!(after.is_empty(), "queued after the end: {after:?}");
         }
         result
+    }
+
+    /// The end the bridge queued itself, if it did.
+    pub fn end_queued(&self) -> Option<&End> {
+        self.end.as_ref()
     }
 
     /// The session fails: the next frame is its one ERROR, nothing follows it, and `serve`
