@@ -145,4 +145,33 @@ mod tests {
             "{texts:?}"
         );
     }
+    /// A token that expires before the client opened its stream: the stream error follows
+    /// an `<open/>` answer (RFC 6120 4.9.1.1), then `<close/>` (RFC 7395 3.6).
+    #[tokio::test]
+    async fn a_stop_before_open_is_told_as_a_policy_violation() {
+        let bridge =
+            build(serde_json::json!({"domains": ["localhost"], "insecure": true})).unwrap();
+        let (session, mut client) = testkit::session().subprotocol("xmpp").live();
+        client.stop(bridge_api::StopReason::CredentialExpired);
+        let err = bridge.serve(session).await.unwrap_err();
+        assert_eq!(err.source_side(), ErrorSource::Client);
+        assert_eq!(err.end_kind(), EndKind::PolicyViolation);
+        let texts = client.texts();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(texts[0].starts_with("<open"), "{texts:?}");
+        assert!(
+            texts[1].contains("<policy-violation")
+                && texts[1].contains(">token expired</text></stream:error>"),
+            "{texts:?}"
+        );
+        assert!(texts[2].starts_with("<close"), "{texts:?}");
+
+        let (session, mut client) = testkit::session().subprotocol("xmpp").live();
+        client.shutdown();
+        bridge
+            .serve(session)
+            .await
+            .expect("a drain before open ends quietly");
+        assert!(client.texts().is_empty());
+    }
 }

@@ -118,12 +118,7 @@ impl Failure {
             metrics::login(login);
         }
         if !opened {
-            let header = StreamHeader {
-                from: domain.map(str::to_owned),
-                version: Some("1.0".into()),
-                ..StreamHeader::default()
-            };
-            send(outbox, protocol_xmpp::client_open(&header)).await;
+            send_open(outbox, domain).await;
         }
         let error = match &self.element {
             Some(element) => protocol_xmpp::to_client(element),
@@ -137,6 +132,16 @@ impl Failure {
             None => error,
         }
     }
+}
+
+/// The `<open/>` answer a stream error must follow when the client has none yet.
+pub async fn send_open(outbox: &Outbox, domain: Option<&str>) {
+    let header = StreamHeader {
+        from: domain.map(str::to_owned),
+        version: Some("1.0".into()),
+        ..StreamHeader::default()
+    };
+    send(outbox, protocol_xmpp::client_open(&header)).await;
 }
 
 /// Best effort: a client that stopped reading does not hold the session open.

@@ -4,6 +4,7 @@
 mod client;
 mod failure;
 mod server;
+mod stop;
 
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
         mut incoming,
         outbox,
         shutdown,
-        ..
+        control,
     } = session;
     // Boxed: opening needs far more state than relaying, and only once; inline it would
     // enlarge every idle session's future. The server goes straight into the relay: a named
@@ -69,7 +70,11 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
             rate: RateLimiter::new(bridge.settings.stanza_rate, bridge.settings.stanza_burst),
             started: Instant::now(),
         },
-        Ok(None) => return Ok(()),
+        Ok(None) => {
+            // Stopped before the server stream was up (or the client left first).
+            let told = stop::tell(control.stop_reason(), &info, &outbox, false, None).await;
+            return told.unwrap_or(Ok(()));
+        }
         Err(e) => return Err(e),
     };
     let _active = ActiveSession::new(
@@ -82,6 +87,13 @@ pub(crate) async fn run(bridge: &XmppBridge, session: Session) -> Result<(), Bri
     match relay.run(&mut incoming).await {
         Ok(End::Closed) => Ok(()),
         Ok(End::Shutdown) => {
+            let domain = Some(relay.domain.as_str());
+            if let Some(told) =
+                stop::tell(control.stop_reason(), &info, &outbox, true, domain).await
+            {
+                relay.close_server().await;
+                return told;
+            }
             let error = StreamError::new(C::SystemShutdown, "the gateway is shutting down");
             metrics::stream_error(error.condition, metrics::Side::Gateway);
             let text = protocol_xmpp::stream_error_to_client(&error);
