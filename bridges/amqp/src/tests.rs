@@ -94,3 +94,62 @@ async fn a_header_split_across_messages_gets_connection_start_and_a_bad_login_40
     assert_eq!(end.kind, EndKind::PolicyViolation);
     task.await.unwrap().expect_err("refused");
 }
+
+#[tokio::test]
+async fn a_stop_after_connection_start_is_told_with_close_320() {
+    for (reason, text, fails) in [
+        (
+            bridge_api::StopReason::CredentialExpired,
+            "token expired",
+            true,
+        ),
+        (
+            bridge_api::StopReason::Closed {
+                code: 4000,
+                reason: "maintenance".into(),
+            },
+            "maintenance",
+            false,
+        ),
+    ] {
+        let (session, mut client) = testkit::session().live();
+        let b = bridge();
+        let task = tokio::spawn(async move { b.serve(session).await });
+        client.send(Message::binary(Bytes::from_static(&PROTOCOL_HEADER)));
+        let AMQPClass::Connection(connection::AMQPMethod::Start(_)) = method(&mut client).await
+        else {
+            panic!("expected connection.start")
+        };
+        client.stop(reason);
+        let AMQPClass::Connection(connection::AMQPMethod::Close(close)) = method(&mut client).await
+        else {
+            panic!("expected connection.close")
+        };
+        assert_eq!(close.reply_code, 320);
+        assert_eq!(close.reply_text.as_str(), text);
+        let ok = AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+        client.send(Message::binary(encode_method(0, &ok)));
+        let result = task.await.unwrap();
+        // The transport closes with the stop's code: the bridge queues no close of its own.
+        assert!(client.next().await.is_none(), "nothing after Close");
+        match result {
+            Err(e) => {
+                assert!(fails, "{e}");
+                assert_eq!(e.end_kind(), EndKind::PolicyViolation);
+            }
+            Ok(()) => assert!(!fails, "an expired token is the client's to fix"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_drain_before_the_login_ends_quietly() {
+    let (session, mut client) = testkit::session().live();
+    let b = bridge();
+    let task = tokio::spawn(async move { b.serve(session).await });
+    client.send(Message::binary(Bytes::from_static(&PROTOCOL_HEADER)));
+    method(&mut client).await;
+    client.shutdown();
+    task.await.unwrap().expect("a drain is no failure");
+    assert!(client.next().await.is_none());
+}

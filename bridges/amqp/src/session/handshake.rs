@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bridge_api::{BridgeError, CancellationToken, EndKind, Incoming, Principal};
+use bridge_api::{BridgeError, CancellationToken, EndKind, Incoming, Principal, StopReason};
 use protocol_amqp::protocol::connection;
 use protocol_amqp::{
     parse_protocol_header, AMQPClass, AMQPValue, FieldTable, Frame, Limits, LongString,
@@ -33,6 +33,7 @@ impl AmqpSession<'_> {
                 return Ok(false);
             }
             self.send_method(0, start()).await;
+            self.start_sent = true;
             let Some(start_ok) = self.next_method(incoming, "connection.start-ok").await? else {
                 return Ok(false);
             };
@@ -70,12 +71,21 @@ impl AmqpSession<'_> {
             Ok(true)
         };
         let outcome = tokio::select! {
-            r = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps) => match r {
+            r = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps) => Some(match r {
                 Ok(r) => r,
                 Err(_) => Err(Refusal::Quiet(BridgeError::client(format!(
                     "no AMQP handshake within {HANDSHAKE_TIMEOUT:?}")).with_end(EndKind::PolicyViolation))),
-            },
-            _ = shutdown.cancelled() => return Ok(false),
+            }),
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(outcome) = outcome else {
+            // Before Connection.Start there is no way to say why; after it, there is.
+            return match self.control.stop_reason() {
+                Some(r) if r != StopReason::Shutdown && self.start_sent => {
+                    self.close_stopped(&r, incoming).await.map(|()| false)
+                }
+                _ => Ok(false),
+            };
         };
         match outcome {
             Ok(open) => Ok(open),
@@ -156,6 +166,7 @@ impl AmqpSession<'_> {
         let refused = || {
             format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}")
         };
+        let mut realm_login = false;
         let principal: Option<Principal> = match (&self.info.principal, self.b.settings.credentials)
         {
             // The handshake already said who this is; a SASL user may only repeat it.
@@ -163,7 +174,10 @@ impl AmqpSession<'_> {
             (_, Credentials::PassThrough) => None,
             (_, Credentials::Service) => {
                 match self.b.credentials.check_password(&user, &pass).await {
-                    Some(p) => Some(p),
+                    Some(p) => {
+                        realm_login = true;
+                        Some(p)
+                    }
                     None => {
                         self.b.metrics.logins_refused.increment(1);
                         return Err(refuse(refused()));
@@ -219,6 +233,11 @@ impl AmqpSession<'_> {
                 )));
             }
             self.pool = Some(pool);
+        }
+        if realm_login {
+            // The gateway now knows who this is: its admin view and a realm reload's
+            // revocation follow the session.
+            self.control.set_principal(principal.clone());
         }
         self.grant = self.b.acl.grant(principal.as_ref());
         self.user = principal.map(|p| p.name).unwrap_or(user);

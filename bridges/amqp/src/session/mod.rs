@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_api::{
-    BridgeError, CancellationToken, EndKind, Incoming, Message, Outbox, Session, SessionInfo,
+    BridgeError, CancellationToken, EndKind, Incoming, Message, Outbox, Session, SessionControl,
+    SessionInfo, StopReason,
 };
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -129,12 +130,18 @@ enum Stop {
     /// The client closed the connection (Connection.Close, answered) or left.
     Done,
     Fault(Fault),
+    /// The gateway ended the session on purpose (not a drain).
+    Stopped(StopReason),
 }
 
 pub struct AmqpSession<'a> {
     b: &'a AmqpBridge,
     info: Arc<SessionInfo>,
     out: Outbox,
+    /// Why the gateway stopped the session; where a realm login records the client.
+    control: Arc<SessionControl>,
+    /// Connection.Start went out: from then on a Connection.Close can tell the client why.
+    start_sent: bool,
     decoder: Decoder,
     buf: BytesMut,
     /// What the client tuned; frames sent to it are no larger.
@@ -167,6 +174,8 @@ impl<'a> AmqpSession<'a> {
             b,
             info: session.info.clone(),
             out: session.outbox.clone(),
+            control: session.control.clone(),
+            start_sent: false,
             decoder: Decoder::new(Limits {
                 frame_max: s.frame_max,
                 channel_max: s.max_channels,
@@ -243,10 +252,11 @@ impl<'a> AmqpSession<'a> {
             loop {
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => {
-                        break Stop::Fault(Fault::Connection(
-                            broker_gone("the gateway is shutting down")));
-                    }
+                    _ = shutdown.cancelled() => match self.control.stop_reason() {
+                        Some(r) if r != StopReason::Shutdown => break Stop::Stopped(r),
+                        _ => break Stop::Fault(Fault::Connection(
+                            broker_gone("the gateway is shutting down"))),
+                    },
                     // A client publishing faster than the broker confirms is read no further until
                 // the broker catches up: backpressure on that client, bounded memory here.
                 msg = incoming.recv(), if self.confirms.len() < MAX_UNCONFIRMED => {
@@ -310,6 +320,41 @@ impl<'a> AmqpSession<'a> {
         match stop {
             Stop::Done => Ok(()),
             Stop::Fault(f) => Err(self.close_connection(f, incoming).await),
+            Stop::Stopped(r) => self.close_stopped(&r, incoming).await,
+        }
+    }
+
+    /// Connection.Close 320 (CONNECTION_FORCED, what RabbitMQ sends when an operator
+    /// closes a connection) with the reason ("token expired"), then the client's Close-Ok
+    /// or a short wait. No close of our own: the transport closes with the code the stop
+    /// calls for. A credential's end is the client's to fix; an operator's close is no
+    /// failure.
+    async fn close_stopped(
+        &mut self,
+        reason: &StopReason,
+        incoming: &mut Incoming,
+    ) -> Result<(), BridgeError> {
+        let text = reason.client_text().to_owned();
+        tracing::debug!(
+            session = self.info.id,
+            "amqp session ended by the gateway: {text}"
+        );
+        self.b.metrics.connection_exception(CONNECTION_FORCED);
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: CONNECTION_FORCED,
+                reply_text: short(&text),
+                class_id: 0,
+                method_id: 0,
+            })),
+        )
+        .await;
+        self.await_close_ok(incoming).await;
+        if reason.is_credential() {
+            Err(BridgeError::client(text).with_end(EndKind::PolicyViolation))
+        } else {
+            Ok(())
         }
     }
 
