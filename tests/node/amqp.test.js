@@ -715,3 +715,55 @@ describe('@cloudamqp/amqp-client over the HTTP fallback (gateway-client.js)', ()
     }
   });
 });
+
+// Live token expiry: a client admitted with a JWT (?access_token=) is told Connection.Close
+// 320 (CONNECTION_FORCED) "token expired" when the token's exp passes, then the WebSocket
+// closes with 1008. AMQP has no refresh on a live connection: the client reconnects.
+describe('the amqp bridge with an expiring token', () => {
+  const { hs256, expOf } = require('./lib/jwt');
+  const SECRET = 'node-amqp-token-secret-0123456789abcdef';
+  let gw;
+
+  before(async () => {
+    if (targets[0].unavailable) return;
+    gw = await new Gateway({
+      services: [amqpService({ backend: rabbit.url, pool_size: 1 })],
+      sections: { auth: { jwt: { hs256_secret: SECRET } } },
+    }).start();
+    const deadline = Date.now() + 20000;
+    while ((await httpGet(gw.port, '/readyz').catch(() => ({}))).status !== 200) {
+      assert.ok(Date.now() < deadline, `/readyz not 200 after 20 s\n${gw.log()}`);
+      await sleep(50);
+    }
+  }, { timeout: 30000 });
+
+  after(async () => {
+    if (gw) assert.equal(await gw.stop(), 0, gw.log());
+  });
+
+  it('amqplib sees Connection.Close 320 "token expired" at exp, then close 1008', T, async (t) => {
+    if (targets[0].unavailable) return t.skip(targets[0].unavailable);
+    const token = hs256(SECRET, { sub: 'ann', expIn: 3 });
+    // The handshake said who this is: the SASL user repeats it (the password is not checked).
+    const conn = await amqplibOverWebSocket(`${gw.url('/amqp')}?access_token=${token}`,
+      { username: 'ann', password: 'unused' });
+    const wsClosed = new Promise((resolve) => conn.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    const closed = new Promise((resolve) => conn.on('close', resolve));
+    conn.on('error', () => {});
+    // Live until then: a queue declared and consumed.
+    const ch = await conn.createChannel();
+    ch.on('error', () => {});
+    const q = `tokens.${crypto.randomUUID()}`;
+    await ch.assertQueue(q, { exclusive: true });
+    const got = [];
+    await ch.consume(q, (m) => got.push(m.content.toString()), { noAck: true });
+    ch.sendToQueue(q, Buffer.from('before exp'));
+    const err = await withTimeout(closed, 8000, 'the connection to close');
+    assert.ok(Date.now() / 1000 >= expOf(token), 'not before exp');
+    assert.deepEqual(got, ['before exp']);
+    assert.equal(err.code, 320, err.message);
+    assert.match(err.message, /token expired/);
+    const ws = await withTimeout(wsClosed, 5000, 'the WebSocket close');
+    assert.deepEqual(ws, { code: 1008, reason: 'token expired' });
+  });
+});
