@@ -27,7 +27,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::GatewayConfig;
 use crate::state::AppState;
 
 pub use auth::AdminToken;
@@ -39,8 +38,6 @@ pub struct AdminApi {
     metrics: PrometheusHandle,
     /// `None`: the API is off and `/api/...` says how to turn it on.
     token: Option<AdminToken>,
-    /// The effective configuration, secrets already replaced.
-    config: serde_json::Value,
     started_at: SystemTime,
     started: Instant,
 }
@@ -50,13 +47,11 @@ impl AdminApi {
         state: Arc<AppState>,
         metrics: PrometheusHandle,
         token: Option<AdminToken>,
-        config: &GatewayConfig,
     ) -> Arc<Self> {
         Arc::new(AdminApi {
             state,
             metrics,
             token,
-            config: config::redacted(config),
             started_at: SystemTime::now(),
             started: Instant::now(),
         })

@@ -9,7 +9,7 @@ use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{drain, info, metrics, reply, sessions, AdminApi};
+use super::{config, drain, info, metrics, reply, sessions, AdminApi};
 use crate::response::{full, text, Body};
 
 /// The API's contract, the same file the tests check the implementation against.
@@ -112,7 +112,7 @@ pub async fn route(api: &AdminApi, req: Request<Incoming>) -> Response<Body> {
             resp
         }
         Route::Info => info::show(api),
-        Route::Config => reply::json(StatusCode::OK, &api.config),
+        Route::Config => config::show(api),
         Route::Drain => drain::start(api),
         Route::Sessions => sessions::list(api, query.as_deref()),
         Route::Session(id) => sessions::show(api, id),

@@ -153,6 +153,12 @@ impl Authenticator {
         self.jwt.is_some()
     }
 
+    /// The realm user's roles (`None`: no such user, or no realm), for a reload to tell
+    /// which live sessions the new realm no longer allows.
+    pub fn realm_roles(&self, user: &str) -> Option<&[String]> {
+        self.realm.as_ref()?.roles(user)
+    }
+
     fn check_token(&self, token: &str, method: AuthMethod) -> Result<Principal, AuthFailure> {
         let Some(jwt) = &self.jwt else {
             let what = match method {
