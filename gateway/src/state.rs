@@ -12,7 +12,7 @@ use crate::fallback::Fallback;
 use crate::handshake_rate::HandshakeRate;
 use crate::limits::ConnectionLimits;
 pub use crate::live::Live;
-use crate::reload::CurrentAuth;
+use crate::reload::{CurrentAuth, Hooks};
 use crate::services::Retired;
 use crate::sessions::SessionRegistry;
 
@@ -32,6 +32,8 @@ pub struct AppState {
     pub config_path: Option<PathBuf>,
     /// One reload at a time (SIGHUP and the admin API may ask together).
     pub reloading: tokio::sync::Mutex<()>,
+    /// Called after each successful reload (e.g. to apply the log level).
+    pub reload_hooks: Hooks,
     /// Bridges a reload replaced, whose background work the drain must still wait for.
     retired: Mutex<Vec<Retired>>,
     /// Fired on SIGTERM/SIGINT; every session's shutdown signal descends from it.
@@ -74,6 +76,7 @@ impl AppState {
             credentials,
             config_path,
             reloading: tokio::sync::Mutex::new(()),
+            reload_hooks: Hooks::default(),
             retired: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),

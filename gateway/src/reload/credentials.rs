@@ -22,6 +22,10 @@ impl CurrentAuth {
         self.0.store(Some(auth));
     }
 
+    pub fn get(&self) -> Option<Arc<Authenticator>> {
+        self.0.load_full()
+    }
+
     /// What services are built with.
     pub fn check(self: &Arc<Self>) -> Arc<dyn CredentialCheck> {
         self.clone()

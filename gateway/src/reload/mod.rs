@@ -8,13 +8,20 @@
 
 mod credentials;
 mod diff;
+mod hooks;
 mod realm;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use credentials::CurrentAuth;
+pub use hooks::Hooks;
+// The admin API's reload endpoint answers with it.
+#[cfg_attr(not(test), allow(unused_imports))]
+pub use report::answer;
 pub use report::{ReloadError, ReloadReport};
 
 use crate::run::Prepared;
@@ -77,12 +84,35 @@ fn apply(state: &AppState, prepared: Prepared) -> ReloadReport {
     let sessions_revoked = state
         .live_sessions
         .revoke_where(|p| realm::verdict(&replaced.auth, &new_auth, p));
+    recheck_later(state, replaced.auth.clone());
+    state.reload_hooks.run(&state.live().config);
     ReloadReport {
         applied,
         restart_required,
         services: changes,
         sessions_revoked,
     }
+}
+
+/// A handshake admitted under the old realm just before the swap registers its session
+/// a moment later, after the sweep above: sweep once more when any such handshake is done,
+/// against whatever realm is current then.
+fn recheck_later(state: &AppState, old: std::sync::Arc<crate::auth::Authenticator>) {
+    const AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+    let sessions = state.live_sessions.clone();
+    let current = state.credentials.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(AFTER).await;
+        if let Some(now) = current.get() {
+            let late = sessions.revoke_where(|p| realm::verdict(&old, &now, p));
+            if late > 0 {
+                tracing::info!(
+                    sessions_revoked = late,
+                    "late logins under the replaced realm ended"
+                );
+            }
+        }
+    });
 }
 
 fn record(result: &Result<ReloadReport, ReloadError>, started: Instant) {

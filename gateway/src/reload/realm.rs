@@ -1,5 +1,6 @@
 //! Which live sessions a new realm condemns: those whose user the old realm knew and the
-//! new one does not have ("account removed") or gives other roles ("roles changed").
+//! new one does not have ("account removed") or gives other roles than the session holds
+//! ("roles changed"; a session that logged in under the new realm already has them).
 //! Sessions that logged in with a JWT, or as users the realm never knew (a broker-checked
 //! pass-through login), are not the realm's to end.
 
@@ -15,10 +16,10 @@ pub fn verdict(old: &Authenticator, new: &Authenticator, p: &Principal) -> Optio
     if !password_login || p.expires_at.is_some() {
         return None;
     }
-    let before = old.realm_roles(&p.name)?;
+    old.realm_roles(&p.name)?;
     match new.realm_roles(&p.name) {
         None => Some(REMOVED.into()),
-        Some(after) if !same_set(before, after) => Some(ROLES_CHANGED.into()),
+        Some(now) if !same_set(&p.roles, now) => Some(ROLES_CHANGED.into()),
         Some(_) => None,
     }
 }
@@ -95,6 +96,9 @@ mod tests {
             .as_deref(),
             Some(ROLES_CHANGED)
         );
+        // A login under the new realm holds the new roles: nothing to end.
+        let fresh = login("alice", &["admin", "chat"], AuthMethod::Basic);
+        assert_eq!(verdict(&old, &re_roled, &fresh), None);
     }
 
     #[test]

@@ -28,6 +28,22 @@ pub struct ReloadError {
     pub message: String,
 }
 
+/// The HTTP answer to a reload request (the admin API's `POST`): 200 with the report, or
+/// 422 with `{"error", "key"}`; the configuration in force is unchanged in that case.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn answer(result: &Result<ReloadReport, ReloadError>) -> (http::StatusCode, serde_json::Value) {
+    match result {
+        Ok(report) => (
+            http::StatusCode::OK,
+            serde_json::to_value(report).unwrap_or_default(),
+        ),
+        Err(e) => (
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({ "error": e.message, "key": e.key }),
+        ),
+    }
+}
+
 impl From<StartupError> for ReloadError {
     fn from(e: StartupError) -> Self {
         ReloadError {
