@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from gwproc import echo_service, free_port, to_toml
 from stomp_util import RawStomp, stomp_service
+from test_http_fallback import Fb
 from test_tls import _cert, _pem_cert, _pem_key
 
 SECRET_A = "first hs256 secret, 32 bytes or more"
@@ -343,6 +344,21 @@ def test_changed_bridge_settings_serve_new_sessions_while_old_ones_finish(gatewa
     finally:
         a.close()
         b.close()
+
+
+def test_an_http_fallback_session_outlives_a_change_of_its_service(gateway_factory):
+    g = gateway_factory()
+    s = Fb(g)
+    ev = s.events()
+    try:
+        s.send("before")
+        assert ev.message() == (1, "before")
+        reload(g, with_config(g, service=[echo_service(allowed_origins=["https://app.example"])]))
+        s.send("after")
+        assert ev.message() == (2, "after")
+        assert s.delete() == 204
+    finally:
+        ev.close()
 
 
 def test_removed_and_added_services(gateway_factory):

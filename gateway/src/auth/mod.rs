@@ -80,7 +80,9 @@ impl Authenticator {
             jwt,
             cookie: cfg.cookie.clone(),
             hashing: Arc::new(Semaphore::new(parallelism)),
-            fingerprints: Default::default(),
+            // The same keys for every authenticator of the process: an HTTP fallback session
+            // opened before a configuration reload still recognises its credentials after.
+            fingerprints: process_fingerprint_keys(),
         })
     }
 
@@ -208,6 +210,12 @@ impl Authenticator {
             }
         }
     }
+}
+
+fn process_fingerprint_keys() -> std::collections::hash_map::RandomState {
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).clone()
 }
 
 /// [`CredentialCheck`] over the realm, for bridges.

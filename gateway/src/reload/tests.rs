@@ -109,3 +109,21 @@ async fn a_reload_applies_and_reports_and_a_refused_one_changes_nothing() {
     assert_eq!(body["key"], "service[2].bridge");
     assert_eq!(seen.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_new_authenticator_recognises_the_old_ones_credential_fingerprints() {
+    // HTTP fallback sessions compare each request's fingerprint with the one they opened
+    // with; after a reload that is another authenticator's.
+    let cfg = crate::auth::AuthConfig::default();
+    let (a, b) = (
+        crate::auth::Authenticator::from_config(&cfg).expect("a"),
+        crate::auth::Authenticator::from_config(&cfg).expect("b"),
+    );
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "authorization",
+        "Basic YWxpY2U6cHc=".parse().expect("value"),
+    );
+    assert!(a.fingerprint(&h, None).is_some());
+    assert_eq!(a.fingerprint(&h, None), b.fingerprint(&h, None));
+}
