@@ -100,6 +100,7 @@ impl AppState {
             live.limits.max_connections,
             live.limits.max_connections_per_ip,
         );
+        self.handshake_rate.set_limits(live.limits.handshake_rate());
         let mut kept = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|r| !r.is_done());
         kept.extend(retired);

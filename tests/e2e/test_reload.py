@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from gwproc import echo_service, free_port, to_toml
 from stomp_util import RawStomp, stomp_service
 from test_http_fallback import Fb
+from test_proxy_protocol import raw_exchange, refused_from, ws_from
 from test_tls import _cert, _pem_cert, _pem_key
 
 SECRET_A = "first hs256 secret, 32 bytes or more"
@@ -267,6 +268,21 @@ def test_lower_per_ip_limit_refuses_new_handshakes_and_keeps_open_sessions(gatew
     finally:
         for c in conns:
             c.close()
+
+
+def test_proxy_protocol_peers_and_handshake_rate_follow_a_reload(gateway_factory):
+    g = gateway_factory()
+    lb = "127.0.0.10"
+    v1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert raw_exchange(lb, g.port, v1).startswith(b"HTTP/1.1 400"), "not a PROXY peer yet"
+    reload(g, with_config(g, server={**g.config["server"], "proxy_protocol": [f"{lb}/32"]},
+                          limits={**g.config["limits"], "handshakes_per_ip_per_second": 0.1,
+                                  "handshake_burst_per_ip": 2}))
+    assert raw_exchange(lb, g.port, v1).startswith(b"HTTP/1.1 200"), "the header is read now"
+    for _ in range(2):
+        c, _ = ws_from("127.0.0.6", g.port)
+        c.close()
+    assert refused_from("127.0.0.6", g.port).status_code == 429
 
 
 # --- services ------------------------------------------------------------------------------
