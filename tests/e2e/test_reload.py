@@ -437,3 +437,44 @@ def test_restart_only_keys_are_reported_and_keep_their_values(gateway_factory):
         socket.create_connection(("127.0.0.1", new_port), timeout=1).close()
     with g.ws() as c:
         echo_ok(c)
+
+
+# --- the admin API -------------------------------------------------------------------------
+
+def test_admin_api_reload_answers_with_the_report_or_the_refusal(gateway_factory):
+    import requests
+    token = "reload-admin-token-3f9a"
+    g = gateway_factory(admin={"token": token}, limits={"max_connections_per_ip": 50})
+    api = f"http://{g.host}:{g.admin_port}/api"
+    auth = {"Authorization": f"Bearer {token}"}
+    old = g.ws()
+    try:
+        good = with_config(g, limits={**g.config["limits"], "max_connections_per_ip": 40},
+                           service=[echo_service(), echo_service(name="more", path="/more")])
+        g.config_path.write_text(to_toml(good))
+        r = requests.post(f"{api}/reload", headers=auth, timeout=20)
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "applied": ["limits.max_connections_per_ip"],
+            "restart_required": [],
+            "services": {"unchanged": ["echo"], "updated": [], "rebuilt": [], "added": ["more"],
+                         "removed": []},
+            "sessions_revoked": 0,
+        }
+        shown = requests.get(f"{api}/config", headers=auth, timeout=5).json()
+        assert shown["limits"]["max_connections_per_ip"] == 40, "the configuration in force"
+        with g.ws("/more") as c:
+            echo_ok(c)
+
+        bad = {**good, "limits": {**good["limits"], "idle_timeout": "soon"}}
+        g.config_path.write_text(to_toml(bad))
+        r = requests.post(f"{api}/reload", headers=auth, timeout=20)
+        assert r.status_code == 422, r.text
+        assert r.json()["key"] == "limits.idle_timeout" and "soon" in r.json()["error"]
+        assert requests.get(f"{api}/config", headers=auth, timeout=5).json()["limits"]["idle_timeout"] == "1m"
+        assert g.metric("gateway_config_reloads_total", result="error") == 1
+        assert requests.post(f"{api}/reload", timeout=5).status_code == 401
+        assert requests.get(f"{api}/reload", headers=auth, timeout=5).status_code == 405
+        echo_ok(old, "through all of it")
+    finally:
+        old.close()

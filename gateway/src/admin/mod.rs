@@ -1,5 +1,5 @@
 //! The admin listener, kept off the public port: Prometheus `/metrics`, health, and the
-//! admin API under `/api/` (sessions, drain, effective configuration), which a bearer
+//! admin API under `/api/` (sessions, drain, reload, effective configuration), which a bearer
 //! token from `[admin]` opens. Its contract is `gateway/admin-openapi.yaml`, served at
 //! `/api/openapi.yaml`.
 
@@ -11,6 +11,7 @@ mod filter;
 mod info;
 mod metrics;
 mod query;
+mod reload;
 mod reply;
 mod router;
 mod sessions;

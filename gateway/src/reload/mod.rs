@@ -19,8 +19,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use credentials::CurrentAuth;
 pub use hooks::Hooks;
-// The admin API's reload endpoint answers with it.
-#[cfg_attr(not(test), allow(unused_imports))]
 pub use report::answer;
 pub use report::{ReloadError, ReloadReport};
 

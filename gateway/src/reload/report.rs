@@ -30,7 +30,6 @@ pub struct ReloadError {
 
 /// The HTTP answer to a reload request (the admin API's `POST`): 200 with the report, or
 /// 422 with `{"error", "key"}`; the configuration in force is unchanged in that case.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn answer(result: &Result<ReloadReport, ReloadError>) -> (http::StatusCode, serde_json::Value) {
     match result {
         Ok(report) => (
