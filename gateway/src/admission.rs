@@ -12,7 +12,7 @@ use http::{header, HeaderMap, StatusCode};
 use crate::forwarded::client_addr;
 use crate::limits::{record_trip, trip, ConnectionSlot, SessionSlots};
 use crate::services::{NoService, Service};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 #[cfg(test)]
 mod tests;
@@ -112,12 +112,14 @@ fn unauthorized(service: &str, transport: &'static str, reason: String) -> Refus
 }
 
 /// On success the connection's open slot moves out of `conn` into the session's slots.
+/// `live` is the request's one snapshot of the settings in force.
 pub async fn admit(
     state: &AppState,
+    live: &Live,
     req: AdmissionRequest<'_>,
     conn: &ConnectionSlot,
 ) -> Result<Admitted, Refusal> {
-    let (service, subprotocol) = match state.services.select(req.path, req.offered) {
+    let (service, subprotocol) = match live.services.select(req.path, req.offered) {
         Ok(found) => found,
         Err(NoService::UnknownPath) => {
             return Err(refuse(
@@ -142,7 +144,7 @@ pub async fn admit(
             ))
         }
     };
-    let client = client_addr(req.peer, req.headers, &state.trusted_proxies);
+    let client = client_addr(req.peer, req.headers, &live.trusted_proxies);
     if let Err(wait) = state.handshake_rate.check(client.ip()) {
         record_trip(trip::HANDSHAKE_RATE);
         // Whole seconds (the header's unit), rounded up so a client that obeys succeeds.
@@ -206,7 +208,7 @@ pub async fn admit(
             format!("too many connections from {}", client.ip()),
         ));
     };
-    let principal = match state.auth.authenticate(req.headers, req.query).await {
+    let principal = match live.auth.authenticate(req.headers, req.query).await {
         Ok(p) => p,
         Err(failure) => return Err(unauthorized(&service.name, req.transport, failure.reason)),
     };

@@ -5,21 +5,27 @@
 
 use std::time::Duration;
 
-use crate::services::ServiceTable;
+use crate::services::{Retired, ServiceTable};
 
 pub fn start(services: &ServiceTable) {
-    for s in services.all() {
-        s.bridge.start(s.background.clone());
-    }
+    services.start_new();
 }
 
-/// Fire every service's shutdown and wait up to `deadline` for their tasks. Each service's
-/// outcome is counted in `gateway_bridge_stops_total{service,result}` (`clean` or `timeout`).
-pub async fn stop(services: &ServiceTable, deadline: Duration) {
-    for s in services.all() {
+/// Fire every service's shutdown, and that of bridges a reload retired, and wait up to
+/// `deadline` for their tasks. Each one's outcome is counted in
+/// `gateway_bridge_stops_total{service,result}` (`clean` or `timeout`).
+pub async fn stop(services: &ServiceTable, retired: Vec<Retired>, deadline: Duration) {
+    let all: Vec<Retired> = services
+        .all()
+        .iter()
+        .map(|s| s.instance.retired())
+        // A retired bridge whose sessions are long gone has stopped already.
+        .chain(retired.into_iter().filter(|r| !r.is_done()))
+        .collect();
+    for s in &all {
         s.background.stop();
     }
-    let waits = services.all().iter().map(|s| async move {
+    let waits = all.iter().map(|s| async move {
         let clean = tokio::time::timeout(deadline, s.background.stopped())
             .await
             .is_ok();

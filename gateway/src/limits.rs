@@ -28,11 +28,12 @@ pub fn record_trips(limit: &'static str, n: u64) {
     metrics::counter!("gateway_limit_trips_total", "limit" => limit).increment(n);
 }
 
+/// The caps are atomics so a reload changes them without touching the live counts.
 pub struct ConnectionLimits {
     open: AtomicUsize,
-    max_open: usize,
+    max_open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
+    max_per_ip: AtomicUsize,
 }
 
 pub struct OpenGuard(Arc<ConnectionLimits>);
@@ -62,16 +63,22 @@ impl ConnectionLimits {
     pub fn new(max_open: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionLimits {
             open: AtomicUsize::new(0),
-            max_open,
+            max_open: AtomicUsize::new(max_open),
             per_ip: Mutex::new(HashMap::new()),
-            max_per_ip,
+            max_per_ip: AtomicUsize::new(max_per_ip),
         })
+    }
+
+    /// New caps for connections and sessions from now on; those already open stay open.
+    pub fn set_caps(&self, max_open: usize, max_per_ip: usize) {
+        self.max_open.store(max_open, Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
     /// A slot for one more open socket, or `None` at the cap.
     pub fn try_open(self: &Arc<Self>) -> Option<OpenGuard> {
         let prev = self.open.fetch_add(1, Ordering::Relaxed);
-        if prev >= self.max_open {
+        if prev >= self.max_open.load(Ordering::Relaxed) {
             self.open.fetch_sub(1, Ordering::Relaxed);
             record_trip(trip::MAX_CONNECTIONS);
             return None;
@@ -84,7 +91,7 @@ impl ConnectionLimits {
     pub fn try_ip(self: &Arc<Self>, ip: IpAddr) -> Option<IpGuard> {
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= self.max_per_ip.load(Ordering::Relaxed) {
             record_trip(trip::PER_IP);
             return None;
         }
@@ -135,5 +142,22 @@ mod tests {
         drop(g);
         assert!(l.try_ip(ip).is_some());
         assert!(l.per_ip.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn lowered_caps_keep_what_is_open_and_refuse_more() {
+        let l = ConnectionLimits::new(3, 2);
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let held = [l.try_ip(ip).unwrap(), l.try_ip(ip).unwrap()];
+        let _open = [l.try_open().unwrap(), l.try_open().unwrap()];
+        l.set_caps(1, 1);
+        assert!(l.try_ip(ip).is_none());
+        assert!(l.try_open().is_none());
+        drop(held);
+        let _again = l.try_ip(ip).unwrap();
+        assert!(l.try_ip(ip).is_none());
+        l.set_caps(3, 2);
+        assert!(l.try_ip(ip).is_some());
+        assert!(l.try_open().is_some());
     }
 }

@@ -13,14 +13,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 
 use crate::limits::{record_trip, trip, ConnectionSlot, OpenGuard};
 use crate::proxy_protocol::Prefixed;
 use crate::state::AppState;
 
 /// Accept until `state.shutdown` fires; the listening socket closes when this returns.
-pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, tls: Option<TlsAcceptor>) {
+pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>) {
     loop {
         let accepted = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -29,8 +28,7 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, tls: Optio
         match accepted {
             Ok((tcp, peer)) => {
                 let state = state.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move { serve_connection(state, tcp, peer, tls).await });
+                tokio::spawn(async move { serve_connection(state, tcp, peer).await });
             }
             Err(e) => {
                 // Out of file descriptors (or a transient error): back off instead of
@@ -43,20 +41,34 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, tls: Optio
     }
 }
 
-async fn serve_connection(
-    state: Arc<AppState>,
-    tcp: TcpStream,
-    socket_peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-) {
+/// What one connection takes from the settings in force when it was accepted (a reload
+/// changes them for later connections only). Not the whole snapshot: a long-lived
+/// connection must not keep replaced services alive.
+#[derive(Clone, Copy)]
+struct ConnSettings {
+    handshake_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+async fn serve_connection(state: Arc<AppState>, tcp: TcpStream, socket_peer: SocketAddr) {
+    let (tls, settings, send_buffer, proxied) = {
+        let live = state.live();
+        let settings = ConnSettings {
+            handshake_timeout: live.limits.handshake_timeout,
+            max_header_bytes: live.limits.max_header_bytes,
+        };
+        let proxied = live.proxy_protocol.contains(socket_peer.ip());
+        let send_buffer = live.limits.socket_send_buffer;
+        (live.tls.clone(), settings, send_buffer, proxied)
+    };
     let slot = state.connections.try_open();
-    if let Err(e) = configure_accepted(&tcp, state.limits.socket_send_buffer) {
+    if let Err(e) = configure_accepted(&tcp, send_buffer) {
         tracing::debug!(peer = %socket_peer, "setting SO_SNDBUF failed: {e}");
     }
     // The PROXY header and the TLS handshake share one deadline: a slow header leaves
     // less time for TLS, not a second full timeout.
-    let deadline = tokio::time::Instant::now() + state.limits.handshake_timeout;
-    let (io, peer) = if state.proxy_protocol.contains(socket_peer.ip()) {
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    let (io, peer) = if proxied {
         match crate::proxy_protocol::accept(tcp, socket_peer, deadline).await {
             Some(accepted) => accepted,
             None => return,
@@ -65,9 +77,9 @@ async fn serve_connection(
         (Prefixed::new(tcp, Bytes::new()), socket_peer)
     };
     match tls {
-        None => serve_http(state, io, peer, slot).await,
+        None => serve_http(state, io, peer, slot, settings).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
-            Ok(Ok(stream)) => serve_http(state, stream, peer, slot).await,
+            Ok(Ok(stream)) => serve_http(state, stream, peer, slot, settings).await,
             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             Err(_) => {
                 record_trip(trip::HANDSHAKE_TIMEOUT);
@@ -89,8 +101,13 @@ fn configure_accepted(tcp: &TcpStream, send_buffer: usize) -> std::io::Result<()
     Ok(())
 }
 
-async fn serve_http<IO>(state: Arc<AppState>, io: IO, peer: SocketAddr, slot: Option<OpenGuard>)
-where
+async fn serve_http<IO>(
+    state: Arc<AppState>,
+    io: IO,
+    peer: SocketAddr,
+    slot: Option<OpenGuard>,
+    settings: ConnSettings,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let over_capacity = slot.is_none();
@@ -102,8 +119,8 @@ where
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.handshake_timeout)
-        .max_buf_size(state.limits.max_header_bytes.max(8192))
+        .header_read_timeout(settings.handshake_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(!over_capacity)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

@@ -4,24 +4,32 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::config::{self, GatewayConfig};
 use crate::error::StartupError;
 use crate::registry::builtin_bridges;
+use crate::reload::CurrentAuth;
 use crate::services::ServiceTable;
-use crate::state::AppState;
-use crate::static_files::StaticFiles;
+use crate::state::{AppState, Live};
 
 /// Everything a configuration needs before anything listens: bridges built, keys read.
-struct Prepared {
-    config: GatewayConfig,
-    services: ServiceTable,
-    auth: Arc<Authenticator>,
-    admin_token: Option<String>,
+/// Start-up, `--check-config` and a reload all go through [`prepare`].
+pub(crate) struct Prepared {
+    pub config: GatewayConfig,
+    pub services: ServiceTable,
+    pub auth: Arc<Authenticator>,
+    pub tls: Option<TlsAcceptor>,
+    pub admin_token: Option<String>,
 }
 
-fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
+/// `credentials` is what the bridges check protocol-level logins against: the gateway's
+/// current authenticator, whichever that is when they do.
+pub(crate) fn prepare(
+    path: Option<&Path>,
+    credentials: &Arc<CurrentAuth>,
+) -> Result<Prepared, StartupError> {
     let mut config = config::load(path)?;
     config.limits.validate()?;
     config.http_fallback.validate(&config.limits)?;
@@ -31,10 +39,13 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
         config.services = config::default_services(&factories);
     }
     let auth = Arc::new(Authenticator::from_config(&config.auth)?);
-    let services = ServiceTable::build(&config.services, &factories, auth.credential_check())?;
-    if let Some(tls) = &config.server.tls {
-        crate::tls::acceptor(tls)?;
-    }
+    let services = ServiceTable::build(&config.services, &factories, credentials.check())?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
     if let Some(dir) = &config.server.static_dir {
         if !dir.is_dir() {
             return Err(StartupError::StaticDir(dir.clone()));
@@ -45,13 +56,14 @@ fn prepare(path: Option<&Path>) -> Result<Prepared, StartupError> {
         services,
         auth,
         admin_token,
+        tls,
     })
 }
 
 /// `--check-config`: the effective configuration as TOML, or the first error.
 pub fn check(path: &Path) -> Result<String, StartupError> {
     // Building is pure (bridges start their work in `Bridge::start`), so no runtime.
-    let prepared = prepare(Some(path))?;
+    let prepared = prepare(Some(path), &CurrentAuth::new())?;
     Ok(toml::to_string_pretty(&prepared.config)?)
 }
 
@@ -75,36 +87,26 @@ fn raise_fd_limit(max_connections: usize) {
 pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     // Before anything resolves metric handles (services do when built), or they are no-ops.
     let metrics = crate::admin::install_metrics()?;
+    crate::reload::init_metrics();
+    let credentials = CurrentAuth::new();
     let Prepared {
         config,
         services,
         auth,
         admin_token,
-    } = prepare(path)?;
+        tls,
+    } = prepare(path, &credentials)?;
     raise_fd_limit(config.limits.max_connections);
     crate::background::start(&services);
 
-    let tls = config
-        .server
-        .tls
-        .as_ref()
-        .map(crate::tls::acceptor)
-        .transpose()?;
-    let static_files = match &config.server.static_dir {
-        Some(dir) => StaticFiles::Disk(dir.clone()),
-        None => StaticFiles::Embedded,
-    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let fallback = fallback(&config);
     let state = AppState::new(
-        services,
-        auth,
-        config.limits.clone(),
-        config.server.trusted_proxies.clone(),
-        static_files,
-        fallback(&config),
+        Live::new(config.clone(), services, auth, tls),
+        fallback,
+        credentials,
+        path.map(Path::to_path_buf),
     );
-    state
-        .proxy_protocol
-        .replace(config.server.proxy_protocol.clone());
 
     let listener = bind_listener(config.server.listen).map_err(|source| StartupError::Bind {
         key: "server.listen",
@@ -118,26 +120,22 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
             addr: config.admin.listen,
             source,
         })?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{}", config.server.listen);
-    for s in state.services.all() {
+    let live = state.live();
+    for s in live.services.all() {
         tracing::info!(
             "service {} ({}) subprotocols [{}]",
             s.name,
-            config
-                .services
-                .iter()
-                .find(|c| c.name == *s.name)
-                .map(|c| c.path.as_str())
-                .unwrap_or("?"),
+            s.config.path,
             s.bridge.subprotocols().join(", ")
         );
     }
     tracing::info!(
         "handshake authentication: realm {}, JWT {}",
-        if state.auth.has_realm() { "on" } else { "off" },
-        if state.auth.has_jwt() { "on" } else { "off" }
+        if live.auth.has_realm() { "on" } else { "off" },
+        if live.auth.has_jwt() { "on" } else { "off" }
     );
+    drop(live);
     if !config.server.proxy_protocol.is_empty() {
         tracing::info!(
             "PROXY protocol (v1, v2) required from {}",
@@ -162,24 +160,22 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         state.clone(),
         metrics,
         admin_token.map(crate::admin::AdminToken::new),
-        &config,
     );
     let admin_task = tokio::spawn(crate::admin::serve(admin, admin_api, admin_stop.clone()));
-    let accept_task = tokio::spawn(crate::listener::accept_loop(listener, state.clone(), tls));
+    let accept_task = tokio::spawn(crate::listener::accept_loop(listener, state.clone()));
 
-    wait_for_signal(&state.drain_requested).await;
+    serve_signals(&state).await;
     // Unready first, so a load balancer stops sending; then stop accepting and ask every
     // session to finish; bridges close their clients with 1001 Going Away.
     state.start_draining();
-    tracing::info!(
-        "shutting down: draining sessions for up to {:?}",
-        config.limits.drain_timeout
-    );
+    // As the last reload left it.
+    let drain_timeout = state.live().limits.drain_timeout;
+    tracing::info!("shutting down: draining sessions for up to {drain_timeout:?}");
     state.shutdown.cancel();
     let _ = accept_task.await;
     state.sessions.close();
     let started = std::time::Instant::now();
-    if tokio::time::timeout(config.limits.drain_timeout, state.sessions.wait())
+    if tokio::time::timeout(drain_timeout, state.sessions.wait())
         .await
         .is_err()
     {
@@ -190,12 +186,10 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
     }
     // Then the bridges' own work (broker connections close with a goodbye), in what is
     // left of the drain, but at least a moment for a clean close.
-    let left = config
-        .limits
-        .drain_timeout
+    let left = drain_timeout
         .saturating_sub(started.elapsed())
         .max(std::time::Duration::from_secs(1));
-    crate::background::stop(&state.services, left).await;
+    crate::background::stop(&state.live().services, state.retired(), left).await;
     admin_stop.cancel();
     let _ = admin_task.await;
     tracing::info!("stopped");
@@ -253,25 +247,39 @@ fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Until SIGTERM, SIGINT or a drain asked for through the admin API.
-async fn wait_for_signal(drain_requested: &tokio_util::sync::CancellationToken) {
+/// Until SIGTERM, SIGINT or a drain asked for through the admin API: each SIGHUP reloads
+/// the configuration from the file it started with.
+async fn serve_signals(state: &AppState) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            None
+    let mut term = signal(SignalKind::terminate())
+        .inspect_err(|e| tracing::warn!("cannot listen for SIGTERM: {e}"))
+        .ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut hup = signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!("cannot listen for SIGHUP (no reloads by signal): {e}"))
+        .ok();
+    loop {
+        tokio::select! {
+            _ = recv(&mut term) => return tracing::info!("SIGTERM received"),
+            _ = recv(&mut int) => return tracing::info!("SIGINT received"),
+            _ = state.drain_requested.cancelled() => {
+                return tracing::info!("drain requested through the admin API")
+            }
+            _ = recv(&mut hup) => {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                // Logged and counted inside; the old configuration stays if refused.
+                let _ = crate::reload::reload(state, state.config_path.as_deref()).await;
+            }
         }
-    };
-    let sigterm = async {
-        match term.as_mut() {
-            Some(t) => t.recv().await,
-            None => std::future::pending().await,
+    }
+}
+
+/// The next signal of a stream that may have failed to set up (then: never).
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    tokio::select! {
-        _ = sigterm => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = drain_requested.cancelled() => tracing::info!("drain requested through the admin API"),
+        None => std::future::pending().await,
     }
 }

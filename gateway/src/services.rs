@@ -10,8 +10,12 @@ use crate::config::ServiceConfig;
 use crate::origin::OriginPolicy;
 
 mod error;
+mod instance;
+mod reconcile;
 
 pub use error::{ServiceError, ServiceErrorKind};
+pub use instance::{Instance, Retired};
+pub use reconcile::ServiceChanges;
 
 /// Per-service traffic counters, resolved once so the hot path only bumps atomics.
 #[derive(Clone)]
@@ -75,8 +79,14 @@ pub struct Service {
     /// Traffic over WebSocket and over the HTTP fallback.
     pub counters: TrafficCounters,
     pub http_counters: TrafficCounters,
-    /// The bridge's work beside its sessions: started after building, stopped at drain.
+    /// The bridge's work beside its sessions: started after building, stopped at drain
+    /// (or, once a reload replaced the bridge, when its last session has ended).
     pub background: Background,
+    /// The table entry it was built from; a reload compares it with the new one.
+    pub config: ServiceConfig,
+    /// Shared by every `Service` (and so every session) using this bridge; the last one
+    /// gone stops the background work of a bridge a reload retired.
+    pub instance: Arc<Instance>,
 }
 
 /// Services grouped by path, in configuration order (which is the server's preference).
@@ -140,8 +150,11 @@ impl ServiceTable {
             })?;
             let origins = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_missing_origin)
                 .map_err(|e| fail("allowed_origins", e.into()))?;
+            let background = Background::new(cfg.name.as_str());
             let service = Arc::new(Service {
                 name: cfg.name.as_str().into(),
+                instance: Instance::new(cfg.name.as_str(), bridge.clone(), background.clone()),
+                config: cfg.clone(),
                 bridge,
                 allow_no_subprotocol: cfg.allow_no_subprotocol,
                 origins,
@@ -149,7 +162,7 @@ impl ServiceTable {
                 require_roles: cfg.require_roles.clone(),
                 counters: TrafficCounters::new(&cfg.name, "websocket"),
                 http_counters: TrafficCounters::new(&cfg.name, "http"),
-                background: Background::new(cfg.name.as_str()),
+                background,
             });
             by_path
                 .entry(cfg.path.clone())
@@ -171,6 +184,10 @@ impl ServiceTable {
 
     pub fn all(&self) -> &[Arc<Service>] {
         &self.all
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Service>> {
+        self.all.iter().find(|s| *s.name == *name)
     }
 
     /// The first service at `path` (configuration order) and the first of its subprotocols

@@ -1,39 +1,41 @@
 //! What every connection handler shares.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use ipnet::IpNet;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
-use crate::config::LimitsConfig;
 use crate::fallback::Fallback;
 use crate::handshake_rate::HandshakeRate;
 use crate::limits::ConnectionLimits;
-use crate::nets::SharedNets;
-use crate::services::ServiceTable;
+pub use crate::live::Live;
+use crate::reload::{CurrentAuth, Hooks};
+use crate::services::Retired;
 use crate::sessions::SessionRegistry;
-use crate::static_files::StaticFiles;
-use crate::transport::TransportSettings;
 
 pub struct AppState {
-    pub services: ServiceTable,
-    pub auth: Arc<Authenticator>,
-    pub limits: LimitsConfig,
+    /// What a reload replaces; read through [`AppState::live`], once per connection or
+    /// request.
+    live: ArcSwap<Live>,
+    /// Live counts survive a reload; only the caps change.
     pub connections: Arc<ConnectionLimits>,
-    pub trusted_proxies: Vec<IpNet>,
-    /// Peers whose connections start with a PROXY protocol header; replaceable at run time.
-    pub proxy_protocol: SharedNets,
-    /// Per-IP handshake rate; its limits are replaceable at run time.
+    /// Per-IP handshake rate: its buckets survive a reload, only its limits change.
     pub handshake_rate: HandshakeRate,
-    pub static_files: StaticFiles,
-    pub ws_config: WebSocketConfig,
-    pub transport: TransportSettings,
-    /// The HTTP fallback transport, when enabled.
+    /// The HTTP fallback transport, when enabled (fixed at start-up).
     pub fallback: Option<Arc<Fallback>>,
+    /// The authenticator bridges check protocol-level logins against: always the current one.
+    pub credentials: Arc<CurrentAuth>,
+    /// The file the configuration came from, which a reload reads again.
+    pub config_path: Option<PathBuf>,
+    /// One reload at a time (SIGHUP and the admin API may ask together).
+    pub reloading: tokio::sync::Mutex<()>,
+    /// Called after each successful reload (e.g. to apply the log level).
+    pub reload_hooks: Hooks,
+    /// Bridges a reload replaced, whose background work the drain must still wait for.
+    retired: Mutex<Vec<Retired>>,
     /// Fired on SIGTERM/SIGINT; every session's shutdown signal descends from it.
     pub shutdown: CancellationToken,
     /// Live sessions, so shutdown can wait for them to close.
@@ -49,48 +51,33 @@ pub struct AppState {
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        services: ServiceTable,
-        auth: Arc<Authenticator>,
-        limits: LimitsConfig,
-        trusted_proxies: Vec<IpNet>,
-        static_files: StaticFiles,
+        live: Live,
         fallback: Option<Arc<Fallback>>,
+        credentials: Arc<CurrentAuth>,
+        config_path: Option<PathBuf>,
     ) -> Arc<Self> {
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(limits.read_buffer_size)
-            // Flush threshold, not an allocation: writes are flushed per batch anyway.
-            .write_buffer_size(16 * 1024)
-            .max_message_size(Some(limits.max_message_size))
-            .max_frame_size(Some(limits.max_frame_size));
-        let transport = TransportSettings {
-            idle_timeout: limits.idle_timeout,
-            outgoing_queue: limits.outgoing_queue,
-            linger: std::time::Duration::from_secs(2),
-        };
+        credentials.set(live.auth.clone());
         metrics::describe_gauge!(
             "gateway_draining",
             "1 from the moment a drain starts (SIGTERM or the admin API) until the process exits"
         );
         metrics::gauge!("gateway_draining").set(0.0);
         let handshake_rate = HandshakeRate::new();
-        handshake_rate.set_limits(limits.handshake_rate());
+        handshake_rate.set_limits(live.limits.handshake_rate());
         Arc::new(AppState {
-            services,
-            auth,
             connections: ConnectionLimits::new(
-                limits.max_connections,
-                limits.max_connections_per_ip,
+                live.limits.max_connections,
+                live.limits.max_connections_per_ip,
             ),
             handshake_rate,
-            limits,
-            trusted_proxies,
-            proxy_protocol: SharedNets::default(),
-            static_files,
-            ws_config,
-            transport,
+            live: ArcSwap::from_pointee(live),
             fallback,
+            credentials,
+            config_path,
+            reloading: tokio::sync::Mutex::new(()),
+            reload_hooks: Hooks::default(),
+            retired: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             live_sessions: SessionRegistry::new(),
@@ -98,6 +85,35 @@ impl AppState {
             draining: AtomicBool::new(false),
             next_session_id: AtomicU64::new(1),
         })
+    }
+
+    /// The settings in force now. Take it once and keep it for the connection or request.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Put `live` in force for every connection and request from now on; `retired` are
+    /// the bridges it no longer uses. Returns the settings it replaced.
+    pub fn install(&self, live: Live, retired: Vec<Retired>) -> Arc<Live> {
+        self.credentials.set(live.auth.clone());
+        self.connections.set_caps(
+            live.limits.max_connections,
+            live.limits.max_connections_per_ip,
+        );
+        self.handshake_rate.set_limits(live.limits.handshake_rate());
+        let mut kept = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|r| !r.is_done());
+        kept.extend(retired);
+        drop(kept);
+        self.live.swap(Arc::new(live))
+    }
+
+    /// Bridges replaced by reloads that may still be winding down.
+    pub fn retired(&self) -> Vec<Retired> {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -128,7 +144,7 @@ impl AppState {
         if self.is_draining() {
             problems.push("draining".to_string());
         }
-        for s in self.services.all() {
+        for s in self.live().services.all() {
             if s.bridge.gates_readiness() && !s.bridge.is_ready() {
                 problems.push(format!("service {} not ready", s.name));
             }

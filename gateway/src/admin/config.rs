@@ -6,10 +6,19 @@
 //! passcode, secret or token; key material under names ending in `key` unless the value
 //! is a file path; and the password part of any `scheme://user:password@host` URI.
 
+use http::{Response, StatusCode};
 use serde_json::Value;
+
+use super::{reply, AdminApi};
+use crate::response::Body;
 
 use crate::auth::REDACTED;
 use crate::config::GatewayConfig;
+
+/// The configuration in force now (a reload changes it), redacted.
+pub fn show(api: &AdminApi) -> Response<Body> {
+    reply::json(StatusCode::OK, &redacted(&api.state.live().config))
+}
 
 pub fn redacted(config: &GatewayConfig) -> Value {
     let mut value = serde_json::to_value(config).unwrap_or_else(|e| {

@@ -29,7 +29,7 @@ pub fn start(api: &AdminApi) -> Response<Body> {
             draining: true,
             started,
             sessions,
-            drain_timeout_seconds: api.state.limits.drain_timeout.as_secs_f64(),
+            drain_timeout_seconds: api.state.live().limits.drain_timeout.as_secs_f64(),
         },
     )
 }

@@ -1,5 +1,5 @@
 //! The admin listener, kept off the public port: Prometheus `/metrics`, health, and the
-//! admin API under `/api/` (sessions, drain, effective configuration), which a bearer
+//! admin API under `/api/` (sessions, drain, reload, effective configuration), which a bearer
 //! token from `[admin]` opens. Its contract is `gateway/admin-openapi.yaml`, served at
 //! `/api/openapi.yaml`.
 
@@ -11,6 +11,7 @@ mod filter;
 mod info;
 mod metrics;
 mod query;
+mod reload;
 mod reply;
 mod router;
 mod sessions;
@@ -27,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::GatewayConfig;
 use crate::state::AppState;
 
 pub use auth::AdminToken;
@@ -39,8 +39,6 @@ pub struct AdminApi {
     metrics: PrometheusHandle,
     /// `None`: the API is off and `/api/...` says how to turn it on.
     token: Option<AdminToken>,
-    /// The effective configuration, secrets already replaced.
-    config: serde_json::Value,
     started_at: SystemTime,
     started: Instant,
 }
@@ -50,13 +48,11 @@ impl AdminApi {
         state: Arc<AppState>,
         metrics: PrometheusHandle,
         token: Option<AdminToken>,
-        config: &GatewayConfig,
     ) -> Arc<Self> {
         Arc::new(AdminApi {
             state,
             metrics,
             token,
-            config: config::redacted(config),
             started_at: SystemTime::now(),
             started: Instant::now(),
         })

@@ -9,7 +9,7 @@ use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{drain, info, metrics, reply, sessions, AdminApi};
+use super::{config, drain, info, metrics, reload, reply, sessions, AdminApi};
 use crate::response::{full, text, Body};
 
 /// The API's contract, the same file the tests check the implementation against.
@@ -30,12 +30,15 @@ enum Route<'a> {
     CloseSession(&'a str),
     ClosePrincipal(&'a str),
     Drain,
+    Reload,
 }
 
 impl Route<'_> {
     fn method(&self) -> Method {
         match self {
-            Route::CloseSession(_) | Route::ClosePrincipal(_) | Route::Drain => Method::POST,
+            Route::CloseSession(_) | Route::ClosePrincipal(_) | Route::Drain | Route::Reload => {
+                Method::POST
+            }
             _ => Method::GET,
         }
     }
@@ -58,6 +61,7 @@ fn find(path: &str) -> Option<Route<'_>> {
         ["api", "info"] => Route::Info,
         ["api", "config"] => Route::Config,
         ["api", "drain"] => Route::Drain,
+        ["api", "reload"] => Route::Reload,
         ["api", "sessions"] => Route::Sessions,
         ["api", "sessions", id] => Route::Session(id),
         ["api", "sessions", id, "close"] => Route::CloseSession(id),
@@ -112,8 +116,9 @@ pub async fn route(api: &AdminApi, req: Request<Incoming>) -> Response<Body> {
             resp
         }
         Route::Info => info::show(api),
-        Route::Config => reply::json(StatusCode::OK, &api.config),
+        Route::Config => config::show(api),
         Route::Drain => drain::start(api),
+        Route::Reload => reload::run(api).await,
         Route::Sessions => sessions::list(api, query.as_deref()),
         Route::Session(id) => sessions::show(api, id),
         Route::CloseSession(id) => sessions::close(api, id, req).await,

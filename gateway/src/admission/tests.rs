@@ -9,9 +9,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
 use crate::auth::{AuthConfig, Authenticator};
-use crate::config::{LimitsConfig, ServiceConfig};
+use crate::config::{GatewayConfig, LimitsConfig, ServiceConfig};
+use crate::reload::CurrentAuth;
 use crate::services::ServiceTable;
-use crate::static_files::StaticFiles;
 
 const SECRET: &str = "a test secret that is at least 32 bytes long";
 const PEER: &str = "127.0.0.1:40000";
@@ -75,7 +75,12 @@ fn state_with(services: &[ServiceConfig], limits: LimitsConfig) -> Arc<AppState>
     let factories: Vec<Box<dyn BridgeFactory>> = vec![Box::new(Fake)];
     let table =
         ServiceTable::build(services, &factories, auth.credential_check()).expect("services");
-    AppState::new(table, auth, limits, vec![], StaticFiles::Embedded, None)
+    let config = GatewayConfig {
+        limits,
+        ..GatewayConfig::default()
+    };
+    let live = Live::new(config, table, auth, None);
+    AppState::new(live, None, CurrentAuth::new(), None)
 }
 
 fn state(services: &[ServiceConfig]) -> Arc<AppState> {
@@ -134,7 +139,7 @@ async fn run(state: &AppState, req: &Req, conn: &ConnectionSlot) -> Result<Admit
         offered: &req.offered,
         transport: "test",
     };
-    admit(state, request, conn).await
+    admit(state, &state.live(), request, conn).await
 }
 
 fn conn(state: &AppState) -> ConnectionSlot {

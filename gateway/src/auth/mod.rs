@@ -80,7 +80,9 @@ impl Authenticator {
             jwt,
             cookie: cfg.cookie.clone(),
             hashing: Arc::new(Semaphore::new(parallelism)),
-            fingerprints: Default::default(),
+            // The same keys for every authenticator of the process: an HTTP fallback session
+            // opened before a configuration reload still recognises its credentials after.
+            fingerprints: process_fingerprint_keys(),
         })
     }
 
@@ -153,6 +155,12 @@ impl Authenticator {
         self.jwt.is_some()
     }
 
+    /// The realm user's roles (`None`: no such user, or no realm), for a reload to tell
+    /// which live sessions the new realm no longer allows.
+    pub fn realm_roles(&self, user: &str) -> Option<&[String]> {
+        self.realm.as_ref()?.roles(user)
+    }
+
     fn check_token(&self, token: &str, method: AuthMethod) -> Result<Principal, AuthFailure> {
         let Some(jwt) = &self.jwt else {
             let what = match method {
@@ -202,6 +210,12 @@ impl Authenticator {
             }
         }
     }
+}
+
+fn process_fingerprint_keys() -> std::collections::hash_map::RandomState {
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).clone()
 }
 
 /// [`CredentialCheck`] over the realm, for bridges.

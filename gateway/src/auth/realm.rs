@@ -193,6 +193,11 @@ impl Realm {
         self.users.len()
     }
 
+    /// The user's roles, if the realm has the user.
+    pub fn roles(&self, user: &str) -> Option<&[String]> {
+        self.users.get(user).map(|u| u.roles.as_slice())
+    }
+
     /// The user's roles if the password is right; `None` for an unknown user or a wrong
     /// password, which take about the same time. CPU-heavy: call from a blocking thread.
     pub fn verify(&self, user: &str, password: &str) -> Option<Vec<String>> {

@@ -22,7 +22,7 @@ use crate::admission::{admit, outcome, refuse, AdmissionRequest, Admitted};
 use crate::http::refusal_response;
 use crate::limits::{record_trip, trip};
 use crate::response::{text, Body};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 
 const GATEWAY_NODE: &str = "gateway-node";
 const ALLOW_METHODS: &str = "GET, POST, DELETE";
@@ -71,7 +71,7 @@ fn parse_route(path: &str) -> Option<Route<'_>> {
 }
 
 /// Whether `path` is a fallback route of a configured service.
-pub fn is_route(state: &AppState, path: &str) -> bool {
+pub fn is_route(state: &AppState, live: &Live, path: &str) -> bool {
     state.fallback.is_some()
         && parse_route(path).is_some_and(|r| {
             let p = match r {
@@ -79,7 +79,7 @@ pub fn is_route(state: &AppState, path: &str) -> bool {
                     service_path
                 }
             };
-            state.services.has_path(p)
+            live.services.has_path(p)
         })
 }
 
@@ -149,6 +149,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// Handles a request `is_route` accepted.
 pub async fn handle(
     state: Arc<AppState>,
+    live: Arc<Live>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -163,14 +164,14 @@ pub async fn handle(
     let host = host_of(req.headers()).map(str::to_string);
     match route {
         Route::Create { service_path } => {
-            let allowed = state
+            let allowed = live
                 .services
                 .at_path(service_path)
                 .iter()
                 .any(|s| s.origins.allows(origin.as_deref(), host.as_deref()));
             let mut resp = match *req.method() {
                 Method::OPTIONS => preflight(origin.as_deref(), allowed),
-                Method::POST => create(&state, &fallback, &req, service_path, peer).await,
+                Method::POST => create(&state, &live, &fallback, &req, service_path, peer).await,
                 _ => method_not_allowed("POST, OPTIONS"),
             };
             add_cors(&mut resp, origin.as_deref(), allowed);
@@ -190,7 +191,7 @@ pub async fn handle(
                 if let Ok(v) = HeaderValue::from_str(owner.unwrap_or_default()) {
                     resp.headers_mut().insert(GATEWAY_NODE, v);
                 }
-                let allowed = state
+                let allowed = live
                     .services
                     .at_path(service_path)
                     .iter()
@@ -198,15 +199,14 @@ pub async fn handle(
                 add_cors(&mut resp, origin.as_deref(), allowed);
                 return resp;
             }
-            let session = fallback.registry.get(id).filter(|s| {
-                state
-                    .services
-                    .at_path(service_path)
-                    .iter()
-                    .any(|svc| Arc::ptr_eq(svc, &s.service))
-            });
+            // By the path the session's own service had: a reload may have replaced the
+            // service since, and the session finishes on the one it started with.
+            let session = fallback
+                .registry
+                .get(id)
+                .filter(|s| s.service.config.path == service_path);
             let Some(session) = session else {
-                let allowed = state
+                let allowed = live
                     .services
                     .at_path(service_path)
                     .iter()
@@ -222,7 +222,7 @@ pub async fn handle(
             let mut resp = if *req.method() == Method::OPTIONS {
                 preflight(origin.as_deref(), allowed)
             } else {
-                match check(&state, &session, &req, origin.as_deref()).await {
+                match check(&live, &session, &req, origin.as_deref()).await {
                     Err(resp) => resp,
                     Ok(()) => match (req.method().clone(), tail) {
                         (Method::GET, Tail::Events) => events(&fallback, session, &req),
@@ -270,7 +270,7 @@ fn preflight(origin: Option<&str>, allowed: bool) -> Response<Body> {
 /// The request's Origin (if any) must be the session's, and its credentials (if any) must
 /// name the session's principal.
 async fn check(
-    state: &AppState,
+    live: &Live,
     session: &Shared,
     req: &Request<Incoming>,
     origin: Option<&str>,
@@ -289,13 +289,13 @@ async fn check(
         }
     }
     let query = req.uri().query();
-    let Some(fp) = state.auth.fingerprint(req.headers(), query) else {
+    let Some(fp) = live.auth.fingerprint(req.headers(), query) else {
         return Ok(());
     };
     if session.credentials == Some(fp) {
         return Ok(());
     }
-    match state.auth.authenticate(req.headers(), query).await {
+    match live.auth.authenticate(req.headers(), query).await {
         Err(failure) => Err(error(StatusCode::UNAUTHORIZED, failure.reason)),
         Ok(None) => Ok(()),
         Ok(Some(p)) => {
@@ -337,6 +337,7 @@ fn offered(req: &Request<Incoming>) -> Vec<String> {
 
 async fn create(
     state: &Arc<AppState>,
+    live: &Live,
     fallback: &Arc<Fallback>,
     req: &Request<Incoming>,
     service_path: &str,
@@ -369,7 +370,7 @@ async fn create(
         info,
         subprotocol,
         slots,
-    } = match admit(state, request, &no_connection).await {
+    } = match admit(state, live, request, &no_connection).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
@@ -381,7 +382,7 @@ async fn create(
         );
     };
     let id: Arc<str> = id.into();
-    let credentials = state.auth.fingerprint(req.headers(), req.uri().query());
+    let credentials = live.auth.fingerprint(req.headers(), req.uri().query());
     session::start(
         fallback,
         &state.sessions,

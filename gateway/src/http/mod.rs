@@ -32,18 +32,19 @@ pub async fn handle(
         );
         return Ok(resp);
     }
-    if crate::fallback::is_route(&state, req.uri().path()) {
-        return Ok(crate::fallback::handle(state, req, peer).await);
+    // One snapshot of the settings for the whole request, however a reload interleaves.
+    let live = state.live();
+    if crate::fallback::is_route(&state, &live, req.uri().path()) {
+        return Ok(crate::fallback::handle(state, live, req, peer).await);
     }
-    if websocket::is_upgrade(&req) || state.services.has_path(req.uri().path()) {
-        return Ok(websocket::start(state, req, peer, slot).await);
+    if websocket::is_upgrade(&req) || live.services.has_path(req.uri().path()) {
+        return Ok(websocket::start(state, live, req, peer, slot).await);
     }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET | &Method::HEAD, path) => {
-            state
-                .static_files
+            live.static_files
                 .serve(path, req.method() == Method::HEAD)
                 .await
         }

@@ -20,8 +20,8 @@ use crate::admission::{admit, outcome, refuse, AdmissionRequest, Admitted};
 use crate::limits::ConnectionSlot;
 use crate::response::Body;
 use crate::services::Service;
-use crate::state::AppState;
-use crate::transport::run_session;
+use crate::state::{AppState, Live};
+use crate::transport::{run_session, TransportSettings};
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -80,6 +80,7 @@ fn offered_subprotocols(headers: &HeaderMap) -> Vec<&str> {
 /// Answers a WebSocket opening handshake: 101 and the session, or a refusal.
 pub async fn start(
     state: Arc<AppState>,
+    live: Arc<Live>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     slot: ConnectionSlot,
@@ -88,7 +89,7 @@ pub async fn start(
     let accept = match validate(&req) {
         Ok(a) => a,
         Err(why) => {
-            let status = if state.services.has_path(path) && !is_upgrade(&req) {
+            let status = if live.services.has_path(path) && !is_upgrade(&req) {
                 StatusCode::UPGRADE_REQUIRED
             } else {
                 StatusCode::BAD_REQUEST
@@ -112,7 +113,7 @@ pub async fn start(
             offered: &offered,
             transport: "websocket",
         };
-        admit(&state, request, &slot).await
+        admit(&state, &live, request, &slot).await
     };
     let Admitted {
         service,
@@ -126,6 +127,10 @@ pub async fn start(
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
+    // The session keeps these, not the snapshot, which would keep replaced services alive.
+    let ws_config = live.ws_config;
+    let transport = live.transport.clone();
+    drop(live);
     state.sessions.spawn(async move {
         let _slots = slots;
         match on_upgrade.await {
@@ -135,13 +140,13 @@ pub async fn start(
                 let Some(ws) = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(task_state.ws_config),
+                    Some(ws_config),
                 )
                 .now_or_never() else {
                     tracing::error!("WebSocket set-up unexpectedly pending");
                     return;
                 };
-                serve(task_state, service, info, ws).await;
+                serve(task_state, service, info, transport, ws).await;
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -168,6 +173,7 @@ fn serve<S>(
     state: Arc<AppState>,
     service: Arc<Service>,
     info: Arc<SessionInfo>,
+    transport: TransportSettings,
     ws: WebSocketStream<S>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
@@ -187,7 +193,7 @@ where
         ws,
         service.bridge.clone(),
         info,
-        state.transport.clone(),
+        transport,
         state.shutdown.clone(),
         service.counters.clone(),
         &state.live_sessions,
@@ -198,6 +204,8 @@ where
         "transport" => "websocket"
     );
     async move {
+        // The session's bridge instance lives as long as the session.
+        let _service = service;
         session.await;
         active.decrement(1.0);
         duration.record(started.elapsed().as_secs_f64());
