@@ -5,7 +5,7 @@ use bridge_api::EndKind;
 use protocol_stomp::{Command, Decoded};
 use serde_json::json;
 
-use super::{body, bridge, bridge_with_alice, header, Stomp};
+use super::{body, bridge, bridge_with, bridge_with_alice, header, Stomp};
 
 /// What CONNECTED says to a client on `subprotocol` (None: no subprotocol) sending
 /// `headers`.
@@ -247,6 +247,24 @@ async fn a_wrong_passcode_is_refused() {
     )
     .await;
     assert_eq!(body(&e), "Invalid login or passcode for user \"alice\".");
+}
+
+#[tokio::test]
+async fn a_login_the_gateway_is_too_busy_to_check_is_try_again_later() {
+    let bridge = bridge_with(json!({}), std::sync::Arc::new(testkit::BusyRealm));
+    let e = refused(
+        &bridge,
+        None,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "alice"),
+            ("passcode", "pw"),
+        ],
+        EndKind::TryAgainLater,
+        "login busy",
+    )
+    .await;
+    assert!(body(&e).contains("try again"), "{}", body(&e));
 }
 
 #[tokio::test]
