@@ -4,7 +4,8 @@
 # the gateway's own parameters) and subscribe; the gateway is restarted (SIGTERM, exit,
 # start) and every client reconnects at once. Reports the time until all are subscribed
 # again and the CPU of the gateway and of the load generator, first with the default cache,
-# then with auth.login_cache_size = 0.
+# then with auth.login_cache_size = 0 for the restarted gateway (the first logins, before
+# the restart, use the cache in both runs, so both storms start from the same state).
 #
 #   tests/loadgen/storm-bench.sh
 #   CONNECTIONS=2000 MODES=cache tests/loadgen/storm-bench.sh      # quick check
@@ -50,8 +51,8 @@ export GATEWAY__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT"
 
 for mode in $MODES; do
     case $mode in
-        cache) unset GATEWAY__AUTH__LOGIN_CACHE_SIZE ;;
-        no-cache) export GATEWAY__AUTH__LOGIN_CACHE_SIZE=0 ;;
+        cache) restart_env=GATEWAY__AUTH__LOGIN_CACHE_SIZE=10000 ;;
+        no-cache) restart_env=GATEWAY__AUTH__LOGIN_CACHE_SIZE=0 ;;
         *) echo "unknown mode $mode (cache, no-cache)" >&2; exit 2 ;;
     esac
     await_quiet
@@ -64,6 +65,7 @@ for mode in $MODES; do
         --metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics" \
         --server-log "$OUT/gateway-$mode.log" \
         --label "$mode" \
+        --restart-env "$restart_env" \
         "$@" \
         -- "$BIN/gateway" --config "$OUT/gateway.toml" | tee "$OUT/$mode.txt" || true
 done

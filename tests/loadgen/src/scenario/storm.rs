@@ -78,6 +78,10 @@ pub struct StormArgs {
     /// File the gateway's output is appended to.
     #[arg(long, default_value = "storm-gateway.log")]
     pub server_log: PathBuf,
+    /// KEY=VALUE set in the environment of the restarted gateway only (repeatable), e.g.
+    /// `GATEWAY__AUTH__LOGIN_CACHE_SIZE=0` to compare storms from the same starting point.
+    #[arg(long)]
+    pub restart_env: Vec<String>,
     /// Label for the summary (e.g. `cache` / `no-cache`).
     #[arg(long, default_value = "")]
     pub label: String,
@@ -276,7 +280,7 @@ pub async fn worker(args: StormArgs, k: usize) -> Result<(), String> {
     }
 }
 
-fn spawn_gateway(args: &StormArgs) -> Result<Child, String> {
+fn spawn_gateway(args: &StormArgs, env: &[(String, String)]) -> Result<Child, String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -285,6 +289,7 @@ fn spawn_gateway(args: &StormArgs) -> Result<Child, String> {
     let err = log.try_clone().map_err(|e| e.to_string())?;
     Command::new(&args.server[0])
         .args(&args.server[1..])
+        .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
@@ -406,11 +411,20 @@ fn secs(ns: u64, since_ns: u64) -> f64 {
 
 pub async fn parent(args: StormArgs) -> Result<(), String> {
     accounts(&args.accounts)?;
+    let restart_env = args
+        .restart_env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("--restart-env: {kv:?} is not KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let target = StompTarget::resolve(&args.url, None, None, args.host.clone(), None).await?;
     let server = target.server;
     let n = args.connections as u64;
 
-    let mut gateway = spawn_gateway(&args)?;
+    let mut gateway = spawn_gateway(&args, &[])?;
     await_listening(server, &mut gateway).await?;
     let mut workers: Workers<Progress> =
         Workers::spawn(args.processes.count(args.connections)).map_err(|e| e.to_string())?;
@@ -449,7 +463,7 @@ pub async fn parent(args: StormArgs) -> Result<(), String> {
     let term_ns = now_ns();
     stop_gateway(&mut gateway).await;
     let down_ns = now_ns();
-    let mut gateway = spawn_gateway(&args)?;
+    let mut gateway = spawn_gateway(&args, &restart_env)?;
     let start_ns = now_ns();
     let start = Instant::now();
     let gen_cpu0 = cpu_of(&pids);
