@@ -252,19 +252,26 @@ async fn a_wrong_passcode_is_refused() {
 #[tokio::test]
 async fn a_login_the_gateway_is_too_busy_to_check_is_try_again_later() {
     let bridge = bridge_with(json!({}), std::sync::Arc::new(testkit::BusyRealm));
-    let e = refused(
-        &bridge,
-        None,
+    let mut s = Stomp::open(&bridge, testkit::session());
+    s.send(
+        Command::Connect,
         &[
             ("accept-version", "1.2"),
             ("login", "alice"),
             ("passcode", "pw"),
         ],
-        EndKind::TryAgainLater,
-        "login busy",
-    )
-    .await;
+    );
+    let e = s.expect(Command::Error).await;
+    assert_eq!(header(&e, "message"), "login busy");
     assert!(body(&e).contains("try again"), "{}", body(&e));
+    let err = s.result().await.expect_err("serve fails");
+    // Not the client's fault: the gateway could not check the login now.
+    assert_eq!(
+        err.source_side(),
+        bridge_api::ErrorSource::Internal,
+        "{err}"
+    );
+    assert_eq!(err.end_kind(), EndKind::TryAgainLater, "{err}");
 }
 
 #[tokio::test]
