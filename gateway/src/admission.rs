@@ -28,7 +28,12 @@ pub mod outcome {
     pub const NOT_FOUND: &str = "not_found";
     pub const BAD_REQUEST: &str = "bad_request";
     pub const UNAVAILABLE: &str = "unavailable";
+    /// Too many password checks under way to check this one's credentials.
+    pub const AUTH_BUSY: &str = "auth_busy";
 }
+
+/// What a refusal for too many password checks tells clients to wait, in seconds.
+pub const AUTH_BUSY_RETRY_AFTER: u64 = 1;
 
 /// What admission looks at. `offered` comes from the transport, which knows where a
 /// client names its subprotocols.
@@ -210,6 +215,18 @@ pub async fn admit(
     };
     let principal = match live.auth.authenticate(req.headers, req.query).await {
         Ok(p) => p,
+        Err(failure) if failure.busy => {
+            return Err(Refusal {
+                retry_after: Some(AUTH_BUSY_RETRY_AFTER),
+                ..refuse(
+                    &service.name,
+                    req.transport,
+                    outcome::AUTH_BUSY,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    failure.reason,
+                )
+            })
+        }
         Err(failure) => return Err(unauthorized(&service.name, req.transport, failure.reason)),
     };
     match &principal {

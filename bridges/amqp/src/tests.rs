@@ -13,8 +13,16 @@ use protocol_amqp::{encode_method, AMQPClass, Decoder, Frame, Limits, PROTOCOL_H
 use crate::AmqpFactory;
 
 fn bridge() -> Arc<dyn bridge_api::Bridge> {
+    bridge_with(Arc::new(StaticRealm::new().user(
+        "alice",
+        "pw",
+        &["worker"],
+    )))
+}
+
+fn bridge_with(realm: Arc<dyn bridge_api::CredentialCheck>) -> Arc<dyn bridge_api::Bridge> {
     let mut ctx = testkit::ctx("amqp-test");
-    ctx.credentials = Arc::new(StaticRealm::new().user("alice", "pw", &["worker"]));
+    ctx.credentials = realm;
     AmqpFactory
         .build(ctx, serde_json::json!({}))
         .expect("the defaults are valid")
@@ -152,4 +160,35 @@ async fn a_drain_before_the_login_ends_quietly() {
     client.shutdown();
     task.await.unwrap().expect("a drain is no failure");
     assert!(client.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_login_the_gateway_is_too_busy_to_check_gets_320_try_again() {
+    let (session, mut client) = testkit::session().live();
+    let b = bridge_with(Arc::new(testkit::BusyRealm));
+    let task = tokio::spawn(async move { b.serve(session).await });
+    client.send(Message::binary(Bytes::copy_from_slice(
+        &PROTOCOL_HEADER[..],
+    )));
+    let AMQPClass::Connection(connection::AMQPMethod::Start(_)) = method(&mut client).await else {
+        panic!("expected connection.start")
+    };
+    let start_ok = connection::StartOk {
+        client_properties: Default::default(),
+        mechanism: "PLAIN".into(),
+        response: "\0alice\0pw".into(),
+        locale: "en_US".into(),
+    };
+    let m = AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok));
+    client.send(Message::binary(encode_method(0, &m)));
+    let AMQPClass::Connection(connection::AMQPMethod::Close(close)) = method(&mut client).await
+    else {
+        panic!("expected connection.close")
+    };
+    assert_eq!(close.reply_code, 320);
+    assert!(close.reply_text.as_str().contains("try again"), "{close:?}");
+    let ok = AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+    client.send(Message::binary(encode_method(0, &ok)));
+    let _ = next(&mut client).await;
+    task.await.unwrap().expect_err("refused");
 }

@@ -31,7 +31,7 @@ pub use outbox::{
     SessionClosed,
 };
 pub use outgoing::Outgoing;
-pub use principal::{AuthMethod, CredentialCheck, Principal};
+pub use principal::{AuthMethod, CredentialCheck, LoginRefused, Principal};
 pub use session::{Incoming, Session, SessionInfo};
 pub use settings::{parse_settings, Credentials, SettingsError};
 

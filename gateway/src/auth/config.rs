@@ -21,6 +21,23 @@ pub struct AuthConfig {
     /// JWT verification; `None` disables bearer, query and cookie tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
+    /// How long a successful realm login is remembered (keyed by a keyed hash of user and
+    /// password), so a repeat login skips the password hash. Zero turns the cache off.
+    #[serde(with = "humantime_serde")]
+    pub login_cache_ttl: Duration,
+    /// Most realm logins remembered at once; 0 turns the cache off.
+    pub login_cache_size: usize,
+    /// Most verified JWTs remembered (each until its `exp`); 0 turns the cache off.
+    pub token_cache_size: usize,
+    /// Password hashes computed at once; default: one per CPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_hashes: Option<usize>,
+    /// Logins allowed to wait for a hashing slot; beyond that they are refused at once
+    /// (HTTP 503, or the bridge's "try again").
+    pub max_waiting_hashes: usize,
+    /// Longest a login waits for a hashing slot before it is refused the same way.
+    #[serde(with = "humantime_serde")]
+    pub hash_wait_timeout: Duration,
 }
 
 impl Default for AuthConfig {
@@ -29,7 +46,21 @@ impl Default for AuthConfig {
             realm_file: None,
             cookie: "access_token".to_owned(),
             jwt: None,
+            login_cache_ttl: Duration::from_secs(60),
+            login_cache_size: 10_000,
+            token_cache_size: 10_000,
+            max_concurrent_hashes: None,
+            max_waiting_hashes: 1_000,
+            hash_wait_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl AuthConfig {
+    /// `max_concurrent_hashes`, or the number of CPUs.
+    pub fn hash_threads(&self) -> usize {
+        self.max_concurrent_hashes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()))
     }
 }
 
@@ -125,6 +156,32 @@ mod tests {
         assert_eq!(jwt.leeway, Duration::from_secs(30));
         assert_eq!(jwt.roles_claim, "roles");
         assert_eq!(jwt.hs256_secret.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn login_cache_and_hashing_settings() {
+        let cfg = AuthConfig::default();
+        assert_eq!(cfg.login_cache_ttl, Duration::from_secs(60));
+        assert_eq!(
+            (cfg.login_cache_size, cfg.token_cache_size),
+            (10_000, 10_000)
+        );
+        assert!(cfg.hash_threads() >= 1);
+        let cfg: AuthConfig = toml::from_str(
+            r#"
+            login_cache_ttl = "5m"
+            login_cache_size = 0
+            token_cache_size = 50
+            max_concurrent_hashes = 3
+            max_waiting_hashes = 7
+            hash_wait_timeout = "250ms"
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(cfg.login_cache_ttl, Duration::from_secs(300));
+        assert_eq!((cfg.login_cache_size, cfg.token_cache_size), (0, 50));
+        assert_eq!((cfg.hash_threads(), cfg.max_waiting_hashes), (3, 7));
+        assert_eq!(cfg.hash_wait_timeout, Duration::from_millis(250));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use super::config::REDACTED;
 pub enum AuthConfigError {
     #[error("auth.cookie: {0:?} is not a valid cookie name")]
     Cookie(String),
+    #[error("auth.max_concurrent_hashes: must be at least 1 (leave it out for one per CPU)")]
+    NoHashThreads,
     #[error(transparent)]
     Realm(#[from] RealmError),
     #[error(transparent)]

@@ -1,14 +1,16 @@
 //! JWT verification: HS256 with a shared secret, RS256 with an RSA public key.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use super::cache::{Keyer, TtlCache};
 use super::config::{JwtConfig, REDACTED};
 use super::error::{JwtConfigError, KeyFileError};
+use super::metrics::{count, Kind, Outcome};
 
 /// Larger leeways are almost surely a configuration mistake.
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -21,16 +23,34 @@ pub struct VerifiedToken {
     pub expires_at: SystemTime,
 }
 
-/// Verifies tokens against the configured keys. Cheap enough to run on the async runtime.
+/// A token whose signature was checked, with the claims that depend on the time or on
+/// the settings, which are checked again on every use.
+#[derive(Clone)]
+struct Checked {
+    token: VerifiedToken,
+    exp: u64,
+    nbf: Option<u64>,
+    issuer: Option<String>,
+    audience: Vec<String>,
+}
+
+/// Verifies tokens against the configured keys. Cheap enough to run on the async runtime;
+/// a token seen before (same bytes, so same signature) skips the signature check until its
+/// `exp`, the cache belonging to these keys.
 pub struct JwtVerifier {
     hs256: Option<(DecodingKey, Validation)>,
     rs256: Option<(DecodingKey, Validation)>,
     roles_claim: String,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+    cache: TtlCache<Checked>,
+    keyer: Keyer,
 }
 
 impl JwtVerifier {
     /// Reads the key file and checks the settings. Errors name the setting.
-    pub fn from_config(cfg: &JwtConfig) -> Result<JwtVerifier, JwtConfigError> {
+    pub fn from_config(cfg: &JwtConfig, cache_size: usize) -> Result<JwtVerifier, JwtConfigError> {
         if cfg.hs256_secret.is_none() && cfg.rs256_public_key.is_none() {
             return Err(JwtConfigError::NoKey);
         }
@@ -82,11 +102,77 @@ impl JwtVerifier {
             hs256,
             rs256,
             roles_claim: cfg.roles_claim.clone(),
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            leeway: leeway_secs(cfg.leeway),
+            cache: TtlCache::new(cache_size),
+            keyer: Keyer::random(),
         })
+    }
+
+    /// Forgets the tokens verified so far.
+    pub fn invalidate(&self) {
+        self.cache.clear();
     }
 
     /// Checks signature, algorithm and claims. `Err` is a short reason safe to show a client.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, String> {
+        if !self.cache.is_enabled() {
+            return self.verify_counted(token).map(|c| c.token);
+        }
+        let key = self.keyer.key(&[token.as_bytes()]);
+        if let Some(cached) = self.cache.get(&key, Instant::now()) {
+            self.recheck(&cached, jsonwebtoken::get_current_timestamp())?;
+            count(Kind::Token, Outcome::CacheHit);
+            return Ok(cached.token);
+        }
+        let checked = self.verify_counted(token)?;
+        // Never past `exp`: the cache's clock is monotonic, so the deadline is the time
+        // left until `exp` by the wall clock now.
+        let left = checked
+            .token
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let now = Instant::now();
+        self.cache.insert(key, checked.clone(), now + left, now);
+        Ok(checked.token)
+    }
+
+    /// The claims that can change their verdict without the token changing: the time
+    /// (`exp`, `nbf`, with the same leeway as a full check) and the accepted issuer and
+    /// audience.
+    fn recheck(&self, c: &Checked, now: u64) -> Result<(), String> {
+        if c.exp < now.saturating_sub(self.leeway) {
+            return Err(reason(&ErrorKind::ExpiredSignature));
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(reason(&ErrorKind::ImmatureSignature));
+        }
+        if let Some(iss) = &self.issuer {
+            if c.issuer.as_ref() != Some(iss) {
+                return Err(reason(&ErrorKind::InvalidIssuer));
+            }
+        }
+        if let Some(aud) = &self.audience {
+            if !c.audience.contains(aud) {
+                return Err(reason(&ErrorKind::InvalidAudience));
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_counted(&self, token: &str) -> Result<Checked, String> {
+        let checked = self.verify_uncached(token);
+        let outcome = match &checked {
+            Ok(_) => Outcome::Verified,
+            Err(_) => Outcome::Rejected,
+        };
+        count(Kind::Token, outcome);
+        checked
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Checked, String> {
         let header = decode_header(token).map_err(|e| match e.kind() {
             // An algorithm jsonwebtoken does not know, "none" included.
             ErrorKind::Json(_) if header_has_alg(token) => "token algorithm is not accepted",
@@ -115,18 +201,41 @@ impl JwtVerifier {
             .checked_add(Duration::from_secs(exp))
             .ok_or_else(|| "token has no valid expiry (exp claim)".to_owned())?;
         let roles = roles(&claims, &self.roles_claim)?;
-        Ok(VerifiedToken {
-            subject,
-            roles,
-            expires_at,
+        let nbf = claims
+            .get("nbf")
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.round() as u64)));
+        let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
+        let audience = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Checked {
+            token: VerifiedToken {
+                subject,
+                roles,
+                expires_at,
+            },
+            exp,
+            nbf,
+            issuer,
+            audience,
         })
     }
 }
 
+/// Whole seconds, rounded up, as jsonwebtoken takes the leeway.
+fn leeway_secs(leeway: Duration) -> u64 {
+    leeway.as_secs() + u64::from(leeway.subsec_nanos() > 0)
+}
+
 fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
-    let leeway = cfg.leeway.as_secs() + u64::from(cfg.leeway.subsec_nanos() > 0);
-    v.leeway = leeway;
+    v.leeway = leeway_secs(cfg.leeway);
     v.validate_exp = true;
     v.validate_nbf = true;
     let mut required = vec!["exp", "sub"];
@@ -301,6 +410,11 @@ NwIDAQAB
         (dir, path)
     }
 
+    /// Every test runs with the token cache on, as the gateway does by default.
+    fn verifier(cfg: &JwtConfig) -> Result<JwtVerifier, JwtConfigError> {
+        JwtVerifier::from_config(cfg, 100)
+    }
+
     fn hs_config() -> JwtConfig {
         JwtConfig {
             hs256_secret: Some(TEST_HS_SECRET.to_owned()),
@@ -309,7 +423,7 @@ NwIDAQAB
     }
 
     fn hs_verifier() -> JwtVerifier {
-        JwtVerifier::from_config(&hs_config()).expect("valid config")
+        verifier(&hs_config()).expect("valid config")
     }
 
     fn claims(extra: Value) -> Value {
@@ -348,7 +462,7 @@ NwIDAQAB
             rs256_public_key: Some(path),
             ..JwtConfig::default()
         };
-        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        let v = verifier(&cfg).expect("valid config");
         let got = v.verify(&rs256(&claims(json!({})))).expect("valid");
         assert_eq!(got.subject, "alice");
         assert_eq!(got.roles, ["trader", "chat"]);
@@ -368,7 +482,7 @@ NwIDAQAB
             rs256_public_key: Some(path),
             ..JwtConfig::default()
         };
-        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        let v = verifier(&cfg).expect("valid config");
         let token = rs256(&claims(json!({})));
         // Re-sign a different payload: take its header and signature but change the claims.
         let mut parts: Vec<&str> = token.split('.').collect();
@@ -388,7 +502,7 @@ NwIDAQAB
             rs256_public_key: Some(path),
             ..hs_config()
         };
-        let v = JwtVerifier::from_config(&cfg).expect("valid config");
+        let v = verifier(&cfg).expect("valid config");
         assert!(v.verify(&rs256(&claims(json!({})))).is_ok());
         assert!(v.verify(&hs256(&claims(json!({})), TEST_HS_SECRET)).is_ok());
         let hs384 = encode(
@@ -449,7 +563,7 @@ NwIDAQAB
             hs_verifier().verify(&token).expect_err("expired"),
             "token expired"
         );
-        let lenient = JwtVerifier::from_config(&JwtConfig {
+        let lenient = verifier(&JwtConfig {
             leeway: Duration::from_secs(120),
             ..hs_config()
         })
@@ -491,7 +605,7 @@ NwIDAQAB
 
     #[test]
     fn issuer_and_audience_when_configured() {
-        let v = JwtVerifier::from_config(&JwtConfig {
+        let v = verifier(&JwtConfig {
             issuer: Some("https://idp.example".to_owned()),
             audience: Some("gateway".to_owned()),
             ..hs_config()
@@ -532,7 +646,7 @@ NwIDAQAB
 
     #[test]
     fn roles_claim_shapes() {
-        let v = JwtVerifier::from_config(&JwtConfig {
+        let v = verifier(&JwtConfig {
             roles_claim: "scope".to_owned(),
             ..hs_config()
         })
@@ -545,7 +659,7 @@ NwIDAQAB
             let token = hs256(&claims(json!({ "scope": bad })), TEST_HS_SECRET);
             assert!(v.verify(&token).expect_err("bad roles").contains("scope"));
         }
-        let nested = JwtVerifier::from_config(&JwtConfig {
+        let nested = verifier(&JwtConfig {
             roles_claim: "realm_access.roles".to_owned(),
             ..hs_config()
         })
@@ -559,12 +673,7 @@ NwIDAQAB
 
     #[test]
     fn config_errors_name_the_setting() {
-        let err = |cfg: JwtConfig| {
-            JwtVerifier::from_config(&cfg)
-                .err()
-                .expect("error")
-                .to_string()
-        };
+        let err = |cfg: JwtConfig| verifier(&cfg).err().expect("error").to_string();
         assert_eq!(
             err(JwtConfig::default()),
             "auth.jwt: neither hs256_secret nor rs256_public_key is set; give at least one key"
@@ -624,5 +733,112 @@ NwIDAQAB
             });
             assert!(e.contains(name) && e.contains(needle), "{e}");
         }
+    }
+
+    #[test]
+    fn a_repeated_token_is_served_from_the_cache_until_its_exp() {
+        let v = hs_verifier();
+        let token = hs256(&claims(json!({ "exp": now() + 2 })), TEST_HS_SECRET);
+        let first = v.verify(&token).expect("valid");
+        assert_eq!(v.cache.len(), 1);
+        assert_eq!(v.verify(&token).expect("cached"), first);
+        assert_eq!(v.cache.len(), 1);
+        let key = v.keyer.key(&[token.as_bytes()]);
+        let past_exp = Instant::now() + Duration::from_secs(3);
+        assert!(
+            v.cache.get(&key, past_exp).is_none(),
+            "an entry never outlives the token's exp"
+        );
+        // A forged token with the same claims is other bytes: a miss, and refused.
+        let forged = hs256(
+            &claims(json!({ "exp": now() + 2 })),
+            "another secret entirely!!",
+        );
+        assert_eq!(
+            v.verify(&forged).expect_err("forged"),
+            "invalid token signature"
+        );
+        let other = hs_verifier();
+        assert_ne!(
+            other.keyer.key(&[token.as_bytes()]),
+            key,
+            "each verifier keys its cache with its own secret"
+        );
+    }
+
+    #[test]
+    fn time_claims_are_checked_again_on_every_hit() {
+        let v = verifier(&JwtConfig {
+            leeway: Duration::from_secs(10),
+            ..hs_config()
+        })
+        .expect("valid config");
+        let token = hs256(
+            &claims(json!({ "exp": now() + 600, "nbf": now() - 1 })),
+            TEST_HS_SECRET,
+        );
+        v.verify(&token).expect("valid");
+        let key = v.keyer.key(&[token.as_bytes()]);
+        let cached = v.cache.get(&key, Instant::now()).expect("cached");
+        let exp = cached.exp;
+        assert_eq!(v.recheck(&cached, exp + 10), Ok(()), "within leeway");
+        assert_eq!(
+            v.recheck(&cached, exp + 11).expect_err("expired"),
+            "token expired"
+        );
+        let early = Checked {
+            nbf: Some(exp - 100),
+            ..cached.clone()
+        };
+        assert_eq!(
+            v.recheck(&early, exp - 111).expect_err("nbf"),
+            "token not yet valid"
+        );
+        assert_eq!(v.recheck(&early, exp - 110), Ok(()));
+    }
+
+    #[test]
+    fn cached_issuer_and_audience_still_have_to_match() {
+        let v = verifier(&JwtConfig {
+            issuer: Some("https://id.example".to_owned()),
+            audience: Some("gateway".to_owned()),
+            ..hs_config()
+        })
+        .expect("valid config");
+        let token = hs256(
+            &claims(json!({ "iss": "https://id.example", "aud": ["x", "gateway"] })),
+            TEST_HS_SECRET,
+        );
+        v.verify(&token).expect("valid");
+        v.verify(&token).expect("cached");
+        let key = v.keyer.key(&[token.as_bytes()]);
+        let cached = v.cache.get(&key, Instant::now()).expect("cached");
+        assert_eq!(cached.audience, ["x", "gateway"]);
+        let wrong_iss = Checked {
+            issuer: Some("https://evil.example".to_owned()),
+            ..cached.clone()
+        };
+        assert_eq!(
+            v.recheck(&wrong_iss, now()).expect_err("iss"),
+            "token issuer not accepted"
+        );
+        let wrong_aud = Checked {
+            audience: vec!["x".to_owned()],
+            ..cached
+        };
+        assert_eq!(
+            v.recheck(&wrong_aud, now()).expect_err("aud"),
+            "token audience not accepted"
+        );
+    }
+
+    #[test]
+    fn a_zero_size_cache_verifies_every_time() {
+        let v = JwtVerifier::from_config(&hs_config(), 0).expect("valid config");
+        let token = hs256(&claims(json!({})), TEST_HS_SECRET);
+        v.verify(&token).expect("valid");
+        v.verify(&token).expect("valid");
+        assert_eq!(v.cache.len(), 0);
+        v.invalidate();
     }
 }

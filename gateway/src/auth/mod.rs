@@ -4,50 +4,66 @@
 //! ([`realm`]) or as a JWT ([`jwt`]), and become a [`Principal`]. The realm also serves
 //! bridges as a [`CredentialCheck`] for protocol-level logins.
 
+mod cache;
 mod config;
 mod credentials;
 mod error;
+mod hashing;
 mod jwt;
+mod logins;
+mod metrics;
 mod realm;
 
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
-use bridge_api::{AuthMethod, CredentialCheck, Principal};
+use bridge_api::{AuthMethod, CredentialCheck, LoginRefused, Principal};
 use password_hash::rand_core::OsRng;
-use tokio::sync::Semaphore;
 
 pub use config::{AuthConfig, REDACTED};
 use credentials::Credentials;
 pub use error::AuthConfigError;
+use hashing::HashPool;
 use jwt::JwtVerifier;
+use logins::{LoginError, RealmLogins};
 use realm::Realm;
 
 /// Why presented credentials were refused. `reason` is a short sentence safe to show a client.
+/// `busy`: not checked at all, because too many password checks are under way; the client
+/// may retry shortly (HTTP 503).
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
 pub struct AuthFailure {
     pub reason: String,
+    pub busy: bool,
 }
 
 impl AuthFailure {
     fn new(reason: impl Into<String>) -> Self {
         AuthFailure {
             reason: reason.into(),
+            busy: false,
+        }
+    }
+
+    fn busy() -> Self {
+        AuthFailure {
+            reason: BUSY.to_owned(),
+            busy: true,
         }
     }
 }
 
 const BAD_PASSWORD: &str = "invalid username or password";
+const BUSY: &str = "too many logins are being checked; try again shortly";
 
 /// Checks handshake credentials against the configured realm and JWT keys.
 pub struct Authenticator {
-    realm: Option<Arc<Realm>>,
+    /// The realm with its own login cache: a new realm starts with an empty one.
+    logins: Option<Arc<RealmLogins>>,
     jwt: Option<JwtVerifier>,
     cookie: String,
-    /// Bounds concurrent password hashing so a login flood cannot take every blocking thread.
-    hashing: Arc<Semaphore>,
     /// Keys for [`Authenticator::fingerprint`], random per process.
     fingerprints: std::collections::hash_map::RandomState,
 }
@@ -63,27 +79,51 @@ impl Authenticator {
         if !cookie_ok {
             return Err(AuthConfigError::Cookie(cfg.cookie.clone()));
         }
-        let realm = match &cfg.realm_file {
-            Some(path) => Some(Arc::new(Realm::load(path)?)),
+        if cfg.max_concurrent_hashes == Some(0) {
+            return Err(AuthConfigError::NoHashThreads);
+        }
+        let pool = Arc::new(HashPool::new(
+            cfg.hash_threads(),
+            cfg.max_waiting_hashes,
+            cfg.hash_wait_timeout,
+        ));
+        let logins = match &cfg.realm_file {
+            Some(path) => {
+                let realm = Realm::load(path)?;
+                tracing::debug!(users = realm.len(), "auth realm loaded");
+                Some(Arc::new(RealmLogins::new(
+                    realm,
+                    pool,
+                    cfg.login_cache_size,
+                    cfg.login_cache_ttl,
+                )))
+            }
             None => None,
         };
         let jwt = match &cfg.jwt {
-            Some(jwt) => Some(JwtVerifier::from_config(jwt)?),
+            Some(jwt) => Some(JwtVerifier::from_config(jwt, cfg.token_cache_size)?),
             None => None,
         };
-        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        if let Some(realm) = &realm {
-            tracing::debug!(users = realm.len(), "auth realm loaded");
-        }
         Ok(Authenticator {
-            realm,
+            logins,
             jwt,
             cookie: cfg.cookie.clone(),
-            hashing: Arc::new(Semaphore::new(parallelism)),
             // The same keys for every authenticator of the process: an HTTP fallback session
             // opened before a configuration reload still recognises its credentials after.
             fingerprints: process_fingerprint_keys(),
         })
+    }
+
+    /// Forgets every cached login and token (e.g. after the users or keys behind them
+    /// changed in place). A new `Authenticator` starts with empty caches anyway.
+    #[allow(dead_code)] // for reloads that swap the realm or keys inside a running one
+    pub fn invalidate_caches(&self) {
+        if let Some(logins) = &self.logins {
+            logins.invalidate();
+        }
+        if let Some(jwt) = &self.jwt {
+            jwt.invalidate();
+        }
     }
 
     /// Looks at the request's credentials. Ok(None) = none presented (anonymous).
@@ -104,14 +144,19 @@ impl Authenticator {
                 ..
             }) if self.jwt.is_none() => return Ok(None),
             Some(Credentials::Basic { user, password }) => {
-                if self.realm.is_none() {
+                if self.logins.is_none() {
                     Err(AuthFailure::new(
                         "basic credentials given but no user realm is configured",
                     ))
                 } else {
-                    self.check_password(user, password, AuthMethod::Basic)
+                    match self
+                        .check_password(&user, &password, AuthMethod::Basic)
                         .await
-                        .ok_or_else(|| AuthFailure::new(BAD_PASSWORD))
+                    {
+                        Ok(p) => Ok(p),
+                        Err(LoginError::Rejected) => Err(AuthFailure::new(BAD_PASSWORD)),
+                        Err(LoginError::Overloaded) => Err(AuthFailure::busy()),
+                    }
                 }
             }
             Some(Credentials::Token { token, method }) => self.check_token(&token, method),
@@ -148,7 +193,7 @@ impl Authenticator {
     }
 
     pub fn has_realm(&self) -> bool {
-        self.realm.is_some()
+        self.logins.is_some()
     }
 
     pub fn has_jwt(&self) -> bool {
@@ -158,7 +203,7 @@ impl Authenticator {
     /// The realm user's roles (`None`: no such user, or no realm), for a reload to tell
     /// which live sessions the new realm no longer allows.
     pub fn realm_roles(&self, user: &str) -> Option<&[String]> {
-        self.realm.as_ref()?.roles(user)
+        self.logins.as_ref()?.realm().roles(user)
     }
 
     fn check_token(&self, token: &str, method: AuthMethod) -> Result<Principal, AuthFailure> {
@@ -181,34 +226,22 @@ impl Authenticator {
         })
     }
 
-    /// Checks a password against the realm on a blocking thread. `None` if there is no realm,
-    /// the user is unknown or the password is wrong.
+    /// Checks a password against the realm (cache, else a bounded blocking thread).
+    /// Rejected if there is no realm, the user is unknown or the password is wrong.
     async fn check_password(
         &self,
-        user: String,
-        password: String,
+        user: &str,
+        password: &str,
         method: AuthMethod,
-    ) -> Option<Principal> {
-        let realm = Arc::clone(self.realm.as_ref()?);
-        let permit = Arc::clone(&self.hashing).acquire_owned().await.ok()?;
-        let roles = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            realm.verify(&user, &password).map(|roles| (user, roles))
+    ) -> Result<Principal, LoginError> {
+        let logins = self.logins.as_ref().ok_or(LoginError::Rejected)?;
+        let roles = logins.check(user, password).await?;
+        Ok(Principal {
+            name: user.to_owned(),
+            roles: roles.to_vec(),
+            method,
+            expires_at: None,
         })
-        .await;
-        match roles {
-            Ok(Some((name, roles))) => Some(Principal {
-                name,
-                roles,
-                method,
-                expires_at: None,
-            }),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "password check task failed");
-                None
-            }
-        }
     }
 }
 
@@ -224,9 +257,19 @@ struct RealmCheck(Arc<Authenticator>);
 #[async_trait::async_trait]
 impl CredentialCheck for RealmCheck {
     async fn check_password(&self, user: &str, password: &str) -> Option<Principal> {
-        self.0
-            .check_password(user.to_owned(), password.to_owned(), AuthMethod::Bridge)
+        self.check_login(user, password).await.ok()
+    }
+
+    async fn check_login(&self, user: &str, password: &str) -> Result<Principal, LoginRefused> {
+        match self
+            .0
+            .check_password(user, password, AuthMethod::Bridge)
             .await
+        {
+            Ok(p) => Ok(p),
+            Err(LoginError::Rejected) => Err(LoginRefused::Invalid),
+            Err(LoginError::Overloaded) => Err(LoginRefused::Busy),
+        }
     }
 
     async fn check_token(&self, token: &str) -> Result<Principal, String> {
@@ -269,6 +312,11 @@ mod tests {
     }
 
     fn full() -> Fixture {
+        with_config(AuthConfig::default())
+    }
+
+    /// Realm and both JWT keys on top of `base`.
+    fn with_config(base: AuthConfig) -> Fixture {
         let (dir, key) = public_key_file();
         let realm = dir.path().join("realm.toml");
         std::fs::write(&realm, realm_toml()).expect("write realm");
@@ -280,6 +328,7 @@ mod tests {
                 rs256_public_key: Some(key),
                 ..JwtConfig::default()
             }),
+            ..base
         };
         let auth = Authenticator::from_config(&cfg).expect("valid config");
         Fixture {
@@ -509,6 +558,70 @@ mod tests {
             ..AuthConfig::default()
         });
         assert!(e.contains("auth.jwt"), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_hash_pool_is_not_a_wrong_password() {
+        // One hashing slot, nobody may wait for it.
+        let f = with_config(AuthConfig {
+            max_concurrent_hashes: Some(1),
+            max_waiting_hashes: 0,
+            ..AuthConfig::default()
+        });
+        let logins = Arc::clone(f.auth.logins.as_ref().expect("realm"));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let hold = {
+            let pool = Arc::clone(&logins.pool_for_tests());
+            tokio::spawn(async move { pool.run(move || rx.recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let busy = f
+            .auth
+            .authenticate(&basic("alice", "alice-pw"), None)
+            .await
+            .expect_err("no slot");
+        assert!(busy.busy, "{busy}");
+        assert_eq!(busy.reason, BUSY);
+        let check = f.auth.credential_check();
+        assert_eq!(
+            check.check_login("bob", "bob-pw").await,
+            Err(LoginRefused::Busy)
+        );
+        assert_eq!(check.check_password("bob", "bob-pw").await, None);
+        drop(tx);
+        hold.await.expect("task").expect("ran");
+        let ok = f
+            .auth
+            .authenticate(&basic("alice", "alice-pw"), None)
+            .await
+            .expect("ok");
+        assert_eq!(ok.expect("principal").name, "alice");
+        // Cached now: served even while the only slot is taken again.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let pool = Arc::clone(&logins.pool_for_tests());
+        let hold = tokio::spawn(async move { pool.run(move || rx.recv().ok()).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let cached = f.auth.authenticate(&basic("alice", "alice-pw"), None).await;
+        assert!(cached.expect("cache hit").is_some());
+        let wrong = f.auth.authenticate(&basic("alice", "nope"), None).await;
+        assert!(wrong.expect_err("not cached").busy, "a miss needs a slot");
+        f.auth.invalidate_caches();
+        let after = f.auth.authenticate(&basic("alice", "alice-pw"), None).await;
+        assert!(after.expect_err("cache cleared").busy);
+        drop(tx);
+        hold.await.expect("task").expect("ran");
+    }
+
+    #[test]
+    fn zero_hash_threads_is_refused() {
+        let err = Authenticator::from_config(&AuthConfig {
+            max_concurrent_hashes: Some(0),
+            ..AuthConfig::default()
+        })
+        .err()
+        .expect("error")
+        .to_string();
+        assert!(err.starts_with("auth.max_concurrent_hashes:"), "{err}");
     }
 
     #[test]

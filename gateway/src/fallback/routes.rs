@@ -296,6 +296,7 @@ async fn check(
         return Ok(());
     }
     match live.auth.authenticate(req.headers(), query).await {
+        Err(failure) if failure.busy => Err(error(StatusCode::SERVICE_UNAVAILABLE, failure.reason)),
         Err(failure) => Err(error(StatusCode::UNAUTHORIZED, failure.reason)),
         Ok(None) => Ok(()),
         Ok(Some(p)) => {

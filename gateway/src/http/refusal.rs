@@ -1,5 +1,6 @@
-//! A refused session as an HTTP answer: the status, the reason as plain text, and a
-//! challenge when credentials were missing or wrong, and when to come back after a rate limit.
+//! A refused session as an HTTP answer: the status, the reason as plain text, a
+//! challenge when credentials were missing or wrong, and when to come back (after a rate
+//! limit, or while too many logins are being checked).
 
 use http::{header, HeaderValue, Response};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use bridge_api::{CredentialCheck, Principal};
+use bridge_api::{CredentialCheck, LoginRefused, Principal};
 
 use crate::auth::Authenticator;
 
@@ -38,6 +38,11 @@ impl CredentialCheck for CurrentAuth {
         // Until start-up sets one there is nothing to check against.
         let auth = self.0.load_full()?;
         auth.credential_check().check_password(user, password).await
+    }
+
+    async fn check_login(&self, user: &str, password: &str) -> Result<Principal, LoginRefused> {
+        let auth = self.0.load_full().ok_or(LoginRefused::Invalid)?;
+        auth.credential_check().check_login(user, password).await
     }
 
     async fn check_token(&self, token: &str) -> Result<Principal, String> {

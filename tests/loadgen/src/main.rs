@@ -7,6 +7,7 @@
 //! loadgen stomp-idle --url ws://127.0.0.1:8080/ws --connections 19000 --server-pid PID
 //! loadgen stomp-slow --url ws://127.0.0.1:8080/ws --subscribers 1000 --slow-percent 1 --rate 500
 //! loadgen xmpp --url ws://127.0.0.1:8080/ws --sessions 5000 --server-pid PID --label gateway
+//! loadgen stomp-storm --connections 10000 --accounts a:pw,b:pw -- target/release/gateway --config gw.toml
 //! ```
 //!
 //! Every scenario runs in worker processes (this binary again, with `--worker K`), because
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scenario::{echo, idle, stomp as st, xmpp};
+use scenario::{echo, idle, stomp as st, storm, xmpp};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for the WebSocket gateway")]
@@ -53,6 +54,9 @@ enum Scenario {
     /// XMPP over WebSocket: N sessions log in, pairs exchange timed messages; login time,
     /// round trip and server RSS per session.
     Xmpp(xmpp::XmppArgs),
+    /// Reconnect storm: N STOMP clients with realm logins subscribed, the gateway (started
+    /// by this command) restarted, time until all are subscribed again and CPU used.
+    StompStorm(storm::StormArgs),
 }
 
 impl Scenario {
@@ -64,6 +68,7 @@ impl Scenario {
             Scenario::StompIdle(a) => a.stomp.processes.worker,
             Scenario::StompSlow(a) => a.stomp.processes.worker,
             Scenario::Xmpp(_) => None,
+            Scenario::StompStorm(a) => a.processes.worker,
         }
     }
 }
@@ -95,6 +100,8 @@ fn main() -> ExitCode {
             (Scenario::StompSlow(a), Some(k)) => st::run_worker(&a.stomp, a.spec(), k).await,
             (Scenario::StompSlow(a), None) => st::slow::parent(a).await,
             (Scenario::Xmpp(a), _) => xmpp::run(a).await,
+            (Scenario::StompStorm(a), Some(k)) => storm::worker(a, k).await,
+            (Scenario::StompStorm(a), None) => storm::parent(a).await,
         }
     });
     // Connection tasks may still be parked; don't wait for them.

@@ -32,11 +32,12 @@ pub struct Workers<R> {
     exited: Vec<bool>,
 }
 
-/// The arguments a worker gets: the parent's own (minus the program name), plus its index.
+/// The arguments a worker gets: the parent's own (minus the program name), plus its index
+/// (before a `--`, after which come arguments for another program).
 pub fn worker_args(parent_args: &[OsString], k: usize) -> Vec<OsString> {
     let mut args = parent_args.to_vec();
-    args.push("--worker".into());
-    args.push(k.to_string().into());
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, ["--worker".into(), k.to_string().into()]);
     args
 }
 
@@ -215,6 +216,16 @@ mod tests {
         let args = worker_args(&parent, 3);
         let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(args, ["idle", "--connections", "10", "--worker", "3"]);
+        let parent: Vec<OsString> = ["stomp-storm", "--", "gw", "--config", "x"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let args = worker_args(&parent, 1);
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            ["stomp-storm", "--worker", "1", "--", "gw", "--config", "x"]
+        );
     }
 
     #[tokio::test]

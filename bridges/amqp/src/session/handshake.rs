@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use bridge_api::{BridgeError, CancellationToken, EndKind, Incoming, Principal, StopReason};
+use bridge_api::{
+    BridgeError, CancellationToken, EndKind, Incoming, LoginRefused, Principal, StopReason,
+};
 use protocol_amqp::protocol::connection;
 use protocol_amqp::{
     parse_protocol_header, AMQPClass, AMQPValue, FieldTable, Frame, Limits, LongString,
@@ -167,24 +169,30 @@ impl AmqpSession<'_> {
             format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}")
         };
         let mut realm_login = false;
-        let principal: Option<Principal> = match (&self.info.principal, self.b.settings.credentials)
-        {
-            // The handshake already said who this is; a SASL user may only repeat it.
-            (Some(p), _) if user.is_empty() || user == p.name => Some(p.clone()),
-            (_, Credentials::PassThrough) => None,
-            (_, Credentials::Service) => {
-                match self.b.credentials.check_password(&user, &pass).await {
-                    Some(p) => {
-                        realm_login = true;
-                        Some(p)
-                    }
-                    None => {
-                        self.b.metrics.logins_refused.increment(1);
-                        return Err(refuse(refused()));
+        let principal: Option<Principal> =
+            match (&self.info.principal, self.b.settings.credentials) {
+                // The handshake already said who this is; a SASL user may only repeat it.
+                (Some(p), _) if user.is_empty() || user == p.name => Some(p.clone()),
+                (_, Credentials::PassThrough) => None,
+                (_, Credentials::Service) => {
+                    match self.b.credentials.check_login(&user, &pass).await {
+                        Ok(p) => {
+                            realm_login = true;
+                            Some(p)
+                        }
+                        Err(LoginRefused::Invalid) => {
+                            self.b.metrics.logins_refused.increment(1);
+                            return Err(refuse(refused()));
+                        }
+                        // Not the client's fault: a hard close it may retry, as when the broker
+                        // is unavailable.
+                        Err(LoginRefused::Busy) => return Err(Refusal::Close(Fault::connection(
+                            CONNECTION_FORCED,
+                            "the gateway is checking too many logins at once; try again shortly",
+                        ))),
                     }
                 }
-            }
-        };
+            };
         if self.b.settings.credentials == Credentials::PassThrough {
             let mut uri = self.b.uri.clone();
             uri.authority.userinfo = AMQPUserInfo {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{AuthMethod, BuildContext, Incoming, Message, Outbox, Principal, Session, SessionInfo};
 
 pub use client::TestClient;
-pub use realm::{NoRealm, StaticRealm};
+pub use realm::{BusyRealm, NoRealm, StaticRealm};
 
 /// Who a test session's client is, before a builder changes it.
 pub fn info(service: &str) -> SessionInfo {

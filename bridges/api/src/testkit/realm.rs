@@ -1,6 +1,6 @@
 use std::time::SystemTime;
 
-use crate::{async_trait, AuthMethod, CredentialCheck, Principal};
+use crate::{async_trait, AuthMethod, CredentialCheck, LoginRefused, Principal};
 
 /// A realm that knows nobody: every login fails.
 pub struct NoRealm;
@@ -9,6 +9,20 @@ pub struct NoRealm;
 impl CredentialCheck for NoRealm {
     async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
         None
+    }
+}
+
+/// A realm too busy to check anything: every login is "try again".
+pub struct BusyRealm;
+
+#[async_trait]
+impl CredentialCheck for BusyRealm {
+    async fn check_password(&self, _: &str, _: &str) -> Option<Principal> {
+        None
+    }
+
+    async fn check_login(&self, _: &str, _: &str) -> Result<Principal, LoginRefused> {
+        Err(LoginRefused::Busy)
     }
 }
 
@@ -95,6 +109,14 @@ mod tests {
         assert_eq!(p.method, AuthMethod::Bridge);
         assert!(realm.check_password("alice", "nope").await.is_none());
         assert!(NoRealm.check_password("alice", "pw").await.is_none());
+        assert_eq!(
+            realm.check_login("alice", "nope").await,
+            Err(LoginRefused::Invalid)
+        );
+        assert_eq!(
+            BusyRealm.check_login("alice", "pw").await,
+            Err(LoginRefused::Busy)
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bridge_api::LoginRefused;
 use protocol_stomp::{Command, Frame, Version};
 
 use super::{FrameResult, StompError, StompSession};
@@ -86,15 +87,16 @@ impl StompSession<'_> {
         let principal = match (&self.info.principal, &login) {
             (Some(p), _) => Some(p.clone()),
             (None, Some((user, pass))) => {
-                match self.bridge.credentials.check_password(user, pass).await {
-                    Some(p) => Some(p),
-                    None => {
+                match self.bridge.credentials.check_login(user, pass).await {
+                    Ok(p) => Some(p),
+                    Err(LoginRefused::Invalid) => {
                         return Err(StompError::policy(
                             "login",
                             "login failed",
                             format!("Invalid login or passcode for user {user:?}."),
                         ))
                     }
+                    Err(LoginRefused::Busy) => return Err(StompError::login_busy()),
                 }
             }
             (None, None) if self.bridge.settings.require_login => {

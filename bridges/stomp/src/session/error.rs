@@ -43,6 +43,18 @@ impl StompError {
         }
     }
 
+    /// The gateway has too many password checks under way: not the client's fault, and
+    /// the same CONNECT may succeed in a moment.
+    pub fn login_busy() -> Self {
+        StompError {
+            reason: "login_busy",
+            message: "login busy".into(),
+            detail: "The gateway is checking too many logins at once; try again shortly.".into(),
+            end: EndKind::TryAgainLater,
+            receipt: None,
+        }
+    }
+
     pub fn backend(message: impl Into<String>) -> Self {
         let message = message.into();
         StompError {
@@ -66,7 +78,7 @@ impl StompError {
     pub fn source(&self) -> ErrorSource {
         match self.end {
             EndKind::BackendFailed => ErrorSource::Backend,
-            EndKind::Internal => ErrorSource::Internal,
+            EndKind::Internal | EndKind::TryAgainLater => ErrorSource::Internal,
             _ => ErrorSource::Client,
         }
     }

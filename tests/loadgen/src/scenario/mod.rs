@@ -8,4 +8,5 @@
 pub mod echo;
 pub mod idle;
 pub mod stomp;
+pub mod storm;
 pub mod xmpp;

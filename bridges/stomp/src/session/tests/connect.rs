@@ -5,7 +5,7 @@ use bridge_api::EndKind;
 use protocol_stomp::{Command, Decoded};
 use serde_json::json;
 
-use super::{body, bridge, bridge_with_alice, header, Stomp};
+use super::{body, bridge, bridge_with, bridge_with_alice, header, Stomp};
 
 /// What CONNECTED says to a client on `subprotocol` (None: no subprotocol) sending
 /// `headers`.
@@ -247,6 +247,31 @@ async fn a_wrong_passcode_is_refused() {
     )
     .await;
     assert_eq!(body(&e), "Invalid login or passcode for user \"alice\".");
+}
+
+#[tokio::test]
+async fn a_login_the_gateway_is_too_busy_to_check_is_try_again_later() {
+    let bridge = bridge_with(json!({}), std::sync::Arc::new(testkit::BusyRealm));
+    let mut s = Stomp::open(&bridge, testkit::session());
+    s.send(
+        Command::Connect,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "alice"),
+            ("passcode", "pw"),
+        ],
+    );
+    let e = s.expect(Command::Error).await;
+    assert_eq!(header(&e, "message"), "login busy");
+    assert!(body(&e).contains("try again"), "{}", body(&e));
+    let err = s.result().await.expect_err("serve fails");
+    // Not the client's fault: the gateway could not check the login now.
+    assert_eq!(
+        err.source_side(),
+        bridge_api::ErrorSource::Internal,
+        "{err}"
+    );
+    assert_eq!(err.end_kind(), EndKind::TryAgainLater, "{err}");
 }
 
 #[tokio::test]
