@@ -250,9 +250,9 @@ mod tests {
         let u = parse_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
         assert_eq!(u.vhost, "/");
         assert_eq!(rabbitmq_pool::endpoint(&u), "127.0.0.1:5672");
-        assert!(parse_uri("amqps://h/")
-            .unwrap_err()
-            .contains("not supported"));
+        // amqps:// defaults to RabbitMQ's TLS port.
+        let u = parse_uri("amqps://u:p@broker.internal/%2f").unwrap();
+        assert_eq!(rabbitmq_pool::endpoint(&u), "broker.internal:5671");
         assert!(parse_uri("stomp://h:61613")
             .unwrap_err()
             .contains("unknown backend"));
