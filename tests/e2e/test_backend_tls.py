@@ -4,7 +4,7 @@ by `openssl req -x509` (self-signed, CA:TRUE, as small installs have it) and the
 requires a client certificate (verify_peer, fail_if_no_peer_cert), signed by a CA of the
 test's own. Trust by `ca_file` (the server's own certificate) and by `pin_sha256` (curl's
 form, computed by openssl); a wrong pin and a missing client certificate are refused with
-errors that name RabbitMQ and TLS; `--check-config` names the key of a bad file or pin.
+errors that name RabbitMQ and TLS; the AMQP bridge over amqps://; `--check-config` names the key of a bad file or pin.
 
 The STOMP-over-TLS backend is tested against RabbitMQ's STOMP plugin rather than ActiveMQ:
 ActiveMQ's stomp+ssl connector needs a JKS keystore and a second JVM start per module.
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from amqp_util import RawAmqp, amqp_service, publish
 from gwproc import base_config, gateway_bin, to_toml
-from rabbit_util import messages, need, private_rabbit, stomp, subscribe, wait_ready
+from rabbit_util import messages, private_rabbit, stomp, subscribe, wait_ready
 from stomp_util import RawStomp, stomp_service
 from tls_util import self_signed, signed_by, spki_pin, spki_pin_hex
 
@@ -150,6 +151,23 @@ def test_amqps_client_certificate_is_required_by_the_node(tls_rabbit, gateway_fa
                      ready=False)
     msg = refusal(gw, "RabbitMQ")
     assert "CertificateRequired" in msg, msg
+
+
+# --- amqps:// (the AMQP bridge, each client logging in as itself) --------------------
+
+def test_amqp_bridge_over_amqps_with_a_pin(tls_rabbit, gateway_factory):
+    """Pass-through credentials: each client's own broker connection is made over TLS."""
+    gw = gateway_factory(services=[amqp_service(
+        backend=amqps(tls_rabbit), credentials="pass-through",
+        tls={"pin_sha256": spki_pin(tls_rabbit.certs.server), **client_cert(tls_rabbit.certs)})])
+    wait_ready(gw, 15)
+    with RawAmqp(gw) as c:
+        c.handshake("guest", "guest")
+        c.open_channel(1)
+        q = c.declare_queue(1, f"tls.{time.time_ns()}")
+        c.send(publish(1, "", q, b"over amqps"))
+        assert c.get_eventually(1, q).body == b"over amqps"
+        connections_are_tls(tls_rabbit)
 
 
 # --- stomp+ssl:// (the STOMP-broker backend, against RabbitMQ's STOMP plugin) ---------
