@@ -78,7 +78,10 @@ class Rabbit:
     def ctl(self, *args: str) -> str:
         # The Erlang cookie lives in the node's HOME (the script points HOME at its dir).
         r = subprocess.run([str(RMQ_BIN / "rabbitmqctl"), "-n", self.node, "-q", *args],
-                           env={**self.env, "HOME": str(self.dir)}, capture_output=True,
+                           env={**self.env, "HOME": str(self.dir),
+                                # Plugins' own commands (list_stomp_connections) need it.
+                                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins")},
+                           capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, f"rabbitmqctl {' '.join(args)}: {r.stderr}"
         return r.stdout
@@ -114,8 +117,10 @@ def _claim_ports():
     raise RuntimeError("no free port for a private RabbitMQ node in 5700..5799")
 
 
-def private_rabbit(tmp_path_factory):
-    """Generator for a module fixture: a started node, stopped afterwards."""
+def private_rabbit(tmp_path_factory, configure=None):
+    """Generator for a module fixture: a started node, stopped afterwards. `configure(dir,
+    port)` may return more environment for tests/scripts/rabbitmq.sh (plugins, extra
+    rabbitmq.conf lines, ports derived from the claimed AMQP port)."""
     need((RMQ_BIN / "rabbitmq-server").exists(),
          "rabbitmq-server is not installed (apt-get install rabbitmq-server)")
     need(pika is not None, "pika is not installed in the test venv")
@@ -128,6 +133,8 @@ def private_rabbit(tmp_path_factory):
         "RABBITMQ_PLUGINS": "",
         "ERL_EPMD_PORT": str(epmd),
     })
+    if configure is not None:
+        env.update(configure(d, port))
     r = Rabbit(d, env, env["RABBITMQ_NODENAME"], port)
     try:
         r.script("start")

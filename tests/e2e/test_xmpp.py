@@ -20,6 +20,7 @@ import bcrypt
 import pytest
 
 from gwproc import free_port, metric_sum
+from tls_util import spki_pin, spki_pin_hex
 from xmpp_util import (  # noqa: F401 (prosody and xgw are fixtures)
     CLOSE, NS_CLIENT, NS_ROSTER, NS_SASL, NS_STREAM, TlsObserver, XmppWs, assert_still_serves,
     login, need_prosody, open_el, prosody, prosody_service, q, start_prosody, xgw, xmpp_service,
@@ -210,6 +211,31 @@ def _self_signed(tmp_path, name: str, cn: str) -> tuple[str, str]:
                           check=True, capture_output=True, text=True).stdout
     assert "CA:TRUE" in text
     return str(crt), str(key)
+
+
+@pytest.mark.parametrize("case", ["leaf-pin", "hex-pin-with-ca-file", "wrong-pin"])
+def test_pin_sha256_trusts_prosody_by_its_key(gateway_factory, prosody, case):
+    """pin_sha256 (curl's sha256//BASE64 of the certificate's key, computed by openssl) alone
+    trusts Prosody's certificate without its CA; the hex form with ca_file needs both; a pin
+    of another key (here the CA's, which Prosody does not send) is refused, the message
+    giving the key the server did show, as openssl computes it."""
+    leaf = str(Path(prosody.ca).parent / f"{prosody.domain}.crt")
+    settings = {
+        "leaf-pin": {"pin_sha256": spki_pin(leaf)},
+        "hex-pin-with-ca-file": {"pin_sha256": [spki_pin_hex(leaf)], "ca_file": prosody.ca},
+        "wrong-pin": {"pin_sha256": spki_pin(prosody.ca)},
+    }[case]
+    gw = gateway_factory(services=[xmpp_service(server=f"127.0.0.1:{prosody.port}", **settings)])
+    if case != "wrong-pin":
+        with login(gw, "alice") as alice:
+            assert alice.jid.startswith("alice@localhost/")
+        return
+    with XmppWs(gw) as c:
+        c.send(open_el())
+        ended = c.expect_end()
+    assert (ended.condition, ended.close_code) == ("remote-connection-failed", 1014), ended
+    assert "pin_sha256" in ended.text and spki_pin(leaf) in ended.text, ended.text
+    assert gw.metric("gateway_xmpp_logins_total", result="tls-failure") == 1
 
 
 @pytest.mark.parametrize("case", ["pinned", "other-certificate", "other-name"])

@@ -21,6 +21,7 @@ use bridge_api::{
     async_trait, parse_settings, Background, Bridge, BridgeError, BridgeFactory, BuildContext,
     CancellationToken, CredentialCheck, DefaultService, Session, SettingsError,
 };
+use bridge_tls::TlsClient;
 use rabbitmq_pool::lapin::uri::{AMQPScheme, AMQPUri};
 use rabbitmq_pool::Pool;
 
@@ -33,6 +34,8 @@ struct AmqpBridge {
     service: Arc<str>,
     settings: AmqpSettings,
     uri: AMQPUri,
+    /// For `amqps://`.
+    tls: Option<TlsClient>,
     /// The service's pool (service credentials), `None` with pass-through credentials.
     pool: Option<Arc<Pool>>,
     /// With pass-through credentials: whether the broker's port answers.
@@ -90,20 +93,43 @@ impl AmqpBridge {
     }
 }
 
-/// Parse and check the backend URI (`amqp://` only: this build has no TLS for AMQP).
+/// Parse and check the backend URI (`amqp://` or `amqps://`).
 fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
     let mut uri: AMQPUri = raw
         .parse()
         .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))?;
-    if uri.scheme == AMQPScheme::AMQPS {
-        return Err("amqps:// is not supported by this build; use amqp://".into());
-    }
     // A broker that vanishes without closing its sockets is noticed within two heart-beats;
     // RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(10);
     }
     Ok(uri)
+}
+
+/// The service's TLS client for `amqps://`; TLS settings on a plain URI are a mistake.
+fn tls_client(
+    service: &str,
+    uri: &AMQPUri,
+    settings: &AmqpSettings,
+) -> Result<Option<TlsClient>, SettingsError> {
+    if uri.scheme != AMQPScheme::AMQPS {
+        if !settings.tls.is_default() {
+            return Err(SettingsError::new(
+                "tls",
+                "TLS settings apply to an amqps:// backend; the backend is amqp://",
+            ));
+        }
+        return Ok(None);
+    }
+    if settings.tls.insecure {
+        tracing::warn!(
+            service = %service,
+            "amqp: tls.insecure = true: the broker's TLS certificate will not be verified"
+        );
+    }
+    TlsClient::new(&settings.tls)
+        .map(Some)
+        .map_err(|e| SettingsError::new(format!("tls.{}", e.key), e.message))
 }
 
 pub struct AmqpFactory;
@@ -123,11 +149,13 @@ impl BridgeFactory for AmqpFactory {
             .validate()
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
         let uri = parse_uri(&settings.backend).map_err(|e| SettingsError::new("backend", e))?;
+        let tls = tls_client(&ctx.service, &uri, &settings)?;
         let acl = acl::Acl::new(&settings.acl).map_err(|(p, m)| SettingsError::new(p, m))?;
         let metrics = AmqpMetrics::new(&ctx.service);
         let pool = (settings.credentials == Credentials::Service).then(|| {
             Pool::supervised(
                 uri.clone(),
+                tls.clone(),
                 format!("gateway amqp {}", ctx.service),
                 settings.pool_size,
                 metrics.pool.clone(),
@@ -137,6 +165,7 @@ impl BridgeFactory for AmqpFactory {
             service: ctx.service,
             settings,
             uri,
+            tls,
             pool,
             reachable: Arc::new(AtomicBool::new(false)),
             credentials: ctx.credentials,

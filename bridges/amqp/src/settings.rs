@@ -1,13 +1,17 @@
 pub use bridge_api::Credentials;
+use bridge_tls::TlsSettings;
 use serde::Deserialize;
 
 /// `[service.settings]` of an `amqp` service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// RabbitMQ, as an AMQP URI: `amqp://user:pass@host:port/vhost`.
+    /// RabbitMQ, as an AMQP URI: `amqp://user:pass@host:port/vhost` (`amqps://` for TLS).
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// `[service.settings.tls]`: trust and client certificate for an `amqps://` backend.
+    #[serde(default)]
+    pub tls: TlsSettings,
     /// Broker connections of the service; client channels are multiplexed on them.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,

@@ -8,8 +8,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::io;
+
+use bridge_tls::TlsClient;
 use futures::StreamExt;
-use lapin::uri::AMQPUri;
+use lapin::tcp::{AMQPUriTcpExt, RustlsConnector};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties, ConnectionStatus, Event};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +78,8 @@ struct Slot {
 
 pub struct Pool {
     uri: AMQPUri,
+    /// For `amqps://`.
+    tls: Option<TlsClient>,
     /// `host:port`, for messages.
     pub endpoint: String,
     name: String,
@@ -94,9 +100,20 @@ pub fn endpoint(uri: &AMQPUri) -> String {
     format!("{}:{}", uri.authority.host, uri.authority.port)
 }
 
-pub async fn connect(uri: &AMQPUri, name: &str) -> Result<Connection, lapin::Error> {
+/// One connection: plain for `amqp://`, over the service's TLS client for `amqps://`.
+pub async fn connect(
+    uri: &AMQPUri,
+    tls: Option<&TlsClient>,
+    name: &str,
+) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri.clone(), props)).await {
+    let attempt = async {
+        match tls {
+            None => Connection::connect_uri(uri.clone(), props).await,
+            Some(tls) => connect_tls(uri, tls, props).await,
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(r) => r,
         Err(_) => Err(lapin::Error::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -105,9 +122,48 @@ pub async fn connect(uri: &AMQPUri, name: &str) -> Result<Connection, lapin::Err
     }
 }
 
+/// lapin's own TLS (`OwnedTLSConfig`) can add roots and a client identity but not a
+/// verifier, so it can neither pin a key nor trust a CA:TRUE server certificate as it is;
+/// its `connector` takes any stream instead, and this one is made with the service's
+/// rustls configuration.
+async fn connect_tls(
+    uri: &AMQPUri,
+    tls: &TlsClient,
+    props: ConnectionProperties,
+) -> Result<Connection, lapin::Error> {
+    let name = tls
+        .name_for(&uri.authority.host)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name {e}")))?
+        .to_str()
+        .into_owned();
+    let connector = RustlsConnector::from(tls.config());
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        uri.clone(),
+        runtime,
+        async move |uri: AMQPUri, runtime| {
+            let mut plain = uri;
+            plain.scheme = AMQPScheme::AMQP;
+            let tcp = plain.connect_async(&runtime).await?;
+            tcp.into_rustls(&connector, &name).await.map_err(|e| {
+                lapin::Error::from(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "TLS handshake with {name} failed: {}",
+                        bridge_tls::describe(&e)
+                    ),
+                ))
+            })
+        },
+        props,
+    )
+    .await
+}
+
 impl Pool {
     fn new(
         uri: AMQPUri,
+        tls: Option<TlsClient>,
         name: String,
         size: usize,
         reconnects: bool,
@@ -116,6 +172,7 @@ impl Pool {
         Pool {
             endpoint: endpoint(&uri),
             uri,
+            tls,
             name,
             slots: (0..size)
                 .map(|_| Slot {
@@ -133,8 +190,14 @@ impl Pool {
     }
 
     /// `size` supervised connections; none is opened before [`start`](Self::start).
-    pub fn supervised(uri: AMQPUri, name: String, size: usize, metrics: Arc<Metrics>) -> Arc<Pool> {
-        Arc::new(Pool::new(uri, name, size, true, metrics))
+    pub fn supervised(
+        uri: AMQPUri,
+        tls: Option<TlsClient>,
+        name: String,
+        size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Pool> {
+        Arc::new(Pool::new(uri, tls, name, size, true, metrics))
     }
 
     /// Connect in the background from now on, one supervisor per connection on `tasks`,
@@ -163,7 +226,7 @@ impl Pool {
         metrics: Arc<Metrics>,
         on_lost: impl FnOnce(String) + Send + 'static,
     ) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(uri, name, 1, false, metrics));
+        let pool = Arc::new(Pool::new(uri, None, name, 1, false, metrics));
         let conn = Arc::new(conn);
         pool.attach(0, conn.clone());
         let p = pool.clone();
@@ -318,7 +381,7 @@ impl Pool {
             self.name.clone()
         };
         while !self.shutdown.is_cancelled() {
-            match connect(&self.uri, &name).await {
+            match connect(&self.uri, self.tls.as_ref(), &name).await {
                 Ok(conn) => {
                     if was_up {
                         self.metrics.reconnects.increment(1);

@@ -20,6 +20,7 @@ use bridge_api::{
     async_trait, parse_settings, Background, Bridge, BridgeError, BridgeFactory, BuildContext,
     CredentialCheck, DefaultService, Session, SettingsError,
 };
+use bridge_tls::TlsClient;
 use metrics::StompMetrics;
 use protocol_stomp::Version;
 
@@ -106,6 +107,20 @@ impl BridgeFactory for StompFactory {
         if !realm_logins {
             credentials = Arc::new(backend::probe::BrokerChecksLogin);
         }
+        let tls = if settings.backend.is_tls() {
+            if settings.tls.insecure {
+                tracing::warn!(
+                    service = %ctx.service,
+                    "stomp: tls.insecure = true: the broker's TLS certificate will not be verified"
+                );
+            }
+            Some(
+                TlsClient::new(&settings.tls)
+                    .map_err(|e| SettingsError::new(format!("tls.{}", e.key), e.message))?,
+            )
+        } else {
+            None
+        };
         let mut embedded = None;
         let backend: Arc<dyn backend::Backend> = match &settings.backend {
             BackendUri::Embedded => {
@@ -119,7 +134,10 @@ impl BridgeFactory for StompFactory {
             BackendUri::StompBroker(endpoint) => Arc::new(
                 backend::stomp_broker::StompBrokerBackend::new(
                     &ctx.service,
-                    endpoint.clone(),
+                    backend::stomp_broker::Endpoint {
+                        tls,
+                        ..endpoint.clone()
+                    },
                     &settings,
                     metrics.clone(),
                 )
@@ -129,6 +147,7 @@ impl BridgeFactory for StompFactory {
                 backend::rabbitmq::RabbitMqBackend::new(
                     &ctx.service,
                     uri.clone(),
+                    tls,
                     &settings,
                     metrics.clone(),
                 )

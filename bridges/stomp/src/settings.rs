@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 pub use bridge_api::Credentials;
+use bridge_tls::TlsSettings;
 use serde::Deserialize;
 
 use crate::backend::uri::BackendUri;
@@ -41,6 +42,10 @@ pub struct StompSettings {
     /// `stomp://user:pass@host:port` (a STOMP broker such as ActiveMQ).
     #[serde(default)]
     pub backend: BackendUri,
+    /// `[service.settings.tls]`: trust and client certificate for an `amqps://` or
+    /// `stomp+ssl://` backend, this service's alone.
+    #[serde(default)]
+    pub tls: TlsSettings,
     /// RabbitMQ: connections per service; channels are multiplexed on them.
     #[serde(default = "pool_size")]
     pub pool_size: usize,
@@ -186,6 +191,15 @@ pub struct DemoSettings {
 
 impl StompSettings {
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if !self.tls.is_default() && !self.backend.is_tls() {
+            return Err((
+                "tls".into(),
+                format!(
+                    "TLS settings apply to an amqps:// or stomp+ssl:// backend; the backend is {:?}",
+                    self.backend
+                ),
+            ));
+        }
         if !self.backend.is_embedded() && self.demo.is_some() {
             return Err((
                 "demo".into(),

@@ -8,7 +8,6 @@ mod identity;
 mod metrics;
 mod session;
 mod settings;
-mod tls;
 
 use std::sync::Arc;
 
@@ -16,7 +15,7 @@ use bridge_api::{
     async_trait, parse_settings, Bridge, BridgeError, BridgeFactory, BuildContext, Session,
     SettingsError,
 };
-use tokio_rustls::rustls::ClientConfig;
+use bridge_tls::TlsClient;
 
 pub use identity::IdentityMode;
 pub use settings::{TlsMode, XmppSettings};
@@ -29,7 +28,7 @@ pub struct XmppBridge {
     limits: protocol_xmpp::Limits,
     /// The configured server, parsed once; `None` means SRV lookups per session.
     server: Option<connect::Target>,
-    tls: Arc<ClientConfig>,
+    tls: TlsClient,
     metrics: metrics::Metrics,
 }
 
@@ -64,7 +63,15 @@ impl BridgeFactory for XmppFactory {
                 "xmpp: insecure = true: the server's TLS certificate will not be verified"
             );
         }
-        let tls = tls::client_config(&settings)?;
+        let tls = TlsClient::new(&settings.tls_settings()).map_err(|e| {
+            // The XMPP bridge's name for the shared `server_name`.
+            let key = if e.key == "server_name" {
+                "tls_server_name"
+            } else {
+                e.key
+            };
+            SettingsError::new(key, e.message)
+        })?;
         let server = settings
             .server
             .as_deref()
@@ -110,7 +117,7 @@ mod tests {
         let bridge = XmppBridge {
             service: "x".into(),
             limits: settings.limits(),
-            tls: tls::client_config(&settings).unwrap(),
+            tls: TlsClient::new(&settings.tls_settings()).unwrap(),
             settings,
             server: None,
             metrics: metrics::Metrics::new(),

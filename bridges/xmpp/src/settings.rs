@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bridge_api::SettingsError;
+use bridge_tls::{Pins, TlsSettings};
 use serde::Deserialize;
 
 use crate::identity::IdentityMode;
@@ -59,9 +60,19 @@ pub struct XmppSettings {
     pub domains: Vec<String>,
     #[serde(default)]
     pub tls: TlsMode,
-    /// PEM certificates trusted in addition to the system roots.
+    /// PEM certificates trusted in addition to the system roots; the server's own
+    /// certificate in it is trusted as it is (a self-signed one, CA:TRUE or not).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the server certificate's key (or a CA's in its chain), as curl's
+    /// `--pinnedpubkey sha256//...`; alone, it is the trust.
+    #[serde(default)]
+    pub pin_sha256: Pins,
+    /// A client certificate for servers that ask for one, and its key.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// The name the server certificate must carry; defaults to the stream's domain.
     #[serde(default)]
     pub tls_server_name: Option<String>,
@@ -121,7 +132,7 @@ impl XmppSettings {
                 .ok_or_else(|| SettingsError::new("server", "expected host:port"))?;
         }
         if let Some(name) = &self.tls_server_name {
-            crate::tls::server_name(name).map_err(|e| SettingsError::new("tls_server_name", e))?;
+            bridge_tls::server_name(name).map_err(|e| SettingsError::new("tls_server_name", e))?;
         }
         let positive = [
             ("open_timeout", self.open_timeout.is_zero()),
@@ -138,6 +149,19 @@ impl XmppSettings {
             return Err(SettingsError::new(*key, "must be greater than zero"));
         }
         Ok(())
+    }
+
+    /// The TLS client's settings, under this bridge's own key names (kept flat: `tls` is
+    /// the STARTTLS/direct choice here).
+    pub fn tls_settings(&self) -> TlsSettings {
+        TlsSettings {
+            ca_file: self.ca_file.clone(),
+            pin_sha256: self.pin_sha256.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            server_name: self.tls_server_name.clone(),
+            insecure: self.insecure,
+        }
     }
 
     pub fn limits(&self) -> protocol_xmpp::Limits {
@@ -196,6 +220,10 @@ mod tests {
                 "tls_server_name",
             ),
             (json!({"domains": ["x"], "typo": 1}), "typo"),
+            (
+                json!({"domains": ["x"], "pin_sha256": "sha256//AAAA"}),
+                "pin_sha256",
+            ),
         ];
         for (value, key) in cases {
             let err = parse(value.clone()).expect_err(&value.to_string());

@@ -200,7 +200,7 @@ impl AmqpSession<'_> {
                 password: pass,
             };
             let name = format!("gateway amqp {} session {}", self.b.service, self.info.id);
-            match rabbitmq_pool::connect(&uri, &name).await {
+            match rabbitmq_pool::connect(&uri, self.b.tls.as_ref(), &name).await {
                 Ok(conn) => {
                     let pool = Pool::single(conn, uri, name, self.b.metrics.pool.clone(), |_| {});
                     self.pool = Some(pool);

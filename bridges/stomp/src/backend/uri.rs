@@ -14,15 +14,25 @@ pub enum BackendUri {
     /// The in-process broker.
     #[default]
     Embedded,
-    /// `amqp://user:pass@host:port/vhost`.
+    /// `amqp://user:pass@host:port/vhost`, or `amqps://` for TLS.
     RabbitMq(AMQPUri),
-    /// `stomp://user:pass@host:port[/vhost]`: ActiveMQ, Artemis or any STOMP 1.2 broker.
+    /// `stomp://user:pass@host:port[/vhost]` (`stomp+ssl://` or `stomps://` for TLS):
+    /// ActiveMQ, Artemis or any STOMP 1.2 broker.
     StompBroker(Endpoint),
 }
 
 impl BackendUri {
     pub fn is_embedded(&self) -> bool {
         matches!(self, BackendUri::Embedded)
+    }
+
+    /// The URI asks for TLS (`amqps://`, `stomp+ssl://`, `stomps://`).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            BackendUri::Embedded => false,
+            BackendUri::RabbitMq(u) => u.scheme == lapin::uri::AMQPScheme::AMQPS,
+            BackendUri::StompBroker(e) => e.secure,
+        }
     }
 }
 
@@ -52,8 +62,12 @@ impl fmt::Debug for BackendUri {
             BackendUri::Embedded => f.write_str("embedded"),
             BackendUri::RabbitMq(u) => write!(
                 f,
-                "amqp://{}@{}:{}/{}",
-                u.authority.userinfo.username, u.authority.host, u.authority.port, u.vhost
+                "{}://{}@{}:{}/{}",
+                if self.is_tls() { "amqps" } else { "amqp" },
+                u.authority.userinfo.username,
+                u.authority.host,
+                u.authority.port,
+                u.vhost
             ),
             BackendUri::StompBroker(e) => write!(f, "{e:?}"),
         }
@@ -88,17 +102,26 @@ mod tests {
             e.contains("embedded") && e.contains("amqp://") && e.contains("stomp://"),
             "{e}"
         );
-        assert!(parse("amqps://u:p@h/v")
-            .unwrap_err()
-            .contains("not supported"));
-        assert!(parse("stomp+ssl://h")
-            .unwrap_err()
-            .contains("not supported"));
+    }
+
+    #[test]
+    fn tls_schemes_are_backends_too() {
+        for raw in ["amqps://u:p@h/v", "stomp+ssl://h", "stomps://h:61614"] {
+            assert!(parse(raw).unwrap().is_tls(), "{raw}");
+        }
+        for raw in ["embedded", "amqp://u:p@h/v", "stomp://h"] {
+            assert!(!parse(raw).unwrap().is_tls(), "{raw}");
+        }
+        assert!(format!("{:?}", parse("amqps://u:p@h/v").unwrap()).starts_with("amqps://"));
     }
 
     #[test]
     fn debug_hides_passwords() {
-        for raw in ["amqp://u:secret@h:5672/v", "stomp://u:secret@h:61613"] {
+        for raw in [
+            "amqp://u:secret@h:5672/v",
+            "amqps://u:secret@h:5671/v",
+            "stomp://u:secret@h:61613",
+        ] {
             let shown = format!("{:?}", parse(raw).unwrap());
             assert!(!shown.contains("secret"), "{shown}");
         }

@@ -12,7 +12,6 @@ use protocol_xmpp::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 use super::failure::Failure;
 use crate::connect::{self, Target};
@@ -219,19 +218,14 @@ impl XmppBridge {
             if settings.tls == TlsMode::Starttls {
                 starttls(&mut tcp, &mut reader, open).await?;
             }
-            let name = settings.tls_server_name.as_deref().unwrap_or(domain);
-            let name = crate::tls::server_name(name)
-                .map_err(|e| Failure::internal(format!("TLS server name {e}")))?;
-            let mut io = TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    Failure::backend(
-                        C::RemoteConnectionFailed,
-                        format!("TLS with the server failed: {e}"),
-                    )
+            let mut io = self.tls.connect(domain, tcp).await.map_err(|e| {
+                // A domain that is no TLS server name is ours to have accepted.
+                if e.kind() == std::io::ErrorKind::InvalidInput {
+                    return Failure::internal(e.to_string());
+                }
+                Failure::backend(C::RemoteConnectionFailed, format!("XMPP server: {e}"))
                     .with_login(Login::TlsFailure)
-                })?;
+            })?;
             metrics::connect_seconds(started.elapsed().as_secs_f64());
             reader.restart();
             let (header, features) = open_stream(&mut io, &mut reader, open).await?;

@@ -1,5 +1,5 @@
 //! The RabbitMQ backend (AMQP 0-9-1 through lapin), selected by
-//! `backend = "amqp://user:pass@host:port/vhost"`.
+//! `backend = "amqp://user:pass@host:port/vhost"` (`amqps://` over the service's TLS client).
 //!
 //! Offloading is the point: a service keeps `pool_size` connections whatever the number of
 //! clients (`pool.rs`); all auto-ack subscribers of one topic pattern share one broker queue
@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bridge_api::{Background, CancellationToken};
-use lapin::uri::{AMQPScheme, AMQPUri, AMQPUserInfo};
+use bridge_tls::TlsClient;
+use lapin::uri::{AMQPUri, AMQPUserInfo};
 
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::settings::{Credentials, StompSettings};
@@ -34,22 +35,15 @@ use rabbitmq_pool::probe;
 use rabbitmq_pool::Pool;
 use session::RabbitMqSession;
 
-/// Parse and check a backend URI (`amqp://` only: this build has no TLS for AMQP).
+/// Parse and check a backend URI (`amqp://` or `amqps://`).
 pub fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
     if !raw.starts_with("amqp://") && !raw.starts_with("amqps://") {
         return Err(format!(
             "unknown backend {raw:?}: use \"embedded\" or \"amqp://user:pass@host:port/vhost\""
         ));
     }
-    let uri: AMQPUri = raw
-        .parse()
-        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))?;
-    if uri.scheme == AMQPScheme::AMQPS {
-        return Err(
-            "amqps:// is not supported by this build (AMQP without TLS); use amqp://".into(),
-        );
-    }
-    Ok(uri)
+    raw.parse()
+        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))
 }
 
 /// lapin's error as the session needs it; `what` says what was being done.
@@ -59,6 +53,8 @@ pub(crate) fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
 
 pub struct RabbitMqBackend {
     uri: AMQPUri,
+    /// For `amqps://`.
+    tls: Option<TlsClient>,
     service: Arc<str>,
     settings: Arc<StompSettings>,
     /// Distinguishes this gateway's temp queues from other gateways' on the same broker.
@@ -84,6 +80,7 @@ impl RabbitMqBackend {
     pub fn new(
         service: &str,
         mut uri: AMQPUri,
+        tls: Option<TlsClient>,
         settings: &StompSettings,
         stomp: Arc<crate::metrics::StompMetrics>,
     ) -> Result<RabbitMqBackend, String> {
@@ -98,6 +95,7 @@ impl RabbitMqBackend {
             Credentials::Service => {
                 let pool = Pool::supervised(
                     uri.clone(),
+                    tls.clone(),
                     format!("gateway stomp {service}"),
                     settings.pool_size,
                     metrics.pool.clone(),
@@ -114,6 +112,7 @@ impl RabbitMqBackend {
         };
         Ok(RabbitMqBackend {
             uri,
+            tls,
             service: service.into(),
             settings: Arc::new(settings.clone()),
             instance: crate::backend::instance_id().into(),
@@ -159,7 +158,7 @@ impl RabbitMqBackend {
             password: pass.clone(),
         };
         let name = format!("gateway stomp {} session {}", self.service, req.session_id);
-        let conn = match rabbitmq_pool::connect(&uri, &name).await {
+        let conn = match rabbitmq_pool::connect(&uri, self.tls.as_ref(), &name).await {
             Ok(c) => c,
             Err(e) if rabbitmq_pool::is_refusal(&e) => {
                 return Err(BackendError::refused(format!(
@@ -251,9 +250,9 @@ mod tests {
         let u = parse_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
         assert_eq!(u.vhost, "/");
         assert_eq!(rabbitmq_pool::endpoint(&u), "127.0.0.1:5672");
-        assert!(parse_uri("amqps://h/")
-            .unwrap_err()
-            .contains("not supported"));
+        // amqps:// defaults to RabbitMQ's TLS port.
+        let u = parse_uri("amqps://u:p@broker.internal/%2f").unwrap();
+        assert_eq!(rabbitmq_pool::endpoint(&u), "broker.internal:5671");
         assert!(parse_uri("stomp://h:61613")
             .unwrap_err()
             .contains("unknown backend"));

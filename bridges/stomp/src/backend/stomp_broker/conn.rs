@@ -1,4 +1,4 @@
-//! One TCP connection to the broker, speaking STOMP 1.2 (or 1.1) with our own codec.
+//! One TCP (or TLS) connection to the broker, speaking STOMP 1.2 (or 1.1) with our own codec.
 //!
 //! A task owns the socket: it writes what the bounded queue holds, reads frames, answers
 //! requests when their RECEIPT (or ERROR) arrives, hands MESSAGE frames to the connection's
@@ -16,8 +16,7 @@ use bridge_api::CancellationToken;
 use bytes::BytesMut;
 use metrics::Gauge;
 use protocol_stomp::{encode, Command, Decoded, Decoder, Frame, Limits, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -198,7 +197,21 @@ impl Conn {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr): (Reader, Writer) = match &endpoint.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+            Some(tls) => {
+                let tls =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(&endpoint.host, stream))
+                        .await
+                        .map_err(|_| unreachable("did not complete TLS within 5s".into()))?
+                        .map_err(|e| unreachable(format!("over TLS: {e}")))?;
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+        };
 
         let mut connect = Frame::new(Command::Connect)
             .header("accept-version", "1.1,1.2")
@@ -395,9 +408,13 @@ fn heart_beats(header: Option<&str>) -> (Option<Duration>, Option<Duration>) {
 
 // === impl Io ===
 
+/// Either half of a plain or a TLS stream.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Io {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: Reader,
+    wr: Writer,
     buf: BytesMut,
     decoder: Decoder,
     out: BytesMut,

@@ -1,14 +1,22 @@
-//! `stomp://[user[:password]@]host[:port][/vhost]`: where the broker listens and whom the
-//! gateway logs in as.
+//! `stomp://[user[:password]@]host[:port][/vhost]` (or `stomp+ssl://`, `stomps://` for
+//! TLS): where the broker listens and whom the gateway logs in as.
 
 use std::fmt;
 
-pub const DEFAULT_PORT: u16 = 61613;
+use bridge_tls::TlsClient;
 
-#[derive(Clone, PartialEq, Eq)]
+pub const DEFAULT_PORT: u16 = 61613;
+/// ActiveMQ's and RabbitMQ's usual STOMP-over-TLS port.
+pub const DEFAULT_TLS_PORT: u16 = 61614;
+
+#[derive(Clone)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    /// The URI asked for TLS (`stomp+ssl://`, `stomps://`)...
+    pub secure: bool,
+    /// ...with the service's TLS client, set when the bridge is built.
+    pub tls: Option<TlsClient>,
     /// The CONNECT `host` header (the broker's virtual host): the URI's path if it has
     /// one, else the host name.
     pub vhost: String,
@@ -32,6 +40,7 @@ impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("addr", &self.addr())
+            .field("tls", &self.secure)
             .field("vhost", &self.vhost)
             .field("user", &self.login.as_ref().map(|(u, _)| u))
             .finish()
@@ -40,12 +49,16 @@ impl fmt::Debug for Endpoint {
 
 pub fn parse_uri(raw: &str) -> Result<Endpoint, String> {
     let example = "e.g. stomp://user:pass@127.0.0.1:61613";
-    let Some(rest) = raw.strip_prefix("stomp://") else {
-        if raw.starts_with("stomp+ssl://") || raw.starts_with("stomps://") {
-            return Err("STOMP over TLS is not supported by this build; use stomp://".into());
-        }
+    let (rest, secure) = if let Some(rest) = raw.strip_prefix("stomp://") {
+        (rest, false)
+    } else if let Some(rest) = raw
+        .strip_prefix("stomp+ssl://")
+        .or_else(|| raw.strip_prefix("stomps://"))
+    {
+        (rest, true)
+    } else {
         return Err(format!(
-            "a STOMP broker URI starts with stomp:// ({example})"
+            "a STOMP broker URI starts with stomp:// or, for TLS, stomp+ssl:// ({example})"
         ));
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -80,6 +93,7 @@ pub fn parse_uri(raw: &str) -> Result<Endpoint, String> {
         return Err(format!("the broker URI has no host ({example})"));
     }
     let port = match port {
+        None if secure => DEFAULT_TLS_PORT,
         None => DEFAULT_PORT,
         Some(p) => p
             .parse::<u16>()
@@ -96,6 +110,8 @@ pub fn parse_uri(raw: &str) -> Result<Endpoint, String> {
     Ok(Endpoint {
         host: host.to_string(),
         port,
+        secure,
+        tls: None,
         vhost,
         login,
     })
@@ -136,12 +152,21 @@ mod tests {
         assert_eq!(e.addr(), "[::1]:1234");
         assert_eq!(e.login, Some(("u".into(), String::new())));
         assert!(!format!("{e:?}").contains("s@cret"));
+        assert!(!e.secure);
+        for tls in [
+            "stomp+ssl://u:p@broker.internal",
+            "stomps://u:p@broker.internal",
+        ] {
+            let e = parse_uri(tls).unwrap();
+            assert!(e.secure, "{tls}");
+            assert_eq!(e.port, DEFAULT_TLS_PORT);
+        }
     }
 
     #[test]
     fn bad_uris_say_why() {
         assert!(parse_uri("amqp://h").unwrap_err().contains("stomp://"));
-        assert!(parse_uri("stomp+ssl://h").unwrap_err().contains("TLS"));
+        assert!(parse_uri("ssl://h").unwrap_err().contains("stomp+ssl://"));
         assert!(parse_uri("stomp://h:0").unwrap_err().contains("port"));
         assert!(parse_uri("stomp://h:x").unwrap_err().contains("port"));
         assert!(parse_uri("stomp://:1").unwrap_err().contains("no host"));
