@@ -64,7 +64,7 @@ pub(crate) fn prepare(
 pub fn check(path: &Path) -> Result<String, StartupError> {
     // Building is pure (bridges start their work in `Bridge::start`), so no runtime.
     let prepared = prepare(Some(path), &CurrentAuth::new())?;
-    Ok(toml::to_string_pretty(&prepared.config)?)
+    Ok(crate::admin::config::redacted_toml(&prepared.config)?)
 }
 
 /// Raise the open-file soft limit to the hard limit: every connection is a descriptor.

@@ -155,3 +155,21 @@ def test_shipped_example_config_is_valid(example, tmp_path, deploy_files, gatewa
     assert rc == 0, out
     for service in tomllib.loads(example.read_text()).get("service", []):
         assert f'name = "{service["name"]}"' in out, f"service {service['name']} missing:\n{out}"
+
+
+def test_check_config_hides_secrets_and_prints_valid_toml(tmp_path, gateway_binary):
+    """What --check-config prints lands in terminals and CI logs: broker passwords in URIs
+    and secret-named settings are redacted, and the output is still a configuration."""
+    cfg = base_config(free_port(), free_port())
+    cfg["service"] = [{
+        "name": "stomp-rabbit", "path": "/stomp", "bridge": "stomp",
+        "allow_missing_origin": True,
+        "settings": {"backend": "amqp://gw:Sup3rSecretPw@127.0.0.1:5672/%2f"},
+    }]
+    rc, out = run(["--check-config", str(write(tmp_path, to_toml(cfg)))])
+    assert rc == 0, out
+    assert "Sup3rSecretPw" not in out, out
+    assert "amqp://gw:<redacted>@127.0.0.1:5672" in out, out
+    again = write(tmp_path, out, name="printed.toml")
+    rc, out2 = run(["--check-config", str(again)])
+    assert rc == 0, out2

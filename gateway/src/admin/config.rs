@@ -29,6 +29,26 @@ pub fn redacted(config: &GatewayConfig) -> Value {
     value
 }
 
+/// The redacted configuration as TOML, for `--check-config`: what it prints may land in a
+/// terminal log or a CI transcript, so it hides what the admin API hides.
+pub fn redacted_toml(config: &GatewayConfig) -> Result<String, toml::ser::Error> {
+    let mut value = redacted(config);
+    drop_nulls(&mut value);
+    toml::to_string_pretty(&value)
+}
+
+/// TOML has no null: an unset option is an absent key.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 fn redact(value: &mut Value, name: Option<&str>) {
     if let Some(name) = name {
         if secret_name(name, value) {
@@ -68,7 +88,9 @@ fn secret_name(name: &str, value: &Value) -> bool {
         .iter()
         .any(|w| name.contains(w))
     {
-        return !value.is_boolean();
+        // A secret is text; a number or a switch under such a name is a setting about
+        // secrets (`token_cache_size`, `allow_token`).
+        return !value.is_boolean() && !value.is_number();
     }
     let keyish = name == "key" || name.ends_with("_key") || name.ends_with("key");
     keyish && !NOT_KEY_MATERIAL.contains(&name.as_str()) && !is_path(value)
@@ -150,6 +172,7 @@ mod tests {
             "auth": {"jwt": {"hs256_secret": "hs", "rs256_public_key": "/etc/gw/jwt.pem",
                              "roles_claim": "roles"}},
             "admin": {"token": "tok", "token_file": "/run/secrets/admin"},
+            "limits": {"token_cache_size": 10000},
             "server": {"tls": {"key": "/etc/gw/key.pem", "cert": "/etc/gw/cert.pem"}},
             "service": [{"settings": {
                 "backend": "amqp://gw:pw@rabbit/",
@@ -173,6 +196,7 @@ mod tests {
         assert_eq!(s["credentials"], "service");
         assert_eq!(s["policy"][0]["conflate_key"], "symbol");
         assert_eq!(s["snapshot_keys"], 10000);
+        assert_eq!(v["limits"]["token_cache_size"], 10000);
         assert_eq!(s["client_key"], Value::Null);
         assert_eq!(v["server"]["tls"]["key"], "/etc/gw/key.pem");
         assert_eq!(v["admin"]["token_file"], "/run/secrets/admin");

@@ -5,7 +5,7 @@
 
 mod auth;
 mod body;
-mod config;
+pub(crate) mod config;
 mod drain;
 mod filter;
 mod info;
