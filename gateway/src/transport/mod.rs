@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::services::TrafficCounters;
 use crate::sessions::SessionRegistry;
@@ -90,10 +91,13 @@ pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::B
 pub(crate) async fn wind_up<F: std::future::Future>(
     bridge: F,
     linger: Duration,
+    span: &tracing::Span,
 ) -> Option<F::Output> {
     let done = tokio::time::timeout(linger, bridge).await.ok();
     if done.is_none() {
-        tracing::warn!("bridge did not finish within {linger:?} of its client leaving");
+        span.in_scope(|| {
+            tracing::warn!("bridge did not finish within {linger:?} of its client leaving")
+        });
     }
     done
 }
@@ -114,6 +118,10 @@ pub fn run_session<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The bridge runs in the session's span; the writer does not, so a delivery's wake-up
+    // (the writer's alone) pays nothing for it. Transport lines enter it explicitly.
+    let span = crate::logging::session_span(&info);
+    span.in_scope(|| tracing::debug!("session start"));
     let (sink, stream) = ws.split();
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
@@ -141,11 +149,11 @@ where
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;
-        let bridge_fut = bridge.serve(session);
+        let bridge_fut = bridge.serve(session).instrument(span.clone());
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
-                log_session_end("websocket", &result);
+                span.in_scope(|| log_session_end("websocket", &result));
                 let frame = shared
                     .take_close()
                     .or_else(|| control.stop_reason().as_ref().and_then(close_for_stop))
@@ -156,7 +164,7 @@ where
             Either::Right((close_sent, bridge_fut)) => {
                 // The client went away, or the transport closed it: the bridge must wind up.
                 session_shutdown.cancel();
-                let _ = wind_up(bridge_fut, settings.linger).await;
+                let _ = wind_up(bridge_fut, settings.linger, &span).await;
                 close_sent
             }
         };
@@ -172,6 +180,7 @@ where
             })
             .await;
         }
+        span.in_scope(|| tracing::debug!("session end"));
     }
 }
 
