@@ -435,7 +435,7 @@ pub fn start(
             Either::Left((result, pump_fut)) => {
                 shared
                     .span
-                    .in_scope(|| crate::transport::log_session_end("http", &result));
+                    .in_scope(|| crate::transport::log_session_end(&result));
                 let frame = control
                     .stop_reason()
                     .as_ref()

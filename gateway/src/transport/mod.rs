@@ -70,18 +70,14 @@ impl Shared {
 }
 
 /// Log how a bridge ended its session: a misbehaving client is routine (debug); a failed
-/// backend or a bug is news (info). Shared by both transports.
-pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::BridgeError>) {
+/// backend or a bug is news (info). Shared by both transports, called in the session's span.
+pub(crate) fn log_session_end(result: &Result<(), bridge_api::BridgeError>) {
     match result {
         Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
-            tracing::debug!(source = "client", transport, "session ended: {e}")
+            tracing::debug!(source = "client", "session ended: {e}")
         }
         Err(e) => {
-            tracing::info!(
-                source = e.source_side().as_str(),
-                transport,
-                "session ended: {e}"
-            )
+            tracing::info!(source = e.source_side().as_str(), "session ended: {e}")
         }
         Ok(()) => {}
     }
@@ -153,7 +149,7 @@ where
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
-                span.in_scope(|| log_session_end("websocket", &result));
+                span.in_scope(|| log_session_end(&result));
                 let frame = shared
                     .take_close()
                     .or_else(|| control.stop_reason().as_ref().and_then(close_for_stop))
