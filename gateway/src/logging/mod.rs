@@ -44,6 +44,7 @@ impl LogError {
 
 type Filter = reload::Layer<EnvFilter, Registry>;
 type Output = Box<dyn Layer<Layered<Filter, Registry>> + Send + Sync>;
+type Logger = Layered<Output, Layered<Filter, Registry>>;
 
 /// Changes the level filter of the running process (a configuration reload calls
 /// `set_level` with the new `log.level`).
@@ -103,14 +104,7 @@ fn subscriber<W>(
     rust_log: Option<&str>,
     writer: W,
     ansi: bool,
-) -> Result<
-    (
-        Layered<Output, Layered<Filter, Registry>>,
-        LogControl,
-        Option<String>,
-    ),
-    LogError,
->
+) -> Result<(Logger, LogControl, Option<String>), LogError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
