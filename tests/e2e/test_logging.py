@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -234,3 +235,39 @@ def test_check_config_shows_the_log_settings_and_takes_env_overrides(gateway_bin
     assert re.search(r'\[log\]\nformat = "json"\nlevel = "warn,bridge_stomp=debug"', out), out
     rc, out = check_config(tmp_path, {}, env={"GATEWAY__LOG__LEVEL": "verbose"})
     assert rc == 2 and "`log.level`" in out and "`verbose`" in out, out
+
+
+def wait_for_line(gw, pred, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ln in lines_of(gw):
+            rec = json.loads(ln)
+            if pred(rec):
+                return rec
+        time.sleep(0.05)
+    raise AssertionError(f"no such line within {timeout}s:\n{gw.log()[-3000:]}")
+
+
+def test_sighup_applies_a_new_level_and_keeps_the_format(gateway_factory, tmp_path):
+    gw = start(gateway_factory, tmp_path, {"format": "json", "level": "info"})
+    with Raw(gw) as before:
+        first = session_id(before.connect().headers)
+        before.receipt("DISCONNECT", rid="bye")
+
+    # The level goes up to debug; the format change needs a restart and is only reported.
+    gw.config["log"] = {"format": "text", "level": LEVEL}
+    gw.config_path.write_text(to_toml(gw.config))
+    gw.proc.send_signal(signal.SIGHUP)
+    now = wait_for_line(gw, lambda r: r["message"].startswith("log level now"))
+    assert LEVEL in now["message"], now
+    warned = wait_for_line(gw, lambda r: "need a restart" in r["message"])
+    assert "log.format" in warned["keys"], warned
+
+    with Raw(gw) as after:
+        second = session_id(after.connect().headers)
+        after.receipt("DISCONNECT", rid="bye")
+    wait_for_line(gw, lambda r: r.get("session") == second and r["message"] == "session end")
+    assert gw.stop() == 0
+    records = [json.loads(ln) for ln in lines_of(gw)]  # still JSON after the reload
+    assert not [r for r in records if r.get("session") == first and r["level"] == "DEBUG"]
+    assert [r for r in records if r.get("session") == second and r["message"] == "session start"]
