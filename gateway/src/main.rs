@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod listener;
 mod live;
+mod logging;
 mod nets;
 mod origin;
 mod proxy_protocol;
@@ -77,13 +78,23 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(log_spec(std::env::var("RUST_LOG").ok()))
-                .unwrap_or_else(|_| log_spec(None).into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The configuration first: it says how to log (start-up reads it again, as a reload
+    // does). Until the logger is up, stderr is plain.
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = match logging::init(&config.log) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = log.format() == config::LogFormat::Json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,44 +105,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::run(cli.config.as_deref())) {
+    match runtime.block_on(run::run(cli.config.as_deref(), log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("error: {e}");
+            // A JSON log stays all JSON; the text log's reader also gets the plain line.
+            if !json {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The log filter: `RUST_LOG` (default `info`) with lapin's own logging off unless
-/// `RUST_LOG` names it. lapin logs every lost broker connection and every refused declare
-/// at ERROR level; the STOMP bridge logs those itself, with their context, at the level an
-/// expected outage deserves (and a refusal is the client's ERROR frame, not ours).
-fn log_spec(rust_log: Option<String>) -> String {
-    let spec = rust_log
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "info".into());
-    if spec.contains("lapin") {
-        spec
-    } else {
-        format!("{spec},lapin=off")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_spec;
-
-    #[test]
-    fn lapin_is_quiet_unless_asked_for() {
-        assert_eq!(log_spec(None), "info,lapin=off");
-        assert_eq!(log_spec(Some(" ".into())), "info,lapin=off");
-        assert_eq!(log_spec(Some("debug".into())), "debug,lapin=off");
-        assert_eq!(
-            log_spec(Some("info,lapin=debug".into())),
-            "info,lapin=debug"
-        );
-        assert!(tracing_subscriber::EnvFilter::try_new(log_spec(Some("warn".into()))).is_ok());
     }
 }

@@ -9,6 +9,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::config::{self, GatewayConfig};
 use crate::error::StartupError;
+use crate::logging::LogControl;
 use crate::registry::builtin_bridges;
 use crate::reload::CurrentAuth;
 use crate::services::ServiceTable;
@@ -84,7 +85,8 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
+/// `log` changes the level filter: each reload applies its `log.level` through it.
+pub async fn run(path: Option<&Path>, log: LogControl) -> Result<(), StartupError> {
     // Before anything resolves metric handles (services do when built), or they are no-ops.
     let metrics = crate::admin::install_metrics()?;
     crate::reload::init_metrics();
@@ -107,6 +109,10 @@ pub async fn run(path: Option<&Path>) -> Result<(), StartupError> {
         credentials,
         path.map(Path::to_path_buf),
     );
+    state.reload_hooks.add(Box::new(move |config| {
+        log.set_level(config.log.level.as_str())
+            .map_err(|e| format!("log.level {e}"))
+    }));
 
     let listener = bind_listener(config.server.listen).map_err(|source| StartupError::Bind {
         key: "server.listen",

@@ -6,6 +6,7 @@ mod bytesize;
 mod defaults;
 mod http_fallback;
 mod load;
+mod log;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,9 @@ pub use admin::AdminConfig;
 pub use defaults::default_services;
 pub use http_fallback::HttpFallbackConfig;
 pub use load::{load, ConfigError};
+#[cfg(test)]
+pub use log::LogLevel;
+pub use log::{LogConfig, LogFormat};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +33,7 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub http_fallback: HttpFallbackConfig,
+    pub log: LogConfig,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
 }

@@ -20,6 +20,7 @@ use futures::future::Either;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::registry::{Fallback, SessionPermit};
 use super::replay::ReplayBuffer;
@@ -80,6 +81,8 @@ pub struct Shared {
     counters: TrafficCounters,
     /// Fingerprint of the credentials the session was opened with (see `routes`).
     pub credentials: Option<u64>,
+    /// Lines about this session, from its task or from its requests, are written in it.
+    pub span: tracing::Span,
     state: Mutex<State>,
     /// Wakes the pump: a stream came or went, the client deleted, a resume failed.
     control: Notify,
@@ -167,7 +170,9 @@ impl Shared {
     pub fn attach(&self, last: Option<u64>) -> u64 {
         let mut st = self.lock();
         if let Err(e) = st.replay.resume(last) {
-            tracing::debug!(session = %self.id, ?last, "cannot resume: {e:?}");
+            self.span.in_scope(
+                || tracing::debug!(http_session = %self.id, ?last, "cannot resume: {e:?}"),
+            );
             st.replay.skip_all();
             if st.close.is_none() {
                 st.ending.get_or_insert(ClientEnd::EventsLost);
@@ -357,6 +362,7 @@ pub fn start(
         service: service.clone(),
         info: info.clone(),
         credentials,
+        span: crate::logging::session_span(&info),
         state: Mutex::new(State {
             replay: ReplayBuffer::new(settings.replay_bytes),
             stream: StreamSlot {
@@ -400,7 +406,9 @@ pub fn start(
     );
     active.increment(1.0);
     let started = std::time::Instant::now();
-    tracing::debug!(id = %shared.id, service = %service.name, peer = %info.peer, "http session start");
+    shared
+        .span
+        .in_scope(|| tracing::debug!(http_session = %shared.id, "session start"));
 
     let bridge: Arc<dyn Bridge> = service.bridge.clone();
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
@@ -421,10 +429,13 @@ pub fn start(
         let _permit = permit;
         let _registered = registered;
         let shared = task_shared;
-        let bridge_fut = bridge.serve(session);
+        // As on WebSocket: the bridge in the span, the pump (every delivery) outside it.
+        let bridge_fut = bridge.serve(session).instrument(shared.span.clone());
         match crate::transport::wake_apart(bridge_fut, pump_fut).await {
             Either::Left((result, pump_fut)) => {
-                crate::transport::log_session_end("http", &result);
+                shared
+                    .span
+                    .in_scope(|| crate::transport::log_session_end(&result));
                 let frame = control
                     .stop_reason()
                     .as_ref()
@@ -437,14 +448,16 @@ pub fn start(
             }
             Either::Right(((), bridge_fut)) => {
                 session_shutdown.cancel();
-                let _ = crate::transport::wind_up(bridge_fut, settings.linger).await;
+                let _ = crate::transport::wind_up(bridge_fut, settings.linger, &shared.span).await;
             }
         }
         shared.close_delivered(settings.linger).await;
         fallback.registry.remove(&shared.id);
         active.decrement(1.0);
         duration.record(started.elapsed().as_secs_f64());
-        tracing::debug!(id = %shared.id, "http session end");
+        shared
+            .span
+            .in_scope(|| tracing::debug!(http_session = %shared.id, "session end"));
     });
     shared
 }
@@ -515,7 +528,7 @@ impl Pump {
                 _ = &mut stall, if full => break self.overflow(),
                 _ = &mut grace, if detached.is_some() => {
                     metrics::counter!("gateway_http_fallback_sessions_reaped_total", "reason" => reaped::GRACE).increment(1);
-                    tracing::debug!(id = %self.shared.id, "no event stream for {:?}: session ends", self.grace);
+                    self.shared.span.in_scope(|| tracing::debug!(http_session = %self.shared.id, "no event stream for {:?}: session ends", self.grace));
                     break CloseFrame { code: code::GOING_AWAY, reason: "no event stream".into() };
                 }
             }
@@ -548,7 +561,7 @@ impl Pump {
     fn overflow(&mut self) -> CloseFrame {
         record_trip(trip::OUTGOING_QUEUE);
         metrics::counter!("gateway_http_fallback_sessions_reaped_total", "reason" => reaped::OVERFLOW).increment(1);
-        tracing::debug!(id = %self.shared.id, "event stream not read for {:?}: replay buffer full", self.grace);
+        self.shared.span.in_scope(|| tracing::debug!(http_session = %self.shared.id, "event stream not read for {:?}: replay buffer full", self.grace));
         CloseFrame {
             code: code::POLICY_VIOLATION,
             reason: "events not read (replay buffer full)".into(),

@@ -143,12 +143,12 @@ pub async fn start(
                     Some(ws_config),
                 )
                 .now_or_never() else {
-                    tracing::error!("WebSocket set-up unexpectedly pending");
+                    tracing::error!(session = info.id, "WebSocket set-up unexpectedly pending");
                     return;
                 };
                 serve(task_state, service, info, transport, ws).await;
             }
-            Err(e) => tracing::debug!("upgrade failed: {e}"),
+            Err(e) => tracing::debug!(session = info.id, peer = %info.peer, "upgrade failed: {e}"),
         }
     });
 
@@ -188,7 +188,6 @@ where
     let active = metrics::gauge!("gateway_sessions_active", &labels);
     active.increment(1.0);
     let started = std::time::Instant::now();
-    tracing::debug!(id = info.id, service = %service.name, peer = %info.peer, "session start");
     let session = run_session(
         ws,
         service.bridge.clone(),

@@ -7,8 +7,8 @@ use serde_json::Value;
 use crate::config::GatewayConfig;
 
 /// Keys (and sections) bound at start-up: the listening sockets, the admin listener and its
-/// token, the HTTP fallback's session registry.
-const RESTART_ONLY: &[&str] = &["server.listen", "admin", "http_fallback"];
+/// token, the HTTP fallback's session registry, the log's format.
+const RESTART_ONLY: &[&str] = &["server.listen", "admin", "http_fallback", "log.format"];
 
 /// The dotted keys whose values differ, leaves only, in a stable order; `service` is left
 /// out. Secrets serialize redacted, so they are compared here directly.
@@ -72,6 +72,7 @@ pub fn keep_restart_only(old: &GatewayConfig, new: &mut GatewayConfig) {
     new.server.listen = old.server.listen;
     new.admin = old.admin.clone();
     new.http_fallback = old.http_fallback.clone();
+    new.log.format = old.log.format;
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::services::TrafficCounters;
 use crate::sessions::SessionRegistry;
@@ -69,18 +70,14 @@ impl Shared {
 }
 
 /// Log how a bridge ended its session: a misbehaving client is routine (debug); a failed
-/// backend or a bug is news (info). Shared by both transports.
-pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::BridgeError>) {
+/// backend or a bug is news (info). Shared by both transports, called in the session's span.
+pub(crate) fn log_session_end(result: &Result<(), bridge_api::BridgeError>) {
     match result {
         Err(e) if e.source_side() == bridge_api::ErrorSource::Client => {
-            tracing::debug!(source = "client", transport, "session ended: {e}")
+            tracing::debug!(source = "client", "session ended: {e}")
         }
         Err(e) => {
-            tracing::info!(
-                source = e.source_side().as_str(),
-                transport,
-                "session ended: {e}"
-            )
+            tracing::info!(source = e.source_side().as_str(), "session ended: {e}")
         }
         Ok(()) => {}
     }
@@ -90,10 +87,13 @@ pub(crate) fn log_session_end(transport: &str, result: &Result<(), bridge_api::B
 pub(crate) async fn wind_up<F: std::future::Future>(
     bridge: F,
     linger: Duration,
+    span: &tracing::Span,
 ) -> Option<F::Output> {
     let done = tokio::time::timeout(linger, bridge).await.ok();
     if done.is_none() {
-        tracing::warn!("bridge did not finish within {linger:?} of its client leaving");
+        span.in_scope(|| {
+            tracing::warn!("bridge did not finish within {linger:?} of its client leaving")
+        });
     }
     done
 }
@@ -114,6 +114,10 @@ pub fn run_session<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The bridge runs in the session's span; the writer does not, so a delivery's wake-up
+    // (the writer's alone) pays nothing for it. Transport lines enter it explicitly.
+    let span = crate::logging::session_span(&info);
+    span.in_scope(|| tracing::debug!("session start"));
     let (sink, stream) = ws.split();
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
@@ -141,11 +145,11 @@ where
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;
-        let bridge_fut = bridge.serve(session);
+        let bridge_fut = bridge.serve(session).instrument(span.clone());
         // Deliveries wake the writer alone; the bridge is polled only when it was woken.
         let close_sent = match wake_apart::wake_apart(bridge_fut, writer_fut).await {
             Either::Left((result, writer_fut)) => {
-                log_session_end("websocket", &result);
+                span.in_scope(|| log_session_end(&result));
                 let frame = shared
                     .take_close()
                     .or_else(|| control.stop_reason().as_ref().and_then(close_for_stop))
@@ -156,7 +160,7 @@ where
             Either::Right((close_sent, bridge_fut)) => {
                 // The client went away, or the transport closed it: the bridge must wind up.
                 session_shutdown.cancel();
-                let _ = wind_up(bridge_fut, settings.linger).await;
+                let _ = wind_up(bridge_fut, settings.linger, &span).await;
                 close_sent
             }
         };
@@ -172,6 +176,7 @@ where
             })
             .await;
         }
+        span.in_scope(|| tracing::debug!("session end"));
     }
 }
 

@@ -178,6 +178,9 @@ impl AmqpSession<'_> {
                     match self.b.credentials.check_login(&user, &pass).await {
                         Ok(p) => {
                             realm_login = true;
+                            // The gateway's session span declared it empty for this moment.
+                            tracing::Span::current()
+                                .record("principal", tracing::field::display(&p.name));
                             Some(p)
                         }
                         Err(LoginRefused::Invalid) => {

@@ -88,7 +88,12 @@ impl StompSession<'_> {
             (Some(p), _) => Some(p.clone()),
             (None, Some((user, pass))) => {
                 match self.bridge.credentials.check_login(user, pass).await {
-                    Ok(p) => Some(p),
+                    Ok(p) => {
+                        // The gateway's session span declared it empty for this moment.
+                        tracing::Span::current()
+                            .record("principal", tracing::field::display(&p.name));
+                        Some(p)
+                    }
                     Err(LoginRefused::Invalid) => {
                         return Err(StompError::policy(
                             "login",
