@@ -160,8 +160,8 @@ def test_json_lines_carry_the_session_fields(gateway_factory, tmp_path):
     assert all("principal" not in r and r["peer"] == anon_peer for r in anon_lines), anon_lines
 
 
-def test_text_stays_the_default_and_shows_the_session(gateway_factory, tmp_path):
-    gw = start(gateway_factory, tmp_path, {"level": LEVEL})
+def test_text_stays_the_default_and_shows_the_session_when_asked(gateway_factory, tmp_path):
+    gw = start(gateway_factory, tmp_path, {"level": LEVEL, "session_fields": True})
     with Raw(gw, bearer("jo", ["trader"])) as jo:
         sid = session_id(jo.connect().headers)
         peer = jo.local
@@ -176,6 +176,16 @@ def test_text_stays_the_default_and_shows_the_session(gateway_factory, tmp_path)
     error = [ln for ln in lines if "STOMP ERROR" in ln]
     assert error and span + "bridge_stomp::session: STOMP ERROR" in error[0], (span, error)
     assert "\x1b[" not in "".join(lines), "colour codes in a log that is not a terminal"
+
+    # Without the setting, text lines go without the span (it costs memory per session).
+    plain = start(gateway_factory, tmp_path, {"level": LEVEL})
+    with Raw(plain, bearer("jo", ["trader"])) as jo:
+        jo.connect()
+        jo.send("SUBSCRIBE", {"destination": "/topic/orders.x", "id": "s"})
+        jo.expect_error(5)
+    assert plain.stop() == 0
+    error = [ln for ln in lines_of(plain) if "STOMP ERROR" in ln]
+    assert error and "session{" not in error[0], error
 
 
 def test_rust_log_outranks_log_level(gateway_factory, tmp_path):

@@ -88,9 +88,10 @@ fn secret_name(name: &str, value: &Value) -> bool {
         .iter()
         .any(|w| name.contains(w))
     {
-        // A secret is text; a number or a switch under such a name is a setting about
-        // secrets (`token_cache_size`, `allow_token`).
-        return !value.is_boolean() && !value.is_number();
+        // A switch, or a size or a bound under such a name, is a setting about secrets
+        // (`token_cache_size`, `allow_token`); a numeric passcode is still a secret.
+        let bound = name.ends_with("_size") || name.starts_with("max_");
+        return !(value.is_boolean() || (value.is_number() && bound));
     }
     let keyish = name == "key" || name.ends_with("_key") || name.ends_with("key");
     keyish && !NOT_KEY_MATERIAL.contains(&name.as_str()) && !is_path(value)

@@ -92,6 +92,7 @@ pub fn init(config: &LogConfig) -> Result<LogControl, LogError> {
     subscriber
         .try_init()
         .map_err(|e| LogError::Init(e.to_string()))?;
+    span::enable_session_spans(config.session_fields());
     if let Some(reason) = ignored {
         tracing::warn!("RUST_LOG ignored, log.level in force: {reason}");
     }

@@ -1,7 +1,16 @@
 //! The span a session's log lines are written in.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bridge_api::SessionInfo;
 use tracing::Span;
+
+/// `log.session_fields`, set once when logging starts.
+static SESSION_SPANS: AtomicBool = AtomicBool::new(false);
+
+pub fn enable_session_spans(on: bool) {
+    SESSION_SPANS.store(on, Ordering::Relaxed);
+}
 
 /// Every line a session's bridge logs carries these fields, whatever the bridge. At ERROR
 /// level so that no level filter short of `off` drops the span while keeping its lines:
@@ -11,6 +20,9 @@ use tracing::Span;
 /// STOMP CONNECT or AMQP login against the realm) fills it in with
 /// `Span::current().record("principal", ..)`.
 pub fn session_span(info: &SessionInfo) -> Span {
+    if !SESSION_SPANS.load(Ordering::Relaxed) {
+        return Span::none();
+    }
     tracing::error_span!(
         target: "gateway::session",
         "session",

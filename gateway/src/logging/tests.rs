@@ -44,6 +44,7 @@ fn config(format: LogFormat, level: &str) -> LogConfig {
     LogConfig {
         format,
         level: LogLevel::try_from(level.to_string()).unwrap(),
+        session_fields: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn parse(line: &str) -> serde_json::Map<String, Value> {
 
 #[test]
 fn json_lines_carry_the_session_fields_flattened() {
+    super::span::enable_session_spans(true);
     let lines = with_logger(LogFormat::Json, "info", None, |_| {
         tracing::info!(target: "outside", "no session here");
         let span = session_span(&session());
@@ -120,6 +122,7 @@ fn json_lines_carry_the_session_fields_flattened() {
 
 #[test]
 fn text_lines_show_the_session_span_in_front() {
+    super::span::enable_session_spans(true);
     let lines = with_logger(LogFormat::Text, "info", None, |_| {
         let mut info = session();
         info.principal = Some(testkit::principal("bob", &[]));

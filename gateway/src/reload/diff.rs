@@ -8,7 +8,13 @@ use crate::config::GatewayConfig;
 
 /// Keys (and sections) bound at start-up: the listening sockets, the admin listener and its
 /// token, the HTTP fallback's session registry, the log's format.
-const RESTART_ONLY: &[&str] = &["server.listen", "admin", "http_fallback", "log.format"];
+const RESTART_ONLY: &[&str] = &[
+    "server.listen",
+    "admin",
+    "http_fallback",
+    "log.format",
+    "log.session_fields",
+];
 
 /// The dotted keys whose values differ, leaves only, in a stable order; `service` is left
 /// out. Secrets serialize redacted, so they are compared here directly.
