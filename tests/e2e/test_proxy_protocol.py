@@ -110,7 +110,9 @@ def haproxy(tmp_path):
 def trusting_gateway(gateway_factory, **sections):
     server = {"proxy_protocol": [f"{LB_IP}/32"], **sections.pop("server", {})}
     env = sections.pop("env", DEBUG_LOG)
-    return gateway_factory(server=server, env=env, **sections)
+    # The peer is read from the session span's fields in the text log.
+    log = {"session_fields": True, **sections.pop("log", {})}
+    return gateway_factory(server=server, env=env, log=log, **sections)
 
 
 def connect_from(src: str, port: int) -> socket.socket:
