@@ -169,7 +169,8 @@ def raw_exchange(src: str, port: int, data: bytes, timeout: float = 5.0,
 
 
 def session_peers(g) -> list[str]:
-    return re.findall(r"session start .*?peer=(\S+)", g.log())
+    # `session{session=1 service=echo peer=A:P transport=websocket}: ...: session start`
+    return re.findall(r"\bpeer=([^\s}]+)[^\n]*session start", g.log())
 
 
 def wait_for(pred, timeout=5.0, what="condition"):
