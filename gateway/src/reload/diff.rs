@@ -10,6 +10,7 @@ use crate::config::GatewayConfig;
 /// token, the HTTP fallback's session registry, the log's format.
 const RESTART_ONLY: &[&str] = &[
     "server.listen",
+    "server.node",
     "admin",
     "http_fallback",
     "log.format",
