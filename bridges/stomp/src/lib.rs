@@ -134,6 +134,7 @@ impl BridgeFactory for StompFactory {
             BackendUri::StompBroker(endpoint) => Arc::new(
                 backend::stomp_broker::StompBrokerBackend::new(
                     &ctx.service,
+                    &ctx.node,
                     backend::stomp_broker::Endpoint {
                         tls,
                         ..endpoint.clone()
@@ -146,6 +147,7 @@ impl BridgeFactory for StompFactory {
             BackendUri::RabbitMq(uri) => Arc::new(
                 backend::rabbitmq::RabbitMqBackend::new(
                     &ctx.service,
+                    &ctx.node,
                     uri.clone(),
                     tls,
                     &settings,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use protocol_stomp::Frame;
 
+use crate::backend::names::BrokerNames;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::destination::Destination;
 use crate::message::SharedMessage;
@@ -93,7 +94,7 @@ pub(crate) struct Core {
     /// Each session logs in with its client's login and passcode.
     pass_through: bool,
     /// Names this gateway's temp queues apart from other gateways' on the same broker.
-    instance: String,
+    names: BrokerNames,
 }
 
 impl Core {
@@ -118,7 +119,7 @@ impl Core {
     }
 
     fn temp_queue(&self, session: u64, name: &str) -> String {
-        format!("gateway-tmp.{}.{session}.{name}", self.instance)
+        self.names.temp_queue("gateway-tmp", session, name)
     }
 }
 
@@ -134,6 +135,7 @@ impl StompBrokerBackend {
     /// an unreachable broker makes the service not ready, it does not stop the gateway).
     pub fn new(
         service: &str,
+        node: &str,
         endpoint: Endpoint,
         settings: &StompSettings,
         stomp: Arc<crate::metrics::StompMetrics>,
@@ -158,7 +160,7 @@ impl StompBrokerBackend {
                 metrics,
                 shared,
                 pass_through,
-                instance: crate::backend::instance_id(),
+                names: BrokerNames::new(node),
             }),
             reachable,
             stop,
