@@ -9,6 +9,7 @@ Without ActiveMQ installed the tests are skipped, unless CI is set: then they fa
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -43,6 +44,28 @@ def _free(port: int) -> bool:
     return True
 
 
+def _claim_ports(n: int):
+    """`n` ports of PORTS, each held by a lock file (a broker is stopped and started again
+    on its port mid-module: another run of these tests must not take it meanwhile)."""
+    claimed = []
+    for port in PORTS:
+        lock = open(f"/tmp/gateway-e2e-activemq-{port}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if not _free(port):
+            lock.close()
+            continue
+        claimed.append((port, lock))
+        if len(claimed) == n:
+            return claimed
+    for _, lock in claimed:
+        lock.close()
+    raise RuntimeError(f"no {n} free ports in {PORTS.start}..{PORTS.stop - 1}")
+
+
 class Broker:
     def __init__(self, d: Path, port: int):
         self.dir, self.port = d, port
@@ -73,9 +96,8 @@ def brokers(tmp_path_factory):
         if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
             pytest.fail(f"{why}; CI is set, so the ActiveMQ tests must run", pytrace=False)
         pytest.skip(f"{why}; set CI=true to make this a failure")
-    ports = [p for p in PORTS if _free(p)][:2]
-    assert len(ports) == 2, f"no two free ports in {PORTS}"
-    pair = [Broker(tmp_path_factory.mktemp(f"activemq{i}"), p) for i, p in enumerate(ports)]
+    claimed = _claim_ports(2)
+    pair = [Broker(tmp_path_factory.mktemp(f"activemq{i}"), p) for i, (p, _) in enumerate(claimed)]
     # Both JVMs boot at once: half the wait.
     errors = []
 
@@ -97,6 +119,8 @@ def brokers(tmp_path_factory):
     finally:
         for b in pair:
             b.script("stop")
+        for _, lock in claimed:
+            lock.close()
 
 
 def wait_ready(gw, status: int = 200, timeout: float = 10.0) -> None:

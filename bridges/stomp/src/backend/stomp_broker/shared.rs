@@ -26,6 +26,8 @@ use crate::inbox::SubKey;
 /// Frames the shared connection may hold for the socket (SUBSCRIBE/UNSUBSCRIBE only: a
 /// resubscription after a reconnect needs one per topic).
 const QUEUE: usize = 8192;
+/// A shared connection lost sooner than this after it opened does not reset the backoff.
+const SHORT_LIVED: Duration = Duration::from_secs(5);
 
 pub struct SharedConn {
     /// Which broker of the failover list the connection is on (shared with the sessions).
@@ -365,7 +367,7 @@ async fn supervise(shared: Arc<SharedConn>) {
         }
         last_on = Some(i);
         failures = 0;
-        backoff = brokers.initial_delay;
+        let opened = std::time::Instant::now();
         let generation = conn.generation();
         let closed = conn.closed();
         for (dest, receipt) in shared.install(conn.clone()) {
@@ -384,13 +386,25 @@ async fn supervise(shared: Arc<SharedConn>) {
         drop(conn);
         shared.metrics.reconnects.increment(1);
         shared.lost(generation, why.message.clone());
+        // A connection that broke soon after it opened (a broker that accepts and drops)
+        // keeps the backoff growing and waits it out, so such brokers are not retried in
+        // a hot loop; one that lived earns a fresh start.
+        let short_lived = opened.elapsed() < SHORT_LIVED;
+        backoff = if short_lived {
+            (backoff * 2).min(brokers.max_delay)
+        } else {
+            brokers.initial_delay
+        };
         if members > 1 {
-            // The next broker of the list, at once.
             tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; trying the next broker of the failover list");
             lost = Some(i);
-            continue;
+            if !short_lived {
+                // The next broker of the list, at once.
+                continue;
+            }
+        } else {
+            tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; reconnecting");
         }
-        tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; reconnecting");
         let jitter = Duration::from_millis(u64::from(std::process::id() % 97));
         tokio::select! {
             _ = stop.cancelled() => return,
