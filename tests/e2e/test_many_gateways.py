@@ -1,10 +1,11 @@
 """Several gateways on one RabbitMQ, each with its own `server.node`: what a client of one
 publishes reaches the clients of the others (topics, queues, temp-queue replies, with
-stomp.py over WebSocket); each gateway keeps one broker queue per topic pattern, named
-after it, and its pool's connections, however many clients it has; each says which node
-it is in `/metrics`, the admin API and its log.
+stomp.py over WebSocket), and replies cross with RabbitMQ's own STOMP plugin too; each
+gateway keeps one broker queue per topic pattern, named after it, and its pool's
+connections, however many clients it has; each says which node it is in `/metrics`, the
+admin API and its log.
 
-One private RabbitMQ node for the module (rabbit_util.private_rabbit).
+One private RabbitMQ node for the module (rabbit_util.private_rabbit), with its STOMP plugin.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ _ids = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory):
-    yield from private_rabbit(tmp_path_factory)
+    # With RabbitMQ's own STOMP plugin beside the gateways, as a mixed deployment has it.
+    def configure(d, port):
+        configure.stomp = port + 300  # next to the claimed AMQP port, as test_backend_tls
+        return {"RABBITMQ_PLUGINS": "rabbitmq_stomp", "RABBITMQ_STOMP_PORT": str(configure.stomp)}
+
+    for r in private_rabbit(tmp_path_factory, configure):
+        r.stomp_port = configure.stomp
+        yield r
 
 
 @pytest.fixture
@@ -131,6 +139,43 @@ def test_topics_queues_and_replies_cross_gateways(gateways, client):
     # B can answer too: the address works from any gateway on the broker.
     send(cb, lb, reply_to, "pong-b")
     assert la.message(5).body == "pong-b"
+
+
+def test_gateway_and_rabbitmq_stomp_plugin_clients_answer_each_other(rabbit, gateways, client):
+    """Replies cross between the gateways and RabbitMQ's STOMP plugin: each side's
+    rewritten reply-to is an address the other can SEND to."""
+    a, b, _ = gateways
+    tag = uuid.uuid4().hex[:8]
+    plugin = stomp.Connection12([("127.0.0.1", rabbit.stomp_port)], vhost="/", reconnect_attempts_max=1,
+                                timeout=5)
+    lp = Listener()
+    plugin.set_listener("t", lp)
+    plugin.connect("guest", "guest", wait=True)
+    try:
+        # The plugin's client asks; a client of gw-b answers at the plugin's reply queue
+        # (RabbitMQ's amq.gen-... name, which the gateway shows as /amq/queue/NAME).
+        (responder, lr) = client(b)
+        subscribe(responder, lr, f"/queue/ask-gw.{tag}", "rpc")
+        plugin.send(f"/queue/ask-gw.{tag}", "ping", headers={"reply-to": "/temp-queue/plugin"})
+        req = lr.message(5)
+        assert req.headers["reply-to"].startswith("/amq/queue/amq.gen-"), req.headers
+        send(responder, lr, req.headers["reply-to"], "pong from gw-b")
+        rep = lp.message(5)
+        assert rep.body == "pong from gw-b" and rep.headers["subscription"] == "/temp-queue/plugin", rep.headers
+        # A client of gw-a asks; the plugin shows its client the gateway's temp queue as
+        # /reply-queue/stomp-gw.gw-a... (its own form for a bare queue name), and the
+        # answer sent there reaches gw-a's client.
+        plugin.subscribe(f"/queue/ask-plugin.{tag}", id="p-rpc", ack="auto", headers={"receipt": "p-sub"})
+        assert lp.receipts.get(timeout=5) == "p-sub"
+        (asker, la) = client(a)
+        send(asker, la, f"/queue/ask-plugin.{tag}", "ping", **{"reply-to": "/temp-queue/gw"})
+        req = lp.message(5)
+        assert req.headers["reply-to"].startswith("/reply-queue/stomp-gw.gw-a."), req.headers
+        plugin.send(req.headers["reply-to"], "pong from the plugin")
+        rep = la.message(5)
+        assert rep.body == "pong from the plugin" and rep.headers["subscription"] == "/temp-queue/gw"
+    finally:
+        plugin.disconnect()
 
 
 # --- many subscribers ------------------------------------------------------------------
