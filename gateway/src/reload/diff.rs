@@ -127,6 +127,10 @@ mod tests {
     #[test]
     fn restart_only_keys_are_recognised_and_kept() {
         assert!(needs_restart("server.listen"));
+        assert!(
+            needs_restart("server.node"),
+            "queue and session names carry it"
+        );
         assert!(needs_restart("admin.listen"));
         assert!(needs_restart("admin.token"));
         assert!(needs_restart("http_fallback.enabled"));
