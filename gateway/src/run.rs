@@ -32,6 +32,7 @@ pub(crate) fn prepare(
     credentials: &Arc<CurrentAuth>,
 ) -> Result<Prepared, StartupError> {
     let mut config = config::load(path)?;
+    config::resolve_node(&mut config)?;
     config.limits.validate()?;
     config.http_fallback.validate(&config.limits)?;
     let admin_token = config.admin.resolve_token()?;
@@ -40,7 +41,12 @@ pub(crate) fn prepare(
         config.services = config::default_services(&factories);
     }
     let auth = Arc::new(Authenticator::from_config(&config.auth)?);
-    let services = ServiceTable::build(&config.services, &factories, credentials.check())?;
+    let services = ServiceTable::build(
+        &config.services,
+        &factories,
+        credentials.check(),
+        config.node(),
+    )?;
     let tls = config
         .server
         .tls
@@ -98,6 +104,12 @@ pub async fn run(path: Option<&Path>, log: LogControl) -> Result<(), StartupErro
         admin_token,
         tls,
     } = prepare(path, &credentials)?;
+    tracing::info!(
+        "gateway {} starting as node {}",
+        env!("CARGO_PKG_VERSION"),
+        config.node()
+    );
+    crate::admin::set_info(config.node());
     raise_fd_limit(config.limits.max_connections);
     crate::background::start(&services);
 
@@ -216,13 +228,10 @@ fn fallback(config: &GatewayConfig) -> Option<Arc<crate::fallback::Fallback>> {
         return None;
     }
     let limits = &config.limits;
-    tracing::info!(
-        "HTTP fallback on every service path P (P/sessions), node {}",
-        fb.node
-    );
+    tracing::info!("HTTP fallback on every service path P (P/sessions)");
     Some(crate::fallback::Fallback::new(
         crate::fallback::RouteSettings {
-            node: fb.node.clone(),
+            node: config.node().to_string(),
             grace: fb.grace,
             keepalive: fb.keepalive,
             stream_bytes: fb.stream_bytes,

@@ -107,6 +107,7 @@ impl ServiceTable {
         configs: &[ServiceConfig],
         factories: &[Box<dyn BridgeFactory>],
         credentials: Arc<dyn CredentialCheck>,
+        node: &str,
     ) -> Result<ServiceTable, ServiceError> {
         let mut by_path: HashMap<String, Vec<Arc<Service>>> = HashMap::new();
         let mut all = Vec::new();
@@ -139,6 +140,7 @@ impl ServiceTable {
             let ctx = BuildContext {
                 service: cfg.name.as_str().into(),
                 credentials: credentials.clone(),
+                node: node.into(),
             };
             let bridge = factory.build(ctx, cfg.settings.clone()).map_err(|e| {
                 let at = if e.path.is_empty() {
@@ -267,7 +269,7 @@ mod tests {
             Box::new(Fake("stomp", &["v12.stomp", "v11.stomp", "stomp"])),
             Box::new(Fake("xmpp", &["xmpp"])),
         ];
-        ServiceTable::build(configs, &factories, Arc::new(testkit::NoRealm))
+        ServiceTable::build(configs, &factories, Arc::new(testkit::NoRealm), "test")
     }
 
     #[test]

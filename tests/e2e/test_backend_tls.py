@@ -194,6 +194,22 @@ def test_stomp_over_tls_through_ca_file_and_a_wrong_pin(tls_rabbit, gateway_fact
     assert f"localhost:{tls_rabbit.stomps} over TLS" in msg and "pin_sha256" in msg, msg
 
 
+def test_stomp_failover_list_with_a_tls_member(tls_rabbit, gateway_factory):
+    """A failover list mixing schemes: the plain first member does not answer, so the
+    gateway goes on to the stomp+ssl:// one, with the service's TLS settings."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    backend = f"failover:(stomp://guest:guest@127.0.0.1:{dead}/%2f,{stomps(tls_rabbit)})"
+    gw = tls_gateway(gateway_factory, backend,
+                     {"pin_sha256": spki_pin(tls_rabbit.certs.server), **client_cert(tls_rabbit.certs)})
+    round_trip(gw)
+    rows = tls_rabbit.rows("list_stomp_connections", "conn_name", "ssl")
+    mine = [r for r in rows if r[0].endswith(f":{tls_rabbit.stomps}")]
+    assert mine and all(r[1] == "true" for r in mine), rows
+
+
 # --- configuration --------------------------------------------------------------------
 
 def check(tmp_path, backend: str, tls: dict) -> tuple[int, str]:

@@ -323,7 +323,7 @@ async def _offloading(rabbit, gw) -> None:
                     if r[0] == "amq.topic" and r[2] == "load.tick"]
         assert len(bindings) == 1, bindings
         queue = bindings[0][1]
-        shared = [r for r in rabbit.rows("list_queues", "name", "consumers") if r[0].startswith("amq.gen-")]
+        shared = [r for r in rabbit.rows("list_queues", "name", "consumers") if is_topic_queue(r[0])]
         assert shared == [[queue, "1"]], shared
         consumers = [r for r in rabbit.rows("list_consumers", "queue_name") if r[0] == queue]
         assert len(consumers) == 1, consumers
@@ -358,11 +358,16 @@ def test_offloading_one_upstream_for_1000_subscribers(rabbit, rgw):
     assert gw.wait_metric("gateway_stomp_upstream_subscriptions", lambda v: v == 0, timeout=15) == 0
     deadline = time.monotonic() + 10
     while True:
-        left = [r for r in rabbit.rows("list_queues", "name") if r[0].startswith("amq.gen-")]
+        left = [r for r in rabbit.rows("list_queues", "name") if is_topic_queue(r[0])]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert not left, "the shared queue outlived its last subscriber"
+
+
+def is_topic_queue(name: str) -> bool:
+    """The gateway's shared upstream topic queues: `stomp-gw.<node>.<random>.topic.<n>`."""
+    return name.startswith("stomp-gw.") and ".topic." in name
 
 
 def _broker_log(rabbit) -> str:
@@ -451,7 +456,7 @@ def test_stream_snapshot_and_resume_cost_the_broker_one_queue(rabbit, rgw):
         subs.append(c)
     # However many subscribers: the stream's one queue and no other.
     (binding,) = stream_bindings()
-    shared = [r for r in rabbit.rows("list_queues", "name", "consumers") if r[0].startswith("amq.gen-")]
+    shared = [r for r in rabbit.rows("list_queues", "name", "consumers") if is_topic_queue(r[0])]
     assert shared == [[binding[1], "1"]], shared
     last = None
     ch.basic_publish("amq.topic", "quotes.C", b"C1")

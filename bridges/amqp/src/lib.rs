@@ -31,6 +31,8 @@ use settings::{AmqpSettings, Credentials};
 const SUBPROTOCOLS: &[&str] = &["amqp"];
 
 struct AmqpBridge {
+    /// `server.node`, in the names of its broker connections.
+    node: Arc<str>,
     service: Arc<str>,
     settings: AmqpSettings,
     uri: AMQPUri,
@@ -156,12 +158,13 @@ impl BridgeFactory for AmqpFactory {
             Pool::supervised(
                 uri.clone(),
                 tls.clone(),
-                format!("gateway amqp {}", ctx.service),
+                format!("gateway amqp {} (node {})", ctx.service, ctx.node),
                 settings.pool_size,
                 metrics.pool.clone(),
             )
         });
         Ok(Arc::new(AmqpBridge {
+            node: ctx.node,
             service: ctx.service,
             settings,
             uri,

@@ -37,6 +37,9 @@ pub struct BuildContext {
     pub service: Arc<str>,
     /// The gateway's realm, for protocol-level logins.
     pub credentials: Arc<dyn CredentialCheck>,
+    /// This gateway's node name (`server.node`), for naming what the bridge creates on a
+    /// broker that other gateways share (queues, connections), so none collide.
+    pub node: Arc<str>,
 }
 
 /// A service a bridge kind offers in the built-in default configuration.

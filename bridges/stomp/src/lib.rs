@@ -131,12 +131,17 @@ impl BridgeFactory for StompFactory {
                 embedded = Some(broker.clone());
                 broker
             }
-            BackendUri::StompBroker(endpoint) => Arc::new(
+            BackendUri::StompBroker(brokers) => Arc::new(
                 backend::stomp_broker::StompBrokerBackend::new(
                     &ctx.service,
-                    backend::stomp_broker::Endpoint {
-                        tls,
-                        ..endpoint.clone()
+                    &ctx.node,
+                    {
+                        // Each TLS member of a failover list gets the service's TLS client.
+                        let mut brokers = brokers.clone();
+                        for m in &mut brokers.members {
+                            m.tls = if m.secure { tls.clone() } else { None };
+                        }
+                        brokers
                     },
                     &settings,
                     metrics.clone(),
@@ -146,6 +151,7 @@ impl BridgeFactory for StompFactory {
             BackendUri::RabbitMq(uri) => Arc::new(
                 backend::rabbitmq::RabbitMqBackend::new(
                     &ctx.service,
+                    &ctx.node,
                     uri.clone(),
                     tls,
                     &settings,

@@ -173,6 +173,10 @@ pub(crate) fn describe_backend() {
         "Backend connections re-established after a loss"
     );
     describe_counter!(
+        "gateway_stomp_backend_failovers_total",
+        "Times the STOMP-broker backend's shared connection moved to another broker of its failover list"
+    );
+    describe_counter!(
         "gateway_stomp_backend_messages_total",
         "Messages between the gateway and the broker, by direction (in: delivered to the gateway)"
     );

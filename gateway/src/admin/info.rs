@@ -8,6 +8,8 @@ use crate::response::Body;
 
 #[derive(Serialize)]
 struct Info {
+    /// `server.node`: which of the gateways sharing a broker this is.
+    node: String,
     version: &'static str,
     started_at: String,
     uptime_seconds: f64,
@@ -23,6 +25,7 @@ pub fn show(api: &AdminApi) -> Response<Body> {
     reply::json(
         StatusCode::OK,
         &Info {
+            node: api.state.live().config.node().to_string(),
             version: env!("CARGO_PKG_VERSION"),
             started_at: humantime::format_rfc3339_millis(api.started_at).to_string(),
             uptime_seconds: (api.started.elapsed().as_millis() as f64) / 1000.0,

@@ -27,8 +27,23 @@ pub fn install_metrics() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
+/// `gateway_info{node,version} 1`: which gateway this is, so a dashboard can join its
+/// series to a node without every series carrying a `node` label (scrapes add `instance`).
+pub fn set_info(node: &str) {
+    metrics::gauge!(
+        "gateway_info",
+        "node" => node.to_string(),
+        "version" => env!("CARGO_PKG_VERSION"),
+    )
+    .set(1.0);
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "gateway_info",
+        "Always 1: this gateway's node name (server.node) and version"
+    );
     describe_gauge!(
         "gateway_sessions_active",
         "Live sessions by service and subprotocol"

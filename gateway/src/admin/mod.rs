@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::state::AppState;
 
 pub use auth::AdminToken;
-pub use metrics::{install_metrics, MetricsError};
+pub use metrics::{install_metrics, set_info, MetricsError};
 
 /// Everything the admin endpoints read.
 pub struct AdminApi {

@@ -20,6 +20,8 @@ use crate::sessions::LiveSession;
 #[derive(Serialize)]
 struct SessionView {
     id: u64,
+    /// The gateway serving it (`server.node`), so lists from several gateways can be merged.
+    node: String,
     service: String,
     transport: &'static str,
     subprotocol: Option<String>,
@@ -69,11 +71,12 @@ fn principal_view(p: Principal) -> PrincipalView {
     }
 }
 
-fn view(s: &LiveSession) -> SessionView {
+fn view(s: &LiveSession, node: &str) -> SessionView {
     use std::sync::atomic::Ordering::Relaxed;
     let info = &s.info;
     SessionView {
         id: info.id,
+        node: node.to_string(),
         service: info.service.to_string(),
         transport: info.transport,
         subprotocol: info.subprotocol.clone(),
@@ -132,7 +135,10 @@ pub fn list(api: &AdminApi, raw_query: Option<&str>) -> Response<Body> {
         StatusCode::OK,
         &Page {
             total,
-            sessions: page.iter().map(|s| view(s)).collect(),
+            sessions: {
+                let live = api.state.live();
+                page.iter().map(|s| view(s, live.config.node())).collect()
+            },
             next_cursor,
         },
     )
@@ -141,7 +147,7 @@ pub fn list(api: &AdminApi, raw_query: Option<&str>) -> Response<Body> {
 /// `GET /api/sessions/{id}`
 pub fn show(api: &AdminApi, raw_id: &str) -> Response<Body> {
     match find(api, raw_id) {
-        Ok(s) => reply::json(StatusCode::OK, &view(&s)),
+        Ok(s) => reply::json(StatusCode::OK, &view(&s, api.state.live().config.node())),
         Err(e) => e.into_response(),
     }
 }

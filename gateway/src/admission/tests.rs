@@ -73,8 +73,8 @@ fn state_with(services: &[ServiceConfig], limits: LimitsConfig) -> Arc<AppState>
         toml::from_str(&format!("[jwt]\nhs256_secret = \"{SECRET}\"\n")).expect("auth config");
     let auth = Arc::new(Authenticator::from_config(&auth).expect("authenticator"));
     let factories: Vec<Box<dyn BridgeFactory>> = vec![Box::new(Fake)];
-    let table =
-        ServiceTable::build(services, &factories, auth.credential_check()).expect("services");
+    let table = ServiceTable::build(services, &factories, auth.credential_check(), "test")
+        .expect("services");
     let config = GatewayConfig {
         limits,
         ..GatewayConfig::default()

@@ -11,8 +11,9 @@ use super::{bytesize, ConfigError, LimitsConfig};
 pub struct HttpFallbackConfig {
     /// Serve `P/sessions...` beside every service path P.
     pub enabled: bool,
-    /// This gateway's name, the prefix of every session id it issues (default: hostname).
-    pub node: String,
+    /// The older name of `server.node` (see `config/node.rs`); empty once resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// A session with no open event stream for this long ends.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
@@ -37,7 +38,7 @@ impl Default for HttpFallbackConfig {
     fn default() -> Self {
         HttpFallbackConfig {
             enabled: true,
-            node: default_node(),
+            node: None,
             grace: Duration::from_secs(30),
             keepalive: Duration::from_secs(15),
             stream_bytes: 1024 * 1024,
@@ -46,28 +47,6 @@ impl Default for HttpFallbackConfig {
             max_sessions: None,
         }
     }
-}
-
-/// Letters, digits, `-`, `_` and `.`: the id's node part and the `Gateway-Node` header.
-pub fn valid_node(node: &str) -> bool {
-    !node.is_empty()
-        && node.len() <= 64
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// The host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`), or `gateway` if neither
-/// gives a usable one.
-fn default_node() -> String {
-    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
-    let from_env = std::env::var("HOSTNAME").ok();
-    [from_proc, from_env]
-        .into_iter()
-        .flatten()
-        .map(|s| s.trim().to_string())
-        .find(|s| valid_node(s))
-        .unwrap_or_else(|| "gateway".into())
 }
 
 impl HttpFallbackConfig {
@@ -88,15 +67,6 @@ impl HttpFallbackConfig {
                 message,
             })
         };
-        if !valid_node(&self.node) {
-            return fail(
-                "node",
-                format!(
-                    "`{}` is not a node name (1-64 letters, digits, `-`, `_`, `.`)",
-                    self.node
-                ),
-            );
-        }
         if self.grace.is_zero() {
             return fail("grace", "must be more than 0s".into());
         }
@@ -137,7 +107,7 @@ mod tests {
     fn defaults_and_derived_limits() {
         let c = HttpFallbackConfig::default();
         let limits = LimitsConfig::default();
-        assert!(c.enabled && valid_node(&c.node));
+        assert!(c.enabled && c.node.is_none());
         assert_eq!(c.max_post_bytes(&limits), 16 * 1024 * 1024);
         let small = LimitsConfig {
             max_message_size: 1000,
@@ -153,11 +123,6 @@ mod tests {
         let limits = LimitsConfig::default();
         let err = |c: HttpFallbackConfig| c.validate(&limits).unwrap_err().to_string();
         let base = HttpFallbackConfig::default;
-        assert!(err(HttpFallbackConfig {
-            node: "a/b".into(),
-            ..base()
-        })
-        .contains("http_fallback.node"));
         assert!(err(HttpFallbackConfig {
             grace: Duration::ZERO,
             ..base()

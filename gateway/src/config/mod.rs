@@ -7,6 +7,7 @@ mod defaults;
 mod http_fallback;
 mod load;
 mod log;
+mod node;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use load::{load, ConfigError};
 #[cfg(test)]
 pub use log::LogLevel;
 pub use log::{LogConfig, LogFormat};
+pub use node::resolve as resolve_node;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +43,10 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// This gateway's name among those sharing a broker (default: the host name); see
+    /// `node.rs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// `ws://` and `http://` (or `wss://` and `https://` with `tls`) on this one address.
     pub listen: SocketAddr,
     /// Directory served at `/`; the embedded demo pages when absent.
@@ -59,6 +65,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            node: None,
             listen: ([127, 0, 0, 1], 8080).into(),
             static_dir: None,
             trusted_proxies: Vec::new(),

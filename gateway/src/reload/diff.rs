@@ -10,6 +10,7 @@ use crate::config::GatewayConfig;
 /// token, the HTTP fallback's session registry, the log's format.
 const RESTART_ONLY: &[&str] = &[
     "server.listen",
+    "server.node",
     "admin",
     "http_fallback",
     "log.format",
@@ -126,6 +127,10 @@ mod tests {
     #[test]
     fn restart_only_keys_are_recognised_and_kept() {
         assert!(needs_restart("server.listen"));
+        assert!(
+            needs_restart("server.node"),
+            "queue and session names carry it"
+        );
         assert!(needs_restart("admin.listen"));
         assert!(needs_restart("admin.token"));
         assert!(needs_restart("http_fallback.enabled"));

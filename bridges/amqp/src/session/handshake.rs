@@ -202,7 +202,10 @@ impl AmqpSession<'_> {
                 username: user.clone(),
                 password: pass,
             };
-            let name = format!("gateway amqp {} session {}", self.b.service, self.info.id);
+            let name = format!(
+                "gateway amqp {} session {} (node {})",
+                self.b.service, self.info.id, self.b.node
+            );
             match rabbitmq_pool::connect(&uri, self.b.tls.as_ref(), &name).await {
                 Ok(conn) => {
                     let pool = Pool::single(conn, uri, name, self.b.metrics.pool.clone(), |_| {});

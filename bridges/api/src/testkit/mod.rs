@@ -33,6 +33,7 @@ pub fn ctx(service: &str) -> BuildContext {
     BuildContext {
         service: service.into(),
         credentials: Arc::new(NoRealm),
+        node: "test-node".into(),
     }
 }
 

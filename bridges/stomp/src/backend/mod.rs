@@ -6,6 +6,7 @@
 pub(crate) mod embedded;
 pub mod fanout;
 pub(crate) mod handed_over;
+pub(crate) mod names;
 pub(crate) mod probe;
 pub(crate) mod rabbitmq;
 pub(crate) mod stomp_broker;
@@ -234,14 +235,4 @@ pub trait BackendSession: Send {
 
     /// The session ended: unacknowledged queue messages go back to their queues.
     async fn close(&mut self);
-}
-
-/// A name for this gateway process that differs between processes and restarts, so broker
-/// backends can give their temporary queues names no other gateway on the broker uses.
-pub fn instance_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
-        .unwrap_or(0);
-    format!("{:x}{:x}", std::process::id(), nanos)
 }

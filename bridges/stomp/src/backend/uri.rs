@@ -6,7 +6,7 @@ use lapin::uri::AMQPUri;
 use serde::Deserialize;
 
 use super::rabbitmq;
-use super::stomp_broker::{self, Endpoint};
+use super::stomp_broker::{self, Brokers};
 
 #[derive(Clone, Default, Deserialize)]
 #[serde(try_from = "String")]
@@ -17,8 +17,8 @@ pub enum BackendUri {
     /// `amqp://user:pass@host:port/vhost`, or `amqps://` for TLS.
     RabbitMq(AMQPUri),
     /// `stomp://user:pass@host:port[/vhost]` (`stomp+ssl://` or `stomps://` for TLS):
-    /// ActiveMQ, Artemis or any STOMP 1.2 broker.
-    StompBroker(Endpoint),
+    /// ActiveMQ, Artemis or any STOMP 1.2 broker; or `failover:(URI,URI,...)`, a list.
+    StompBroker(Brokers),
 }
 
 impl BackendUri {
@@ -31,7 +31,7 @@ impl BackendUri {
         match self {
             BackendUri::Embedded => false,
             BackendUri::RabbitMq(u) => u.scheme == lapin::uri::AMQPScheme::AMQPS,
-            BackendUri::StompBroker(e) => e.secure,
+            BackendUri::StompBroker(b) => b.secure(),
         }
     }
 }
@@ -43,9 +43,12 @@ impl TryFrom<String> for BackendUri {
         let scheme = raw.split_once("://").map(|(s, _)| s);
         match (raw.as_str(), scheme) {
             ("embedded", _) => Ok(BackendUri::Embedded),
+            (r, _) if r.starts_with("failover:") => {
+                stomp_broker::parse_brokers(r).map(BackendUri::StompBroker)
+            }
             (_, Some("amqp" | "amqps")) => rabbitmq::parse_uri(&raw).map(BackendUri::RabbitMq),
             (_, Some("stomp" | "stomp+ssl" | "stomps")) => {
-                stomp_broker::parse_uri(&raw).map(BackendUri::StompBroker)
+                stomp_broker::parse_brokers(&raw).map(BackendUri::StompBroker)
             }
             _ => Err(format!(
                 "unknown backend {raw:?}: use \"embedded\", \"amqp://user:pass@host:5672/vhost\" \
@@ -69,7 +72,8 @@ impl fmt::Debug for BackendUri {
                 u.authority.port,
                 u.vhost
             ),
-            BackendUri::StompBroker(e) => write!(f, "{e:?}"),
+            BackendUri::StompBroker(b) if !b.is_failover() => write!(f, "{:?}", b.members[0]),
+            BackendUri::StompBroker(b) => f.debug_list().entries(&b.members).finish(),
         }
     }
 }
@@ -92,6 +96,10 @@ mod tests {
         assert!(matches!(
             parse("stomp://u:p@127.0.0.1:61613"),
             Ok(BackendUri::StompBroker(_))
+        ));
+        assert!(matches!(
+            parse("failover:(stomp://h1:1,stomp+ssl://h2:2)"),
+            Ok(BackendUri::StompBroker(b)) if b.members.len() == 2 && b.secure()
         ));
     }
 
@@ -121,6 +129,7 @@ mod tests {
             "amqp://u:secret@h:5672/v",
             "amqps://u:secret@h:5671/v",
             "stomp://u:secret@h:61613",
+            "failover:(stomp://u:secret@h:61613,stomp+ssl://h2)",
         ] {
             let shown = format!("{:?}", parse(raw).unwrap());
             assert!(!shown.contains("secret"), "{shown}");

@@ -66,7 +66,7 @@ impl Fixture {
 
     fn table(&self, configs: &[ServiceConfig]) -> ServiceTable {
         let factories: Vec<Box<dyn BridgeFactory>> = vec![Box::new(Counting(self.starts.clone()))];
-        ServiceTable::build(configs, &factories, Arc::new(testkit::NoRealm)).expect("table")
+        ServiceTable::build(configs, &factories, Arc::new(testkit::NoRealm), "test").expect("table")
     }
 
     fn starts(&self) -> usize {

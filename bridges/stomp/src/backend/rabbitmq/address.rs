@@ -3,6 +3,7 @@
 //! first use); `/amq/queue/Q` an existing queue; `/exchange/E/K` exchange E with key K;
 //! `/temp-queue/N` an exclusive, auto-deleted queue private to one session.
 
+use crate::backend::names::BrokerNames;
 use crate::destination::Destination;
 
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
@@ -59,10 +60,19 @@ impl Binding {
     }
 }
 
-/// The broker queue behind `/temp-queue/NAME` for one session. Unique per gateway
-/// instance and session, and a valid `/amq/queue/` name so others can reply to it.
-pub fn temp_queue_name(instance: &str, session: u64, name: &str) -> String {
-    format!("stomp-gw.{instance}.{session}.{name}")
+/// What every queue the gateway names on RabbitMQ starts with.
+pub const QUEUE_PREFIX: &str = "stomp-gw";
+
+/// The broker queue behind `/temp-queue/NAME` for one session: named after the gateway
+/// (node and random part) and the session, and a valid `/amq/queue/` name so clients of
+/// any gateway on the broker (or of RabbitMQ's own STOMP plugin) can reply to it.
+pub fn temp_queue_name(names: &BrokerNames, session: u64, name: &str) -> String {
+    names.temp_queue(QUEUE_PREFIX, session, name)
+}
+
+/// The queue of shared upstream topic subscription `n` (one per pattern per gateway).
+pub fn topic_queue_name(names: &BrokerNames, n: u64) -> String {
+    names.topic_queue(QUEUE_PREFIX, n)
 }
 
 pub fn for_send(dest: &Destination, temp_queue: impl Fn(&str) -> String) -> SendTarget {
@@ -127,7 +137,7 @@ mod tests {
     }
 
     fn tmp(n: &str) -> String {
-        temp_queue_name("i1", 7, n)
+        temp_queue_name(&BrokerNames::with_random("gw-a", 1), 7, n)
     }
 
     #[test]
@@ -177,7 +187,7 @@ mod tests {
         assert_eq!(
             for_subscribe(&parse("/temp-queue/replies", true), tmp),
             SubscribeTarget::Queue {
-                name: "stomp-gw.i1.7.replies".into(),
+                name: "stomp-gw.gw-a.000000000001.7.replies".into(),
                 declare: Declare::Temporary
             }
         );
@@ -185,7 +195,9 @@ mod tests {
         let addr = format!("/amq/queue/{}", tmp("replies"));
         assert_eq!(
             Destination::parse(&addr, false),
-            Ok(Destination::AmqQueue("stomp-gw.i1.7.replies".into()))
+            Ok(Destination::AmqQueue(
+                "stomp-gw.gw-a.000000000001.7.replies".into()
+            ))
         );
     }
 

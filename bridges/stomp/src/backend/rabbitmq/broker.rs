@@ -15,6 +15,7 @@ use super::from_lapin;
 use super::metrics::Metrics;
 use super::publisher::Publisher;
 use super::topics::TopicHub;
+use crate::backend::names::BrokerNames;
 use crate::backend::BackendError;
 use rabbitmq_pool::timed;
 use rabbitmq_pool::Pool;
@@ -32,10 +33,15 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(pool: Arc<Pool>, metrics: Arc<Metrics>, ids: Arc<AtomicU64>) -> Arc<Broker> {
+    pub fn new(
+        pool: Arc<Pool>,
+        metrics: Arc<Metrics>,
+        ids: Arc<AtomicU64>,
+        names: BrokerNames,
+    ) -> Arc<Broker> {
         Arc::new(Broker {
             publisher: Publisher::new(pool.clone(), metrics.clone()),
-            topics: TopicHub::new(pool.clone(), ids.clone(), metrics.clone()),
+            topics: TopicHub::new(pool.clone(), ids.clone(), metrics.clone(), names),
             pool,
             metrics,
             ids,

@@ -26,6 +26,7 @@ use bridge_api::{Background, CancellationToken};
 use bridge_tls::TlsClient;
 use lapin::uri::{AMQPUri, AMQPUserInfo};
 
+use crate::backend::names::BrokerNames;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::settings::{Credentials, StompSettings};
 use broker::Broker;
@@ -57,8 +58,8 @@ pub struct RabbitMqBackend {
     tls: Option<TlsClient>,
     service: Arc<str>,
     settings: Arc<StompSettings>,
-    /// Distinguishes this gateway's temp queues from other gateways' on the same broker.
-    instance: Arc<str>,
+    /// Names this gateway's queues apart from other gateways' on the same broker.
+    names: BrokerNames,
     metrics: Arc<Metrics>,
     ids: Arc<AtomicU64>,
     mode: Mode,
@@ -79,6 +80,7 @@ impl RabbitMqBackend {
     /// an unreachable broker makes the service not ready, not the gateway fail).
     pub fn new(
         service: &str,
+        node: &str,
         mut uri: AMQPUri,
         tls: Option<TlsClient>,
         settings: &StompSettings,
@@ -91,16 +93,22 @@ impl RabbitMqBackend {
         }
         let metrics = Metrics::new(service, stomp);
         let ids = Arc::new(AtomicU64::new(1));
+        let names = BrokerNames::new(node);
         let mode = match settings.credentials {
             Credentials::Service => {
                 let pool = Pool::supervised(
                     uri.clone(),
                     tls.clone(),
-                    format!("gateway stomp {service}"),
+                    format!("gateway stomp {service} (node {})", names.owner()),
                     settings.pool_size,
                     metrics.pool.clone(),
                 );
-                Mode::Service(Broker::new(pool, metrics.clone(), ids.clone()))
+                Mode::Service(Broker::new(
+                    pool,
+                    metrics.clone(),
+                    ids.clone(),
+                    names.clone(),
+                ))
             }
             Credentials::PassThrough => {
                 let reachable = Arc::new(AtomicBool::new(false));
@@ -115,7 +123,7 @@ impl RabbitMqBackend {
             tls,
             service: service.into(),
             settings: Arc::new(settings.clone()),
-            instance: crate::backend::instance_id().into(),
+            names,
             metrics,
             ids,
             mode,
@@ -133,7 +141,7 @@ impl RabbitMqBackend {
             broker,
             own_broker,
             settings: self.settings.clone(),
-            instance: self.instance.clone(),
+            names: self.names.clone(),
             session: req.session_id,
             inbox: req.inbox.clone(),
             health,
@@ -157,7 +165,12 @@ impl RabbitMqBackend {
             username: user.clone(),
             password: pass.clone(),
         };
-        let name = format!("gateway stomp {} session {}", self.service, req.session_id);
+        let name = format!(
+            "gateway stomp {} session {} (node {})",
+            self.service,
+            req.session_id,
+            self.names.owner()
+        );
         let conn = match rabbitmq_pool::connect(&uri, self.tls.as_ref(), &name).await {
             Ok(c) => c,
             Err(e) if rabbitmq_pool::is_refusal(&e) => {
@@ -184,7 +197,12 @@ impl RabbitMqBackend {
         if let Mode::PassThrough { reachable, .. } = &self.mode {
             reachable.store(true, Ordering::Relaxed);
         }
-        let broker = Broker::new(pool, self.metrics.clone(), self.ids.clone());
+        let broker = Broker::new(
+            pool,
+            self.metrics.clone(),
+            self.ids.clone(),
+            self.names.clone(),
+        );
         Ok(broker)
     }
 }

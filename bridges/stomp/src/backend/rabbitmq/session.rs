@@ -14,6 +14,7 @@ use super::consumer::{self, QueueConsumer, Spec};
 use super::health::Health;
 use super::mapping;
 use super::publisher::Publish;
+use crate::backend::names::BrokerNames;
 use crate::backend::{AckMode, BackendError, BackendSession, Subscription};
 use crate::destination::Destination;
 use crate::inbox::{AckToken, Inbox, SubKey};
@@ -24,7 +25,7 @@ pub struct RabbitMqSession {
     /// Pass-through: the broker (and its connection) belongs to this session alone.
     pub(super) own_broker: bool,
     pub(super) settings: Arc<StompSettings>,
-    pub(super) instance: Arc<str>,
+    pub(super) names: BrokerNames,
     pub(super) session: u64,
     pub(super) inbox: Arc<Inbox>,
     pub(super) health: Arc<Health>,
@@ -34,7 +35,7 @@ pub struct RabbitMqSession {
 
 impl RabbitMqSession {
     fn temp_queue(&self, name: &str) -> String {
-        address::temp_queue_name(&self.instance, self.session, name)
+        address::temp_queue_name(&self.names, self.session, name)
     }
 
     /// The prefetch for a queue subscription: the client's `prefetch-count`, else the

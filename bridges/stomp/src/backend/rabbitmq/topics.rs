@@ -21,11 +21,12 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Consumer;
 
-use super::address::Binding;
+use super::address::{self, Binding};
 use super::from_lapin;
 use super::mapping;
 use super::metrics::Metrics;
 use crate::backend::fanout::{FanOut, LocalSub};
+use crate::backend::names::BrokerNames;
 use crate::backend::upstream::{settled, Upstream};
 use crate::backend::BackendError;
 use crate::inbox::SubKey;
@@ -53,15 +54,23 @@ pub struct TopicHub {
     upstreams: Mutex<HashMap<Binding, Arc<SharedQueue>>>,
     ids: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
+    /// Upstream queues are named after this gateway (`stomp-gw.<node>.<random>.topic.N`).
+    names: BrokerNames,
 }
 
 impl TopicHub {
-    pub fn new(pool: Arc<Pool>, ids: Arc<AtomicU64>, metrics: Arc<Metrics>) -> Arc<TopicHub> {
+    pub fn new(
+        pool: Arc<Pool>,
+        ids: Arc<AtomicU64>,
+        metrics: Arc<Metrics>,
+        names: BrokerNames,
+    ) -> Arc<TopicHub> {
         Arc::new(TopicHub {
             pool,
             upstreams: Mutex::new(HashMap::new()),
             ids,
             metrics,
+            names,
         })
     }
 
@@ -136,9 +145,14 @@ impl TopicHub {
         // messages there, as its own subscribers' queues do by default.
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongInt(MAX_LENGTH));
+        // Named after the gateway, with a fresh number per declaration (a redeclaration
+        // after an outage never meets a queue the old connection may still hold).
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        let name = ShortString::try_new(address::topic_queue_name(&self.names, n))
+            .map_err(|_| BackendError::refused("queue name longer than 255 bytes"))?;
         let queue = chan
             .queue_declare(
-                ShortString::default(),
+                name,
                 QueueDeclareOptions {
                     exclusive: true,
                     auto_delete: true,

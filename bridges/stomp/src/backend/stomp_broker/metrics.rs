@@ -16,6 +16,8 @@ pub struct Metrics {
     /// Open broker connections: the shared one and one per session that needed its own.
     pub connections: Gauge,
     pub reconnects: Counter,
+    /// The shared connection moved to another broker of the failover list.
+    pub failovers: Counter,
     /// Messages the broker delivered to the gateway / the gateway sent to it (receipted).
     pub messages_in: Counter,
     pub messages_out: Counter,
@@ -37,6 +39,9 @@ impl Metrics {
             connections: metrics::gauge!("gateway_stomp_backend_connections", "service" => s.clone()),
             reconnects: metrics::counter!(
                 "gateway_stomp_backend_reconnects_total", "service" => s.clone()
+            ),
+            failovers: metrics::counter!(
+                "gateway_stomp_backend_failovers_total", "service" => s.clone()
             ),
             messages_in: metrics::counter!(
                 "gateway_stomp_backend_messages_total", "service" => s.clone(), "direction" => "in"

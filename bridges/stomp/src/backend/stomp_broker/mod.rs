@@ -12,6 +12,7 @@
 //! becomes an ordinary queue private to the session.
 
 mod conn;
+mod failover;
 mod metrics;
 mod session;
 mod shared;
@@ -23,17 +24,17 @@ use std::sync::Arc;
 use bridge_api::{Background, CancellationToken};
 use protocol_stomp::Frame;
 
+use crate::backend::names::BrokerNames;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
 use crate::destination::Destination;
 use crate::message::SharedMessage;
 use crate::settings::{Credentials, StompSettings};
+use failover::Rotation;
+pub(crate) use failover::{parse_brokers, Brokers};
 use metrics::Metrics;
 use rabbitmq_pool::probe;
 use session::StompBrokerSession;
 use shared::SharedConn;
-pub(crate) use uri::Endpoint;
-
-pub use uri::parse_uri;
 
 /// What the broker is, as far as destination names go (from CONNECTED's `server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,8 @@ fn message_from(frame: &Frame, fallback_destination: &str) -> Arc<SharedMessage>
 
 /// What every session of the service shares.
 pub(crate) struct Core {
-    endpoint: Endpoint,
+    /// The broker (of the failover list) the service uses now.
+    rotation: Arc<Rotation>,
     settings: Arc<StompSettings>,
     metrics: Arc<Metrics>,
     /// Service credentials only: the shared connection for topic fan-out.
@@ -93,7 +95,7 @@ pub(crate) struct Core {
     /// Each session logs in with its client's login and passcode.
     pass_through: bool,
     /// Names this gateway's temp queues apart from other gateways' on the same broker.
-    instance: String,
+    names: BrokerNames,
 }
 
 impl Core {
@@ -118,14 +120,15 @@ impl Core {
     }
 
     fn temp_queue(&self, session: u64, name: &str) -> String {
-        format!("gateway-tmp.{}.{session}.{name}", self.instance)
+        self.names.temp_queue("gateway-tmp", session, name)
     }
 }
 
 pub struct StompBrokerBackend {
     core: Arc<Core>,
-    /// Pass-through: whether the broker's port answered lately.
-    reachable: Arc<AtomicBool>,
+    /// Pass-through: whether each broker's port answered lately (ready while any does:
+    /// sessions try them in turn).
+    reachable: Vec<Arc<AtomicBool>>,
     stop: CancellationToken,
 }
 
@@ -134,31 +137,37 @@ impl StompBrokerBackend {
     /// an unreachable broker makes the service not ready, it does not stop the gateway).
     pub fn new(
         service: &str,
-        endpoint: Endpoint,
+        node: &str,
+        brokers: Brokers,
         settings: &StompSettings,
         stomp: Arc<crate::metrics::StompMetrics>,
     ) -> Result<StompBrokerBackend, String> {
         let metrics = Metrics::new(service, stomp);
         let pass_through = settings.credentials == Credentials::PassThrough;
         let stop = CancellationToken::new();
-        let reachable = Arc::new(AtomicBool::new(false));
+        let reachable = brokers
+            .members
+            .iter()
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
+        let rotation = Arc::new(Rotation::new(brokers));
         let shared = if pass_through {
             None
         } else {
             Some(SharedConn::new(
-                endpoint.clone(),
+                rotation.clone(),
                 settings.max_frame_size,
                 metrics.clone(),
             ))
         };
         Ok(StompBrokerBackend {
             core: Arc::new(Core {
-                endpoint,
+                rotation,
                 settings: Arc::new(settings.clone()),
                 metrics,
                 shared,
                 pass_through,
-                instance: crate::backend::instance_id(),
+                names: BrokerNames::new(node),
             }),
             reachable,
             stop,
@@ -171,7 +180,7 @@ impl Backend for StompBrokerBackend {
     fn is_ready(&self) -> bool {
         match &self.core.shared {
             Some(shared) => shared.is_up(),
-            None => self.reachable.load(Ordering::Relaxed),
+            None => self.reachable.iter().any(|r| r.load(Ordering::Relaxed)),
         }
     }
 
@@ -181,12 +190,15 @@ impl Backend for StompBrokerBackend {
             None => {
                 let stop = self.stop.clone();
                 let shutdown = bg.shutdown().clone();
-                bg.spawn(probe(
-                    "STOMP broker",
-                    self.core.endpoint.addr(),
-                    self.reachable.clone(),
-                    stop.clone(),
-                ));
+                let members = &self.core.rotation.brokers().members;
+                for (member, flag) in members.iter().zip(&self.reachable) {
+                    bg.spawn(probe(
+                        "STOMP broker",
+                        member.addr(),
+                        flag.clone(),
+                        stop.clone(),
+                    ));
+                }
                 bg.spawn(async move {
                     shutdown.cancelled().await;
                     stop.cancel();
@@ -216,10 +228,15 @@ impl Backend for StompBrokerBackend {
             StompBrokerSession::new(self.core.clone(), req.session_id, req.inbox, req.login);
         // Log in now, so a bad login is refused at CONNECT with the broker's words.
         match session.conn().await {
-            Ok(_) => self.reachable.store(true, Ordering::Relaxed),
+            Ok(_) => {
+                self.reachable[self.core.rotation.current_index()].store(true, Ordering::Relaxed)
+            }
             Err(e) => {
+                // Every broker of the list was tried.
                 if e.kind == crate::backend::BackendErrorKind::Unavailable {
-                    self.reachable.store(false, Ordering::Relaxed);
+                    for r in &self.reachable {
+                        r.store(false, Ordering::Relaxed);
+                    }
                 }
                 return Err(e);
             }

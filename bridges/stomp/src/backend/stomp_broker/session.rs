@@ -230,9 +230,20 @@ impl Handler for Own {
             st.live.last().copied()
         };
         // The session ends with an ERROR naming the reason (as for RabbitMQ's outages).
+        // Its queue subscriptions and unacknowledged messages were the lost broker's: with
+        // a failover list the client is told that the broker changes under them.
         if target.is_some() {
             tracing::info!("STOMP session lost its broker connection: {reason}");
-            self.inbox.fail(reason.message.clone());
+            let message = if self.core.rotation.brokers().is_failover() {
+                format!(
+                    "{}; the gateway fails over to the next broker of its list, where this \
+                     session's queue subscriptions do not exist: connect and subscribe again",
+                    reason.message
+                )
+            } else {
+                reason.message.clone()
+            };
+            self.inbox.fail(message);
         }
     }
 }
@@ -278,19 +289,42 @@ impl StompBrokerSession {
         let login = if self.core.pass_through {
             self.login.as_ref()
         } else {
-            self.core.endpoint.login.as_ref()
+            self.core.rotation.current().login.as_ref()
         };
-        let conn = Conn::connect(
-            &self.core.endpoint,
-            login,
-            self.own.clone(),
-            Options {
-                max_frame_size: self.core.settings.max_frame_size,
-                queue: QUEUE,
-                gauge: self.core.metrics.connections.clone(),
-            },
-        )
-        .await?;
+        let opts = || Options {
+            max_frame_size: self.core.settings.max_frame_size,
+            queue: QUEUE,
+            gauge: self.core.metrics.connections.clone(),
+        };
+        let rotation = &self.core.rotation;
+        let conn = if self.core.shared.is_some() {
+            // Where the shared connection is, so the session's SENDs reach the same
+            // broker as the service's topic subscriptions.
+            Conn::connect(rotation.current(), login, self.own.clone(), opts()).await?
+        } else {
+            // Pass-through: the first broker of the list that answers, from the one in use.
+            let mut last = None;
+            let mut found = None;
+            for i in rotation.round(None, u64::from(self.session as u32)) {
+                let member = &rotation.brokers().members[i];
+                match Conn::connect(member, login, self.own.clone(), opts()).await {
+                    Ok(c) => {
+                        rotation.settle(i);
+                        found = Some(c);
+                        break;
+                    }
+                    // A refused login is the client's answer, whichever broker gave it.
+                    Err(e) if e.kind != crate::backend::BackendErrorKind::Unavailable => {
+                        return Err(e)
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            match found {
+                Some(c) => c,
+                None => return Err(last.expect("a list has at least one broker")),
+            }
+        };
         self.own.lock().version = Some(conn.version());
         self.conn = Some(conn.clone());
         Ok(conn)

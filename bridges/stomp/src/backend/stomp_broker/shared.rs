@@ -15,8 +15,8 @@ use bridge_api::{Background, CancellationToken};
 use protocol_stomp::{Command, Frame};
 
 use super::conn::{Conn, Handler, Options, Receipt};
+use super::failover::Rotation;
 use super::metrics::Metrics;
-use super::uri::Endpoint;
 use super::{message_from, Flavor};
 use crate::backend::fanout::{FanOut, LocalSub};
 use crate::backend::upstream::{settled, Upstream};
@@ -26,11 +26,12 @@ use crate::inbox::SubKey;
 /// Frames the shared connection may hold for the socket (SUBSCRIBE/UNSUBSCRIBE only: a
 /// resubscription after a reconnect needs one per topic).
 const QUEUE: usize = 8192;
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A shared connection lost sooner than this after it opened does not reset the backoff.
+const SHORT_LIVED: Duration = Duration::from_secs(5);
 
 pub struct SharedConn {
-    endpoint: Endpoint,
+    /// Which broker of the failover list the connection is on (shared with the sessions).
+    rotation: Arc<Rotation>,
     max_frame_size: usize,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
@@ -70,9 +71,9 @@ fn unsubscribe_frame(id: &str) -> Frame {
 
 impl SharedConn {
     /// Not connected before [`start`](Self::start).
-    pub fn new(endpoint: Endpoint, max_frame_size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(rotation: Arc<Rotation>, max_frame_size: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(SharedConn {
-            endpoint,
+            rotation,
             max_frame_size,
             metrics,
             state: Mutex::new(State {
@@ -284,75 +285,139 @@ impl Handler for Fanout {
     }
 }
 
-/// Connect, resubscribe, wait for the end, back off, again; until stopped.
+/// Connect to the first broker of the list that answers, resubscribe, wait for the end;
+/// on a loss try the next broker at once, and back off only after a whole round failed;
+/// until stopped.
 async fn supervise(shared: Arc<SharedConn>) {
     let stop = shared.stop.clone();
-    let addr = shared.endpoint.addr();
-    let mut backoff = BACKOFF_MIN;
+    let rotation = shared.rotation.clone();
+    let brokers = rotation.brokers();
+    let members = brokers.members.len();
+    let mut backoff = brokers.initial_delay;
     let mut failures = 0u32;
+    let mut lost: Option<usize> = None;
+    // The broker the last connection was on, to tell a failover from a reconnection.
+    let mut last_on: Option<usize> = None;
     let handler: Arc<dyn Handler> = Arc::new(Fanout(Arc::downgrade(&shared)));
     loop {
-        let attempt = Conn::connect(
-            &shared.endpoint,
-            shared.endpoint.login.as_ref(),
-            handler.clone(),
-            Options {
-                max_frame_size: shared.max_frame_size,
-                queue: QUEUE,
-                gauge: shared.metrics.connections.clone(),
-            },
-        );
-        let result = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = attempt => r,
-        };
-        match result {
-            Ok(conn) => {
-                if failures > 0 {
-                    tracing::info!(broker = %addr, "reconnected to the STOMP broker after {failures} failed attempts");
-                } else {
-                    tracing::info!(broker = %addr, server = conn.server(), "connected to the STOMP broker");
+        let mut connected = None;
+        let mut last_error = None;
+        for i in rotation.round(lost.take(), seed(failures)) {
+            let member = &brokers.members[i];
+            let attempt = Conn::connect(
+                member,
+                member.login.as_ref(),
+                handler.clone(),
+                Options {
+                    max_frame_size: shared.max_frame_size,
+                    queue: QUEUE,
+                    gauge: shared.metrics.connections.clone(),
+                },
+            );
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = attempt => r,
+            };
+            match result {
+                Ok(conn) => {
+                    connected = Some((i, conn));
+                    break;
                 }
-                failures = 0;
-                backoff = BACKOFF_MIN;
-                let generation = conn.generation();
-                let closed = conn.closed();
-                for (dest, receipt) in shared.install(conn.clone()) {
-                    if let Err(e) = receipt.wait().await {
-                        tracing::warn!(broker = %addr, "resubscribing to {dest} failed: {e}");
+                Err(e) => {
+                    if members > 1 {
+                        tracing::debug!(broker = %member.addr(), "STOMP broker {} of {members} did not answer: {e}", i + 1);
                     }
+                    last_error = Some(e);
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => {
-                        conn.close();
-                        return;
-                    }
-                    _ = closed => {}
-                }
-                let why = conn.failure();
-                drop(conn);
-                tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; reconnecting");
-                shared.metrics.reconnects.increment(1);
-                shared.lost(generation, why.message);
-            }
-            Err(e) => {
-                if failures == 0 {
-                    tracing::warn!(broker = %addr, "cannot connect to the STOMP broker: {e}; retrying with backoff");
-                } else {
-                    tracing::debug!(broker = %addr, "STOMP broker still unreachable: {e}");
-                }
-                failures = failures.saturating_add(1);
-                shared.lost(0, e.message);
             }
         }
-        // Jitter, so many gateways do not reconnect in step.
-        let jitter = Duration::from_millis(
-            u64::from(std::process::id() % 97) + u64::from(failures % 7) * 13,
-        );
+        let Some((i, conn)) = connected else {
+            let e = last_error.expect("a list has at least one broker");
+            if failures == 0 {
+                tracing::warn!(broker = %rotation.current().addr(), "cannot connect to the STOMP broker{}: {e}; retrying with backoff", if members > 1 { "s of the failover list" } else { "" });
+            } else {
+                tracing::debug!("STOMP broker still unreachable: {e}");
+            }
+            failures = failures.saturating_add(1);
+            shared.lost(0, e.message);
+            // Jitter, so many gateways do not reconnect in step.
+            let jitter = Duration::from_millis(
+                u64::from(std::process::id() % 97) + u64::from(failures % 7) * 13,
+            );
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff + jitter) => {}
+            }
+            backoff = (backoff * 2).min(brokers.max_delay);
+            continue;
+        };
+        rotation.settle(i);
+        let addr = brokers.members[i].addr();
+        match last_on {
+            Some(prev) if prev != i => {
+                shared.metrics.failovers.increment(1);
+                tracing::warn!(broker = %addr, server = conn.server(), "failed over to STOMP broker {} of {members} (from {}); subscribing again to every topic", i + 1, brokers.members[prev].addr());
+            }
+            _ if failures > 0 => {
+                tracing::info!(broker = %addr, "reconnected to the STOMP broker after {failures} failed attempts");
+            }
+            _ => {
+                tracing::info!(broker = %addr, server = conn.server(), "connected to the STOMP broker")
+            }
+        }
+        last_on = Some(i);
+        failures = 0;
+        let opened = std::time::Instant::now();
+        let generation = conn.generation();
+        let closed = conn.closed();
+        for (dest, receipt) in shared.install(conn.clone()) {
+            if let Err(e) = receipt.wait().await {
+                tracing::warn!(broker = %addr, "resubscribing to {dest} failed: {e}");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => {
+                conn.close();
+                return;
+            }
+            _ = closed => {}
+        }
+        let why = conn.failure();
+        drop(conn);
+        shared.metrics.reconnects.increment(1);
+        shared.lost(generation, why.message.clone());
+        // A connection that broke soon after it opened (a broker that accepts and drops)
+        // keeps the backoff growing and waits it out, so such brokers are not retried in
+        // a hot loop; one that lived earns a fresh start.
+        let short_lived = opened.elapsed() < SHORT_LIVED;
+        backoff = if short_lived {
+            (backoff * 2).min(brokers.max_delay)
+        } else {
+            brokers.initial_delay
+        };
+        if members > 1 {
+            tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; trying the next broker of the failover list");
+            lost = Some(i);
+            if !short_lived {
+                // The next broker of the list, at once.
+                continue;
+            }
+        } else {
+            tracing::warn!(broker = %addr, "lost the shared STOMP broker connection: {why}; reconnecting");
+        }
+        let jitter = Duration::from_millis(u64::from(std::process::id() % 97));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(backoff + jitter) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Differs between gateways and rounds, for `randomize`.
+fn seed(round: u32) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (u64::from(std::process::id()) << 32 | u64::from(nanos)) ^ u64::from(round).rotate_left(17)
 }
