@@ -190,12 +190,13 @@ async fn silent_client_is_pinged_then_closed() {
 async fn answering_pings_keeps_a_quiet_client() {
     let (mut client, task) = start(
         Arc::new(Echo),
-        Duration::from_millis(100),
+        Duration::from_millis(300),
         CancellationToken::new(),
     )
     .await;
-    // Reading lets tungstenite answer the gateway's pings with pongs.
-    let read = tokio::time::timeout(Duration::from_millis(600), async {
+    // Reading lets tungstenite answer the gateway's pings with pongs. Several idle periods,
+    // each long enough that a loaded machine's scheduling delays do not look like silence.
+    let read = tokio::time::timeout(Duration::from_millis(1500), async {
         while let Some(Ok(_)) = client.next().await {}
     })
     .await;
