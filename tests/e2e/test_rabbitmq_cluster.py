@@ -214,7 +214,8 @@ def test_a_queue_of_another_type_is_a_clear_error(cluster, gateway_factory):
 
 def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_factory, node_back):
     """The pool's only connection is on node 1; node 1 is stopped mid-stream."""
-    assert CLUSTER_SIZE >= 3, "a quorum queue survives a node loss with 3 nodes or more"
+    if CLUSTER_SIZE < 3:
+        pytest.skip("a quorum queue survives a node loss with 3 nodes or more")
     gw = cluster_gateway(cluster, gateway_factory, order=[1, 2, 3], pool_size=1)
     queue, topic = f"/queue/orders-{next(ids)}", f"/topic/ticks.{next(ids)}"
     consumer = PyClient(gw, "worker")
@@ -316,7 +317,8 @@ def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_f
 
 def test_no_duplicates_when_a_quorum_leader_is_stopped_during_consumption(cluster, gateway_factory, node_back):
     """The gateway is on node 2; the queue's leader (declared on node 1) goes away."""
-    assert CLUSTER_SIZE >= 3, "a quorum queue survives a node loss with 3 nodes or more"
+    if CLUSTER_SIZE < 3:
+        pytest.skip("a quorum queue survives a node loss with 3 nodes or more")
     name = f"jobs-{next(ids)}"
     with cluster.pika(1) as conn:
         conn.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
