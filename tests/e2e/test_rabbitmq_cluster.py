@@ -169,8 +169,10 @@ class Publisher(threading.Thread):
                 else:
                     self.failed += 1
                     self.client.take_error()
+                    errors = self.client.errors
                     self.client.close()
                     self.client.connect(timeout=60)
+                    self.client.errors = errors
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -310,7 +312,8 @@ def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_f
     assert not unflagged, f"copies delivered again without redelivered:true: {unflagged[:10]}"
     print(f"failover: pool on node {survivor} {failover_s:.1f}s after the stop; "
           f"{len(receipted)} queue messages receipted, all delivered; {pub.failed} SENDs failed "
-          f"(not receipted) during the failover; {len(redelivered)} redelivered")
+          f"(not receipted) during the failover, e.g. {sorted(set(pub.client.errors))[:3]}; "
+          f"{len(redelivered)} redelivered")
     consumer.close()
     watcher.close()
 
