@@ -29,12 +29,11 @@ def cluster(tmp_path_factory):
     yield from private_cluster(tmp_path_factory)
 
 
-@pytest.fixture
-def node_back(cluster):
-    """Nodes a test stopped are started again after it (the next test gets all of them)."""
-    stopped: list[int] = []
-    yield stopped
-    for i in stopped:
+@pytest.fixture(autouse=True)
+def all_nodes(cluster):
+    """Every test starts with all nodes up: one a test stopped is started again before the
+    next test (not after the last: the module's teardown stops the cluster anyway)."""
+    for i in range(1, cluster.size + 1):
         if not cluster.running(i):
             cluster.start_node(i)
 
@@ -214,7 +213,7 @@ def test_a_queue_of_another_type_is_a_clear_error(cluster, gateway_factory):
     assert cluster.queue_info(name, "type") == {"type": "classic"}
 
 
-def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_factory, node_back):
+def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_factory):
     """The pool's only connection is on node 1; node 1 is stopped mid-stream."""
     if CLUSTER_SIZE < 3:
         pytest.skip("a quorum queue survives a node loss with 3 nodes or more")
@@ -265,7 +264,6 @@ def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_f
     holding[0] = False
     t0 = time.monotonic()
     cluster.stop_node(1)
-    node_back.append(1)
 
     # The worker held unacknowledged messages on the lost node: it is told, with the node
     # and where the gateway goes now.
@@ -318,7 +316,7 @@ def test_failover_to_a_surviving_node_loses_nothing_receipted(cluster, gateway_f
     watcher.close()
 
 
-def test_no_duplicates_when_a_quorum_leader_is_stopped_during_consumption(cluster, gateway_factory, node_back):
+def test_no_duplicates_when_a_quorum_leader_is_stopped_during_consumption(cluster, gateway_factory):
     """The gateway is on node 2; the queue's leader (declared on node 1) goes away."""
     if CLUSTER_SIZE < 3:
         pytest.skip("a quorum queue survives a node loss with 3 nodes or more")
@@ -358,7 +356,6 @@ def test_no_duplicates_when_a_quorum_leader_is_stopped_during_consumption(cluste
             acked.add(n)
         if stopped_at is None and len(acked) == 100:
             cluster.stop_node(1)
-            node_back.append(1)
             stopped_at = len(acked)
     assert stopped_at == 100
     assert acked == set(range(1, total + 1))
