@@ -53,6 +53,11 @@ def _toml_value(v) -> str:
     raise TypeError(f"no TOML for {v!r}")
 
 
+def _key(k: str) -> str:
+    """A bare key, or a quoted one (e.g. a destination prefix such as "/queue/")."""
+    return k if k and all(c.isalnum() or c in "-_" for c in k) else _toml_value(k)
+
+
 def _is_table(v) -> bool:
     return isinstance(v, dict)
 
@@ -65,11 +70,11 @@ def _emit_table(name: str, table: dict, out: list[str], array: bool = False) -> 
     out.append(f"[[{name}]]" if array else f"[{name}]")
     for k, v in table.items():
         if not _is_table(v) and not _is_table_array(v):
-            out.append(f"{k} = {_toml_value(v)}")
+            out.append(f"{_key(k)} = {_toml_value(v)}")
     out.append("")
     for k, v in table.items():
         if _is_table(v):
-            _emit_table(f"{name}.{k}", v, out)
+            _emit_table(f"{name}.{_key(k)}", v, out)
         elif _is_table_array(v):
             for item in v:
                 _emit_table(f"{name}.{k}", item, out, array=True)

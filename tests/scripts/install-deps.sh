@@ -25,7 +25,8 @@ command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
-# RabbitMQ (Web-STOMP side-by-side checks, AMQP backend tests), run by tests/scripts/rabbitmq.sh.
+# RabbitMQ (Web-STOMP side-by-side checks, AMQP backend tests), run by tests/scripts/rabbitmq.sh;
+# its Erlang (epmd) also runs the 3-node cluster of tests/scripts/rabbitmq-cluster.sh.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_missing+=(rabbitmq-server)
 # ActiveMQ Classic (STOMP-broker backend tests; brings a JRE), run by tests/scripts/activemq.sh.
 [ -f /usr/share/activemq/bin/activemq.jar ] || apt_missing+=(activemq)

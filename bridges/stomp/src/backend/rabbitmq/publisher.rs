@@ -117,7 +117,7 @@ impl Publisher {
                 "blocked",
                 BackendError::unavailable(format!(
                     "RabbitMQ at {} is blocking publishers (a memory or disk alarm); try later",
-                    self.pool.endpoint
+                    chan.node()
                 )),
             ));
         }
@@ -142,7 +142,7 @@ impl Publisher {
             .map_err(|e| from_lapin(&e, &what()))
         })
         .await
-        .map_err(|e| fail("channel", e))?;
+        .map_err(|e| fail("channel", on_node(e, &chan)))?;
         let confirmed = tokio::select! {
             r = tokio::time::timeout(CONFIRM_TIMEOUT, confirm) => r,
             _ = until_blocked(&chan) => {
@@ -152,7 +152,7 @@ impl Publisher {
                         "RabbitMQ at {} is blocking publishers (a memory or disk alarm): the \
                          message to {} is not confirmed, though it may be delivered once the \
                          alarm clears",
-                        self.pool.endpoint, p.destination
+                        chan.node(), p.destination
                     )),
                 ))
             }
@@ -162,7 +162,10 @@ impl Publisher {
             Ok(Err(e)) => {
                 return Err(fail(
                     "channel",
-                    from_lapin(&e, &format!("publishing to {}", p.destination)),
+                    on_node(
+                        from_lapin(&e, &format!("publishing to {}", p.destination)),
+                        &chan,
+                    ),
                 ))
             }
             Err(_) => {
@@ -195,6 +198,15 @@ impl Publisher {
                 )),
             )),
         }
+    }
+}
+
+/// A lost connection's error says which node it was on (a cluster has several).
+fn on_node(e: BackendError, chan: &Chan) -> BackendError {
+    if e.kind == crate::backend::BackendErrorKind::Unavailable {
+        BackendError::unavailable(format!("{} on node {}", e.message, chan.node()))
+    } else {
+        e
     }
 }
 
