@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::refusal::refusal_response;
 use crate::admission::{admit, outcome, refuse, AdmissionRequest, Admitted};
+use crate::deflate::{Agreed, InflateLimits, InflateStream};
 use crate::limits::ConnectionSlot;
 use crate::response::Body;
 use crate::services::Service;
@@ -125,6 +126,15 @@ pub async fn start(
         Err(refusal) => return refusal_response(&refusal),
     };
 
+    let deflate = service
+        .compression
+        .as_ref()
+        .and_then(|c| crate::deflate::negotiate(req.headers(), c));
+    let inflate_limits = InflateLimits {
+        max_frame: live.limits.max_frame_size,
+        max_message: live.limits.max_message_size,
+    };
+    let response_extension = deflate.as_ref().map(|a| a.response.clone());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
     // The session keeps these, not the snapshot, which would keep replaced services alive.
@@ -137,8 +147,9 @@ pub async fn start(
             Ok(upgraded) => {
                 // Ready on first poll (no I/O happens); not awaiting keeps the stream out
                 // of this task's saved state.
+                let io = InflateStream::new(TokioIo::new(upgraded), deflate.as_ref(), inflate_limits);
                 let Some(ws) = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    io,
                     Role::Server,
                     Some(ws_config),
                 )
@@ -146,7 +157,7 @@ pub async fn start(
                     tracing::error!(session = info.id, "WebSocket set-up unexpectedly pending");
                     return;
                 };
-                serve(task_state, service, info, transport, ws).await;
+                serve(task_state, service, info, transport, ws, deflate).await;
             }
             Err(e) => tracing::debug!(session = info.id, peer = %info.peer, "upgrade failed: {e}"),
         }
@@ -159,6 +170,9 @@ pub async fn start(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(ext) = response_extension.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, ext);
     }
     if let Some(token) = subprotocol {
         h.insert(
@@ -175,6 +189,7 @@ fn serve<S>(
     info: Arc<SessionInfo>,
     transport: TransportSettings,
     ws: WebSocketStream<S>,
+    deflate: Option<Agreed>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -196,6 +211,7 @@ where
         state.shutdown.clone(),
         service.counters.clone(),
         &state.live_sessions,
+        deflate.as_ref(),
     );
     let duration = metrics::histogram!(
         "gateway_session_duration_seconds",

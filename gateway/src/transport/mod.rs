@@ -110,6 +110,7 @@ pub fn run_session<S>(
     shutdown: CancellationToken,
     counters: TrafficCounters,
     registry: &Arc<SessionRegistry>,
+    deflate: Option<&crate::deflate::Agreed>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -142,6 +143,7 @@ where
 
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
     let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
+    let writer = writer.with_compression(deflate.map(crate::deflate::Compressor::new));
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;

@@ -71,6 +71,7 @@ async fn start(
         shutdown,
         TrafficCounters::new("t", "websocket"),
         &SessionRegistry::new(),
+        None,
     ));
     (client, task)
 }
@@ -87,6 +88,7 @@ async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>
         CancellationToken::new(),
         TrafficCounters::new("t", "websocket"),
         &SessionRegistry::new(),
+        None,
     ));
     (raw, task)
 }

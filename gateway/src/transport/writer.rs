@@ -13,6 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::close::{code, CloseFrame};
 use super::{Shared, TransportSettings};
+use crate::deflate::Compressor;
 use crate::limits::{record_trip, record_trips, trip};
 use crate::services::TrafficCounters;
 
@@ -31,6 +32,8 @@ pub(super) struct Writer<S> {
     pending_close: Option<CloseFrame>,
     /// Reused between batches so a busy session does not allocate per flush.
     scratch: Vec<Outgoing>,
+    /// permessage-deflate, when negotiated.
+    compressor: Option<Box<Compressor>>,
 }
 
 enum Wrote {
@@ -57,7 +60,13 @@ where
             idle_timeout: settings.idle_timeout,
             pending_close: None,
             scratch: Vec::new(),
+            compressor: None,
         }
+    }
+
+    pub(super) fn with_compression(mut self, compressor: Option<Compressor>) -> Self {
+        self.compressor = compressor.map(Box::new);
+        self
     }
 
     /// Returns whether a close frame went out (so the caller should await the client's).
@@ -95,6 +104,9 @@ where
                     None => outbox_open = false,
                 },
                 _ = ticker.tick(), if !idle.is_zero() => {
+                    if let Some(c) = self.compressor.as_mut() {
+                        c.release_if_quiet();
+                    }
                     let silent = self.shared.silent_for();
                     if silent < idle {
                         pinged = false;
@@ -112,8 +124,19 @@ where
         }
     }
 
-    fn to_ws(&self, msg: Message) -> tungstenite::Message {
+    fn to_ws(&mut self, msg: Message) -> tungstenite::Message {
         self.counters.sent(msg.len());
+        if let Some(c) = self.compressor.as_mut() {
+            let (payload, opcode) = match &msg {
+                Message::Text(t) => (t.as_bytes(), Data::Text),
+                Message::Binary(b) => (b, Data::Binary),
+            };
+            if let Some(compressed) = c.compress(payload) {
+                let mut frame = Frame::message(compressed, OpCode::Data(opcode), true);
+                frame.header_mut().rsv1 = true;
+                return tungstenite::Message::Frame(frame);
+            }
+        }
         match msg {
             Message::Binary(b) => tungstenite::Message::Binary(b),
             // Our text is valid UTF-8 by construction; sending it as a raw frame skips a
