@@ -134,6 +134,19 @@ pub async fn start(
         max_frame: live.limits.max_frame_size,
         max_message: live.limits.max_message_size,
     };
+    if let Some(a) = &deflate {
+        let mode = if a.server_no_context_takeover {
+            "shared"
+        } else {
+            "dedicated"
+        };
+        metrics::counter!(
+            "gateway_ws_compressed_sessions_total",
+            "service" => service.name.to_string(),
+            "mode" => mode
+        )
+        .increment(1);
+    }
     let response_extension = deflate.as_ref().map(|a| a.response.clone());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
