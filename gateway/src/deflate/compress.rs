@@ -150,9 +150,9 @@ impl Compressor {
             return None;
         }
         if self.shared {
-            let out = shared_compress(self.params, payload);
-            // Independent messages may go uncompressed when deflate would not help.
-            return (out.len() < payload.len()).then_some(out);
+            // Sent compressed even where deflate adds a few bytes: `min_size` is the one rule
+            // for what goes uncompressed, so a client sees the same thing every time.
+            return Some(shared_compress(self.params, payload));
         }
         self.used_since_check = true;
         let params = self.params;

@@ -160,26 +160,19 @@ impl State {
         let Some(h) = parse_header(&self.raw) else {
             return Ok(false);
         };
-        let compressed = match (h.opcode, self.open) {
-            (1 | 2, None) => {
-                if !h.fin {
-                    self.open = Some(h.rsv1);
-                }
-                h.rsv1
-            }
-            (0, Some(open)) => {
-                if h.fin {
-                    self.open = None;
-                }
-                // RSV1 on a continuation is an error tungstenite reports, as sent.
-                open && !h.rsv1
-            }
+        // Decided without changing state: a compressed frame may have to wait for the rest
+        // of its payload, and this header is read again then.
+        let (compressed, open_after) = match (h.opcode, self.open) {
+            (1 | 2, None) => (h.rsv1, (!h.fin).then_some(h.rsv1)),
+            // RSV1 on a continuation is an error tungstenite reports, as sent.
+            (0, Some(open)) => (open && !h.rsv1, (!h.fin).then_some(open)),
             // Control frames, and frames out of order, go to tungstenite to judge.
-            _ => false,
+            _ => (false, self.open),
         };
         // Unmasked or oversized frames are refused by tungstenite, as sent.
         let too_big = h.len > self.limits.max_frame as u64;
         if !compressed || h.mask.is_none() || too_big {
+            self.open = open_after;
             self.out.put_slice(&self.raw[..h.size]);
             self.raw.advance(h.size);
             self.pass = h.len;
@@ -190,6 +183,7 @@ impl State {
             self.raw.reserve(total - self.raw.len());
             return Ok(false);
         }
+        self.open = open_after;
         let mut frame = self.raw.split_to(total);
         let mask = h.mask.unwrap_or_default();
         let payload = &mut frame[h.size..];
@@ -346,4 +340,105 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for InflateStream<S> {
 /// The close a refused compressed message earns, if `err` is one.
 pub fn close_for(err: &io::Error) -> Option<&InflateError> {
     err.get_ref()?.downcast_ref::<InflateError>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compress, Compression, FlushCompress};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut c = Compress::new(Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+        assert!(out.ends_with(&SYNC_TAIL));
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    fn client_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        put_header(&mut out, fin, opcode, payload.len());
+        out[0] |= if rsv1 { 0x40 } else { 0 };
+        let key = [0x12, 0x34, 0x56, 0x78];
+        let at = out.len() - 4;
+        out[at..].copy_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+        out.to_vec()
+    }
+
+    /// The plain frames tungstenite would see: (fin, rsv1, opcode, payload).
+    fn plain_frames(mut b: &[u8]) -> Vec<(bool, bool, u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while let Some(h) = parse_header(b) {
+            let end = h.size + h.len as usize;
+            let key = h.mask.unwrap();
+            let payload = b[h.size..end].iter().enumerate().map(|(i, x)| x ^ key[i & 3]);
+            frames.push((h.fin, h.rsv1, h.opcode, payload.collect()));
+            b = &b[end..];
+        }
+        frames
+    }
+
+    async fn through(wire: Vec<u8>, agreed: bool) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(7); // every read is a short one
+        let a = crate::deflate::negotiate(
+            &{
+                let mut h = http::HeaderMap::new();
+                h.insert(
+                    http::header::SEC_WEBSOCKET_EXTENSIONS,
+                    "permessage-deflate; client_no_context_takeover".parse().unwrap(),
+                );
+                h
+            },
+            &serde_json::from_value(serde_json::json!({})).unwrap(),
+        );
+        let limits = InflateLimits {
+            max_frame: 1 << 20,
+            max_message: 1 << 20,
+        };
+        let mut s = InflateStream::new(server, a.as_ref().filter(|_| agreed), limits);
+        let writer = tokio::spawn(async move {
+            client.write_all(&wire).await.unwrap();
+            client.shutdown().await.unwrap();
+        });
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn fragmented_compressed_messages_over_short_reads() {
+        let msg: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let z = deflate(&msg);
+        let parts: Vec<&[u8]> = z.chunks(97).collect();
+        let mut wire = client_frame(true, false, 0x9, b"ping");
+        for (i, p) in parts.iter().enumerate() {
+            let last = i == parts.len() - 1;
+            wire.extend(client_frame(last, i == 0, if i == 0 { 2 } else { 0 }, p));
+            if i == 1 {
+                wire.extend(client_frame(true, false, 0xA, b"pong in between"));
+            }
+        }
+        wire.extend(client_frame(true, false, 1, b"plain text"));
+        let frames = plain_frames(&through(wire, true).await);
+        assert!(frames.iter().all(|f| !f.1), "RSV1 cleared everywhere");
+        let data: Vec<u8> = frames
+            .iter()
+            .filter(|f| f.2 <= 2)
+            .take(parts.len())
+            .flat_map(|f| f.3.clone())
+            .collect();
+        assert_eq!(data, msg);
+        assert_eq!(frames.last().unwrap().3, b"plain text");
+        assert_eq!((frames[0].2, frames[3].2), (0x9, 0xA));
+    }
+
+    #[tokio::test]
+    async fn without_the_extension_bytes_pass_untouched() {
+        let wire = client_frame(true, true, 1, &deflate(b"hello"));
+        assert_eq!(through(wire.clone(), false).await, wire);
+    }
 }

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flate2::{Decompress, FlushDecompress};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -52,6 +53,9 @@ pub struct StompTarget {
     pub vhost: String,
     /// Fixed kernel socket buffer size (idle runs), else autotuned.
     pub kernel_buffer: Option<u32>,
+    /// `Sec-WebSocket-Extensions` to offer (e.g. permessage-deflate); the generator never
+    /// compresses what it sends, it only inflates what it gets.
+    pub extensions: Option<String>,
 }
 
 impl StompTarget {
@@ -86,14 +90,19 @@ impl StompTarget {
             passcode,
             vhost,
             kernel_buffer,
+            extensions: None,
         })
     }
 
     fn upgrade_request(&self) -> String {
+        let extensions = match &self.extensions {
+            Some(e) => format!("Sec-WebSocket-Extensions: {e}\r\n"),
+            None => String::new(),
+        };
         format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {SUBPROTOCOLS}\r\n\r\n",
+             Sec-WebSocket-Protocol: {SUBPROTOCOLS}\r\n{extensions}\r\n",
             self.path, self.authority
         )
     }
@@ -226,9 +235,43 @@ pub enum WsEvent<'a> {
 
 /// Parse the frames at the start of `buf`; returns the bytes consumed (the rest is a partial
 /// frame). Fragmented messages are put together in `frag`.
+#[cfg(test)]
 pub fn parse_ws(
     buf: &[u8],
     frag: &mut Vec<u8>,
+    on: impl FnMut(WsEvent<'_>),
+) -> Result<usize, Failure> {
+    parse_ws_inflating(buf, frag, &mut None, on)
+}
+
+/// One permessage-deflate message (RFC 7692 7.2.2: the sync-flush tail goes back on).
+fn inflate_message(d: &mut Decompress, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let start = d.total_in();
+    loop {
+        let used = (d.total_in() - start) as usize;
+        if out.len() == out.capacity() {
+            if out.len() > MAX_MESSAGE {
+                return Err(Failure::new("too_large", "inflated message too large"));
+            }
+            out.reserve(out.len());
+        }
+        d.decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
+            .map_err(|e| Failure::new("bad_frame", format!("inflate: {e}")))?;
+        if (d.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+    }
+}
+
+/// `parse_ws`, inflating RSV1 messages with `inflater` (set once permessage-deflate was
+/// agreed). The gateway never fragments what it compresses.
+pub fn parse_ws_inflating(
+    buf: &[u8],
+    frag: &mut Vec<u8>,
+    inflater: &mut Option<Box<Decompress>>,
     mut on: impl FnMut(WsEvent<'_>),
 ) -> Result<usize, Failure> {
     let mut at = 0;
@@ -291,6 +334,18 @@ pub fn parse_ws(
                 &unmasked
             }
         };
+        let compressed = b[0] & 0x40 != 0;
+        if compressed {
+            let (Some(d), true) = (inflater.as_mut(), fin && frag.is_empty()) else {
+                return Err(Failure::new(
+                    "bad_frame",
+                    "RSV1 without permessage-deflate, or fragmented",
+                ));
+            };
+            let inflated = inflate_message(d, payload)?;
+            on(WsEvent::Data(&inflated));
+            continue;
+        }
         match opcode {
             0x1 | 0x2 if fin && frag.is_empty() => on(WsEvent::Data(payload)),
             0x0..=0x2 => {
@@ -400,6 +455,8 @@ pub struct StompConn {
     fd: AsyncFd<std::net::TcpStream>,
     pending: Vec<u8>,
     frag: Vec<u8>,
+    /// Set when the server agreed to permessage-deflate.
+    inflater: Option<Box<Decompress>>,
     pongs: Vec<Vec<u8>>,
     closed: bool,
     /// `pending` holds bytes that came with the upgrade response and were never parsed.
@@ -453,6 +510,10 @@ impl StompConn {
         if !status.starts_with("HTTP/1.1 101") {
             return Err(Failure::new("handshake", status));
         }
+        let agreed = String::from_utf8_lossy(&head[..body_at])
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate");
+        let inflater = agreed.then(|| Box::new(Decompress::new(false)));
         let pending = head[body_at..].to_vec();
         let std = tcp.into_std().map_err(|e| Failure::new("handshake", e))?;
         // `AsyncFd::register` is the unsafe replacement and this crate forbids unsafe code;
@@ -464,6 +525,7 @@ impl StompConn {
             unparsed: !pending.is_empty(),
             pending,
             frag: Vec::new(),
+            inflater,
             pongs: Vec::new(),
             closed: false,
         })
@@ -500,7 +562,7 @@ impl StompConn {
             let pending = std::mem::take(&mut self.pending);
             let mut closed = false;
             let pongs = &mut self.pongs;
-            let used = parse_ws(&pending, &mut self.frag, |ev| match ev {
+            let used = parse_ws_inflating(&pending, &mut self.frag, &mut self.inflater, |ev| match ev {
                 WsEvent::Data(d) => on_data(d),
                 WsEvent::Ping(p) => pongs.push(p.to_vec()),
                 WsEvent::Close => closed = true,
@@ -521,6 +583,7 @@ impl StompConn {
             .map_err(|e| Failure::new("read", e))?;
         let pending = &mut self.pending;
         let frag = &mut self.frag;
+        let inflater = &mut self.inflater;
         let pongs = &mut self.pongs;
         let mut closed = false;
         let outcome = SCRATCH.with_borrow_mut(|buf| {
@@ -547,7 +610,7 @@ impl StompConn {
                 guard.clear_ready();
             }
             let data = &buf[..carry + n];
-            let used = parse_ws(data, frag, |ev| match ev {
+            let used = parse_ws_inflating(data, frag, inflater, |ev| match ev {
                 WsEvent::Data(d) => on_data(d),
                 WsEvent::Ping(p) => pongs.push(p.to_vec()),
                 WsEvent::Close => closed = true,
@@ -658,7 +721,7 @@ impl StompConn {
                     let mut data = std::mem::take(&mut self.pending);
                     data.extend_from_slice(&buf[..n]);
                     let mut closed = false;
-                    let used = parse_ws(&data, &mut self.frag, |ev| match ev {
+                    let used = parse_ws_inflating(&data, &mut self.frag, &mut self.inflater, |ev| match ev {
                         WsEvent::Data(d) => for_each_stomp(d, |cmd, frame| {
                             if cmd == b"ERROR" && text.is_none() {
                                 text = Some(format!(

@@ -74,6 +74,10 @@ pub struct StompArgs {
     /// Other processes' CPU, in percent of one core, above which a step is repeated.
     #[arg(long, default_value_t = 25.0)]
     pub noisy_threshold: f64,
+    /// Offer these WebSocket extensions, e.g. "permessage-deflate" (messages the server
+    /// compresses are inflated; what the generator sends stays uncompressed).
+    #[arg(long)]
+    pub extensions: Option<String>,
     #[command(flatten)]
     pub processes: ProcessArgs,
 }
@@ -83,14 +87,16 @@ impl StompArgs {
         if self.size < stomp::MIN_BODY {
             return Err(format!("--size must be at least {}", stomp::MIN_BODY));
         }
-        StompTarget::resolve(
+        let mut target = StompTarget::resolve(
             &self.url,
             self.login.clone(),
             self.passcode.clone(),
             self.host.clone(),
             kernel_buffer,
         )
-        .await
+        .await?;
+        target.extensions = self.extensions.clone();
+        Ok(target)
     }
 
     fn plan(&self, total: usize, processes: usize, target: &StompTarget) -> Plan {
