@@ -200,12 +200,17 @@ mod tests {
 
     #[test]
     fn shared_compression_is_done_once_per_message() {
-        let msg = Bytes::from("MESSAGE\ndestination:/topic/prices.X\n\n{\"bid\":1.2345}\0".repeat(4));
+        let msg =
+            Bytes::from("MESSAGE\ndestination:/topic/prices.X\n\n{\"bid\":1.2345}\0".repeat(4));
         let mut a = Compressor::new(&agreed(true));
         let mut b = Compressor::new(&agreed(true));
         let first = a.compress(&msg).unwrap();
         let second = b.compress(&msg.clone()).unwrap();
-        assert_eq!(first.as_ptr(), second.as_ptr(), "one compressed buffer, shared");
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "one compressed buffer, shared"
+        );
         let mut d = Decompress::new(false);
         assert_eq!(inflate(&mut d, &first), msg);
         assert!(a.compress(&Bytes::from_static(b"short")).is_none());

@@ -374,7 +374,10 @@ mod tests {
         while let Some(h) = parse_header(b) {
             let end = h.size + h.len as usize;
             let key = h.mask.unwrap();
-            let payload = b[h.size..end].iter().enumerate().map(|(i, x)| x ^ key[i & 3]);
+            let payload = b[h.size..end]
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x ^ key[i & 3]);
             frames.push((h.fin, h.rsv1, h.opcode, payload.collect()));
             b = &b[end..];
         }
@@ -388,7 +391,9 @@ mod tests {
                 let mut h = http::HeaderMap::new();
                 h.insert(
                     http::header::SEC_WEBSOCKET_EXTENSIONS,
-                    "permessage-deflate; client_no_context_takeover".parse().unwrap(),
+                    "permessage-deflate; client_no_context_takeover"
+                        .parse()
+                        .unwrap(),
                 );
                 h
             },

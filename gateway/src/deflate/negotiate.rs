@@ -36,8 +36,7 @@ struct Offer {
 fn window_bits(value: Option<&str>) -> Option<u8> {
     let v = value?.trim_matches('"');
     // RFC 7692 7.1.2: 1*DIGIT without leading zeros, 8 to 15.
-    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit())
-    {
+    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let bits: u8 = v.parse().ok()?;
@@ -53,10 +52,14 @@ fn parse_offer<'a>(params: impl Iterator<Item = &'a str>) -> Option<Offer> {
             None => (param.trim(), None),
         };
         match name.to_ascii_lowercase().as_str() {
-            "server_no_context_takeover" if value.is_none() && !offer.server_no_context_takeover => {
+            "server_no_context_takeover"
+                if value.is_none() && !offer.server_no_context_takeover =>
+            {
                 offer.server_no_context_takeover = true
             }
-            "client_no_context_takeover" if value.is_none() && !offer.client_no_context_takeover => {
+            "client_no_context_takeover"
+                if value.is_none() && !offer.client_no_context_takeover =>
+            {
                 offer.client_no_context_takeover = true
             }
             "server_max_window_bits" if offer.server_max_window_bits.is_none() => {

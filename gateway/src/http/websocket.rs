@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::refusal::refusal_response;
 use crate::admission::{admit, outcome, refuse, AdmissionRequest, Admitted};
-use crate::deflate::{Agreed, InflateLimits, InflateStream};
+use crate::deflate::{InflateLimits, InflateStream};
 use crate::limits::ConnectionSlot;
 use crate::response::Body;
 use crate::services::Service;
@@ -152,7 +152,7 @@ pub async fn start(
     let task_state = state.clone();
     // The session keeps these, not the snapshot, which would keep replaced services alive.
     let ws_config = live.ws_config;
-    let transport = live.transport.clone();
+    let mut transport = live.transport.clone();
     drop(live);
     state.sessions.spawn(async move {
         let _slots = slots;
@@ -160,17 +160,16 @@ pub async fn start(
             Ok(upgraded) => {
                 // Ready on first poll (no I/O happens); not awaiting keeps the stream out
                 // of this task's saved state.
-                let io = InflateStream::new(TokioIo::new(upgraded), deflate.as_ref(), inflate_limits);
-                let Some(ws) = WebSocketStream::from_raw_socket(
-                    io,
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .now_or_never() else {
+                let io =
+                    InflateStream::new(TokioIo::new(upgraded), deflate.as_ref(), inflate_limits);
+                let Some(ws) = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config))
+                    .now_or_never()
+                else {
                     tracing::error!(session = info.id, "WebSocket set-up unexpectedly pending");
                     return;
                 };
-                serve(task_state, service, info, transport, ws, deflate).await;
+                transport.deflate = deflate;
+                serve(task_state, service, info, transport, ws).await;
             }
             Err(e) => tracing::debug!(session = info.id, peer = %info.peer, "upgrade failed: {e}"),
         }
@@ -202,7 +201,6 @@ fn serve<S>(
     info: Arc<SessionInfo>,
     transport: TransportSettings,
     ws: WebSocketStream<S>,
-    deflate: Option<Agreed>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -224,7 +222,6 @@ where
         state.shutdown.clone(),
         service.counters.clone(),
         &state.live_sessions,
-        deflate.as_ref(),
     );
     let duration = metrics::histogram!(
         "gateway_session_duration_seconds",

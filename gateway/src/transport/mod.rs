@@ -37,6 +37,8 @@ pub struct TransportSettings {
     /// How long a bridge gets to finish after its client is gone, and how long the
     /// gateway waits for the client's half of the closing handshake.
     pub linger: Duration,
+    /// permessage-deflate as this session's handshake agreed it (none in `Live`'s copy).
+    pub deflate: Option<crate::deflate::Agreed>,
 }
 
 /// State the reading and writing halves share.
@@ -110,7 +112,6 @@ pub fn run_session<S>(
     shutdown: CancellationToken,
     counters: TrafficCounters,
     registry: &Arc<SessionRegistry>,
-    deflate: Option<&crate::deflate::Agreed>,
 ) -> impl std::future::Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -143,7 +144,11 @@ where
 
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
     let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
-    let writer = writer.with_compression(deflate.map(crate::deflate::Compressor::new));
+    let compressor = settings
+        .deflate
+        .as_ref()
+        .map(crate::deflate::Compressor::new);
+    let writer = writer.with_compression(compressor);
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;

@@ -48,6 +48,7 @@ fn settings(idle: Duration) -> TransportSettings {
         idle_timeout: idle,
         outgoing_queue: 8,
         linger: Duration::from_millis(500),
+        deflate: None,
     }
 }
 
@@ -71,7 +72,6 @@ async fn start(
         shutdown,
         TrafficCounters::new("t", "websocket"),
         &SessionRegistry::new(),
-        None,
     ));
     (client, task)
 }
@@ -88,7 +88,6 @@ async fn start_raw(idle: Duration) -> (DuplexStream, tokio::task::JoinHandle<()>
         CancellationToken::new(),
         TrafficCounters::new("t", "websocket"),
         &SessionRegistry::new(),
-        None,
     ));
     (raw, task)
 }

@@ -124,7 +124,7 @@ where
         }
     }
 
-    fn to_ws(&mut self, msg: Message) -> tungstenite::Message {
+    fn frame_for(&mut self, msg: Message) -> tungstenite::Message {
         self.counters.sent(msg.len());
         if let Some(c) = self.compressor.as_mut() {
             let (payload, opcode) = match &msg {
@@ -150,7 +150,7 @@ where
     }
 
     async fn write_batch(&mut self, first: Message) -> Wrote {
-        let first = self.to_ws(first);
+        let first = self.frame_for(first);
         if self.sink.feed(first).await.is_err() {
             return Wrote::ClientGone;
         }
@@ -163,7 +163,7 @@ where
             }
             match item {
                 Outgoing::Message(msg) => {
-                    let msg = self.to_ws(msg);
+                    let msg = self.frame_for(msg);
                     gone = self.sink.feed(msg).await.is_err();
                 }
                 Outgoing::Close(end) => self.pending_close = Some(end.into()),
@@ -189,7 +189,7 @@ where
         while let Some(item) = self.rx.try_recv() {
             match item {
                 Outgoing::Message(msg) => {
-                    let msg = self.to_ws(msg);
+                    let msg = self.frame_for(msg);
                     if self.sink.feed(msg).await.is_err() {
                         return None;
                     }

@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flate2::{Decompress, FlushDecompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -53,8 +53,8 @@ pub struct StompTarget {
     pub vhost: String,
     /// Fixed kernel socket buffer size (idle runs), else autotuned.
     pub kernel_buffer: Option<u32>,
-    /// `Sec-WebSocket-Extensions` to offer (e.g. permessage-deflate); the generator never
-    /// compresses what it sends, it only inflates what it gets.
+    /// `Sec-WebSocket-Extensions` to offer (e.g. permessage-deflate); once agreed, subscribers
+    /// compress their CONNECT and SUBSCRIBE (the publisher's SENDs stay plain).
     pub extensions: Option<String>,
 }
 
@@ -131,10 +131,49 @@ pub fn subscribe_frame(destination: &str, receipt: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// What fills a benchmark body after its stamp: `x` (the default), or a price quote.
+static PRICE_PAYLOAD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Fill bodies with JSON order-book levels (for compression figures: `x` compresses far
+/// better than real data).
+pub fn use_price_payload(on: bool) {
+    let _ = PRICE_PAYLOAD.set(on);
+}
+
+/// Levels of a made-up EURUSD book, prices and sizes varying with `seq` and the level.
+fn price_levels(b: &mut Vec<u8>, size: usize, seq: u64) {
+    let mut x = seq
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut level = 0;
+    b.extend_from_slice(b"{\"symbol\":\"EURUSD\",\"book\":[");
+    while b.len() < size {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = x >> 33;
+        let bid = 108_300 - level * 3 - (r % 3) as i64;
+        let ask = 108_310 + level * 3 + (r % 5) as i64;
+        b.extend_from_slice(
+            format!(
+                "{{\"lvl\":{level},\"bid\":1.{bid:05},\"bid_size\":{},\"ask\":1.{ask:05},\"ask_size\":{}}},",
+                (r % 9000) + 100,
+                ((r >> 13) % 9000) + 100
+            )
+            .as_bytes(),
+        );
+        level += 1;
+    }
+    b.truncate(size);
+}
+
 /// The body of benchmark message: `ts=<ns since epoch, 19 digits>;st=<step>;sq=<seq>;` then
-/// `x` up to `size` bytes.
+/// `x` (or price levels) up to `size` bytes.
 pub fn body(size: usize, ts_ns: u64, step: u32, seq: u64) -> Vec<u8> {
     let mut b = format!("ts={ts_ns:019};st={step};sq={seq};").into_bytes();
+    if *PRICE_PAYLOAD.get().unwrap_or(&false) {
+        price_levels(&mut b, size, seq);
+    }
     b.resize(size.max(b.len()), b'x');
     b
 }
@@ -242,6 +281,30 @@ pub fn parse_ws(
     on: impl FnMut(WsEvent<'_>),
 ) -> Result<usize, Failure> {
     parse_ws_inflating(buf, frag, &mut None, on)
+}
+
+thread_local! {
+    /// One compressor per thread, reset per message: clients stay cheap.
+    static CLIENT_DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+}
+
+/// `payload` deflated on its own, the sync-flush tail taken off (RFC 7692 7.2.1).
+fn deflate_message(payload: &[u8]) -> Vec<u8> {
+    CLIENT_DEFLATE.with_borrow_mut(|c| {
+        c.reset();
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        loop {
+            let used = c.total_in() as usize;
+            c.compress_vec(&payload[used..], &mut out, FlushCompress::Sync)
+                .expect("deflate of a buffer");
+            if c.total_in() as usize == payload.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        out.truncate(out.len().saturating_sub(4));
+        out
+    })
 }
 
 /// One permessage-deflate message (RFC 7692 7.2.2: the sync-flush tail goes back on).
@@ -546,7 +609,15 @@ impl StompConn {
     }
 
     /// Send one STOMP frame as one WebSocket text message.
+    /// With permessage-deflate agreed the frame goes compressed, as a browser sends it (the
+    /// server keeps a decompressor for the connection: this client never promised
+    /// `client_no_context_takeover`).
     pub async fn send_stomp(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.inflater.is_some() {
+            let mut f = ws_frame(0x1, &deflate_message(frame));
+            f[0] |= 0x40;
+            return self.write_all(&f).await;
+        }
         self.write_all(&ws_frame(0x1, frame)).await
     }
 
@@ -562,11 +633,17 @@ impl StompConn {
             let pending = std::mem::take(&mut self.pending);
             let mut closed = false;
             let pongs = &mut self.pongs;
-            let used = parse_ws_inflating(&pending, &mut self.frag, &mut self.inflater, |ev| match ev {
-                WsEvent::Data(d) => on_data(d),
-                WsEvent::Ping(p) => pongs.push(p.to_vec()),
-                WsEvent::Close => closed = true,
-            })?;
+            let used =
+                parse_ws_inflating(
+                    &pending,
+                    &mut self.frag,
+                    &mut self.inflater,
+                    |ev| match ev {
+                        WsEvent::Data(d) => on_data(d),
+                        WsEvent::Ping(p) => pongs.push(p.to_vec()),
+                        WsEvent::Close => closed = true,
+                    },
+                )?;
             self.pending = pending[used..].to_vec();
             if closed {
                 self.closed = true;
@@ -721,19 +798,24 @@ impl StompConn {
                     let mut data = std::mem::take(&mut self.pending);
                     data.extend_from_slice(&buf[..n]);
                     let mut closed = false;
-                    let used = parse_ws_inflating(&data, &mut self.frag, &mut self.inflater, |ev| match ev {
-                        WsEvent::Data(d) => for_each_stomp(d, |cmd, frame| {
-                            if cmd == b"ERROR" && text.is_none() {
-                                text = Some(format!(
-                                    "ERROR {} {}",
-                                    stomp_header(frame, "message").unwrap_or(""),
-                                    String::from_utf8_lossy(stomp_body(frame)).trim()
-                                ));
-                            }
-                        }),
-                        WsEvent::Close => closed = true,
-                        WsEvent::Ping(_) => {}
-                    })
+                    let used = parse_ws_inflating(
+                        &data,
+                        &mut self.frag,
+                        &mut self.inflater,
+                        |ev| match ev {
+                            WsEvent::Data(d) => for_each_stomp(d, |cmd, frame| {
+                                if cmd == b"ERROR" && text.is_none() {
+                                    text = Some(format!(
+                                        "ERROR {} {}",
+                                        stomp_header(frame, "message").unwrap_or(""),
+                                        String::from_utf8_lossy(stomp_body(frame)).trim()
+                                    ));
+                                }
+                            }),
+                            WsEvent::Close => closed = true,
+                            WsEvent::Ping(_) => {}
+                        },
+                    )
                     .unwrap_or(data.len());
                     self.pending = data[used..].to_vec();
                     if closed {

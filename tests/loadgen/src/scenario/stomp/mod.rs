@@ -75,9 +75,12 @@ pub struct StompArgs {
     #[arg(long, default_value_t = 25.0)]
     pub noisy_threshold: f64,
     /// Offer these WebSocket extensions, e.g. "permessage-deflate" (messages the server
-    /// compresses are inflated; what the generator sends stays uncompressed).
+    /// compresses are inflated; subscribers compress their CONNECT and SUBSCRIBE).
     #[arg(long)]
     pub extensions: Option<String>,
+    /// Fill bodies with JSON price levels instead of `x` (realistic for compression).
+    #[arg(long)]
+    pub price_payload: bool,
     #[command(flatten)]
     pub processes: ProcessArgs,
 }
@@ -96,6 +99,7 @@ impl StompArgs {
         )
         .await?;
         target.extensions = self.extensions.clone();
+        stomp::use_price_payload(self.price_payload);
         Ok(target)
     }
 
