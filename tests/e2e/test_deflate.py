@@ -28,7 +28,7 @@ def g(gateway_factory):
         limits={"max_message_size": LIMIT, "max_frame_size": LIMIT},
         services=[
             echo_service(compression=compression()),
-            echo_service(name="dedicated", path="/dedicated", compression=compression(mode="dedicated")),
+            echo_service(name="dedicated", path="/dedicated", compression=compression(mode="dedicated", client_no_context_takeover=False)),
             echo_service(name="plain", path="/plain"),
         ],
     )
@@ -70,7 +70,7 @@ def survivor(g):
 
 def test_negotiated_per_service_and_off_by_default(g):
     _, ext = open_deflate(g)
-    assert ext == "permessage-deflate; server_no_context_takeover"
+    assert ext == "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
     _, ext = open_deflate(g, "/dedicated")
     assert ext == "permessage-deflate"
     _, ext = open_deflate(g, "/plain")
@@ -87,7 +87,10 @@ def test_offers_that_cannot_be_honoured_are_declined_not_refused(g):
     )
     assert ext == "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
     _, ext = open_deflate(g, offer="permessage-deflate; server_max_window_bits=8")
-    assert ext == "permessage-deflate; server_no_context_takeover; server_max_window_bits=8"
+    assert ext == (
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=8"
+    )
 
 
 @pytest.mark.parametrize("path", ["/echo", "/dedicated"])

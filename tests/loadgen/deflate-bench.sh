@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # permessage-deflate on the STOMP price feed (BENCHMARKS.md, "Compression"): the same fan-out
 # to 1,000 subscribers with compression off, in shared mode and in dedicated mode, and idle
-# subscribed sessions in each mode. Prints per delivery: bytes the gateway wrote (its
-# /proc/PID/io wchar: WebSocket frames as sent, no TCP/IP headers) and gateway CPU; per idle
-# session: server RSS.
+# subscribed sessions in each mode. Prints per delivery: WebSocket payload bytes sent
+# (gateway_bytes_out_total without compression, gateway_ws_deflate_bytes_out_total with it;
+# frame headers, 4 bytes here, and TCP/IP not counted) and gateway CPU; per idle session:
+# server RSS.
 #
 #   tests/loadgen/deflate-bench.sh
 #   RATE=100 SIZE=600 IDLE=5000 tests/loadgen/deflate-bench.sh
@@ -33,11 +34,17 @@ config() {
     sed -e "s/127.0.0.1:8080/127.0.0.1:$PORT/; s/127.0.0.1:9090/127.0.0.1:$ADMIN_PORT/" \
         tests/loadgen/bench-stomp.toml
     if [ "$1" != off ]; then
-        printf '\n[service.compression]\nmode = "%s"\n' "$1"
+        printf '\n[service.compression]\nmode = "%s"\n%b' "$1" "${COMPRESSION_EXTRA:-}"
     fi
 }
 
-wchar() { awk '/^wchar:/{print $2}' "/proc/$gateway/io"; }
+# Payload bytes the gateway sent so far: compressed where compression is on.
+sent_bytes() {
+    local name=gateway_bytes_out_total
+    [ "$1" != off ] && name=gateway_ws_deflate_bytes_out_total
+    curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk -v n="$name" '$1 ~ "^"n"[{ ]" && $1 ~ /transport="websocket"|deflate/ {s += $NF} END {printf "%d\n", s}'
+}
 
 for mode in $MODES; do
     ext=()
@@ -46,12 +53,12 @@ for mode in $MODES; do
 
     start_bench_gateway
     await_quiet
-    before=$(wchar)
+    before=$(sent_bytes "$mode")
     echo "== fanout $mode: loadgen stomp-fanout --url $URL --subscribers 1000 --processes 2 --rate $RATE --duration 10s --size $SIZE --price-payload ${ext[*]:+--extensions '${ext[1]}'} --server-pid PID"
     "$BIN/loadgen" stomp-fanout --url "$URL" --subscribers 1000 --processes 2 --rate "$RATE" \
         --duration 10s --size "$SIZE" --price-payload "${ext[@]}" --server-pid "$gateway" \
         >"$OUT/fanout-$mode.txt" 2>&1
-    after=$(wchar)
+    after=$(sent_bytes "$mode")
     stop_gateway
     python3 - "$OUT/fanout-$mode.txt" "$before" "$after" "$mode" <<'PY'
 import json, sys
@@ -62,7 +69,7 @@ received = step["received"]
 cpu_us = step["server_cpu_percent"] / 100 * step["duration_s"] * 1e6 / max(received, 1)
 print(f"fanout {mode}: {received} deliveries ({step['loss_percent']:.2f}% lost), "
       f"p50 {step['latency_us']['p50_us']} us p99 {step['latency_us']['p99_us']} us, "
-      f"{(after - before) / max(received, 1):.1f} bytes written per delivery, "
+      f"{(after - before) / max(received, 1):.1f} payload bytes sent per delivery, "
       f"gateway CPU {cpu_us:.2f} us per delivery ({step['server_cpu_percent']:.0f}% of a core)")
 PY
 
@@ -72,5 +79,5 @@ PY
     "$BIN/loadgen" stomp-idle --url "$URL" --connections "$IDLE" --processes 2 "${ext[@]}" \
         --server-pid "$gateway" >"$OUT/idle-$mode.txt" 2>&1
     stop_gateway
-    grep -E "per (connection|session)" "$OUT/idle-$mode.txt" | sed "s/^/idle $mode: /"
+    grep -E "per subscribed session|sessions received" "$OUT/idle-$mode.txt" | sed "s/^/idle $mode: /" || true
 done

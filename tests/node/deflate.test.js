@@ -59,7 +59,7 @@ describe('permessage-deflate', () => {
     let answer;
     ws.once('upgrade', (res) => { answer = res.headers['sec-websocket-extensions']; });
     await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-    assert.equal(answer, 'permessage-deflate; server_no_context_takeover');
+    assert.equal(answer, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
     assert.equal(ws.extensions, 'permessage-deflate');
     const frames = [];
     ws.on('message', (d) => frames.push(d.toString()));
@@ -136,7 +136,7 @@ describe('permessage-deflate', () => {
           }
         };
       }), { url: gw.url('/stomp'), body: PRICE });
-      assert.equal(out.extensions, 'permessage-deflate; server_no_context_takeover');
+      assert.equal(out.extensions, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
       assert.ok(out.message.endsWith(`${PRICE}\0`));
       assert.deepEqual(page.problems, []);
     });

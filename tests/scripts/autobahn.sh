@@ -71,11 +71,12 @@ require_auth = false
 require_roles = []
 TOML
     if [ -n "${AUTOBAHN_COMPRESSION:-}" ]; then
-        # Dedicated mode keeps server context takeover, so 13.x's offers are taken as made.
+        # Dedicated mode and client context allowed, so 13.x's offers are taken as made.
         cat >> "$WORK/autobahn.toml" <<TOML
 [service.compression]
 mode = "${AUTOBAHN_COMPRESSION_MODE:-dedicated}"
 min_size = 0
+client_no_context_takeover = false
 TOML
     fi
     RUST_LOG="${RUST_LOG:-warn}" "$BIN" --config "$WORK/autobahn.toml" 2> "$OUT/gateway.stderr.log" &

@@ -275,7 +275,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for InflateStream<S> {
                 let n = st.out.len().min(buf.remaining());
                 buf.put_slice(&st.out[..n]);
                 st.out.advance(n);
-                if st.out.is_empty() && st.out.capacity() > 4 * READ_CHUNK {
+                if st.out.is_empty() {
                     st.out = BytesMut::new();
                 }
                 return Poll::Ready(Ok(()));
@@ -290,15 +290,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for InflateStream<S> {
                     return Poll::Ready(Err(e.into_io()));
                 }
             }
-            if st.raw.is_empty() && st.raw.capacity() > 4 * READ_CHUNK {
-                st.raw = BytesMut::new();
-            }
             let start = st.raw.len();
             st.raw.resize(start + READ_CHUNK, 0);
             let mut rb = ReadBuf::new(&mut st.raw[start..]);
             let polled = Pin::new(&mut this.io).poll_read(cx, &mut rb);
             let n = rb.filled().len();
             st.raw.truncate(start + n);
+            if polled.is_pending() && st.raw.is_empty() {
+                // An idle connection keeps no buffer: the socket has nothing for it.
+                st.raw = BytesMut::new();
+            }
             ready!(polled)?;
             if n == 0 {
                 return Poll::Ready(Ok(())); // the client is gone

@@ -163,14 +163,18 @@ mod tests {
             &cfg(CompressorMode::Shared),
         )
         .unwrap();
-        assert_eq!(a.response, "permessage-deflate; server_no_context_takeover");
-        assert!(a.server_no_context_takeover && !a.client_no_context_takeover);
+        assert_eq!(
+            a.response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert!(a.server_no_context_takeover && a.client_no_context_takeover);
         assert_eq!((a.server_window_bits, a.client_window_bits), (15, 15));
     }
 
     #[test]
     fn dedicated_mode_keeps_context_unless_asked() {
-        let c = cfg(CompressorMode::Dedicated);
+        let mut c = cfg(CompressorMode::Dedicated);
+        c.client_no_context_takeover = false;
         let a = negotiate(&offer("permessage-deflate"), &c).unwrap();
         assert_eq!(a.response, "permessage-deflate");
         let a = negotiate(&offer("permessage-deflate; server_no_context_takeover"), &c).unwrap();
@@ -181,6 +185,7 @@ mod tests {
     fn windows_take_the_smaller_and_eight_compresses_with_nine() {
         let mut c = cfg(CompressorMode::Dedicated);
         c.client_max_window_bits = 10;
+        c.client_no_context_takeover = false;
         let a = negotiate(
             &offer("permessage-deflate; server_max_window_bits=8; client_max_window_bits=12"),
             &c,

@@ -134,6 +134,7 @@ where
     let (stream_back_tx, stream_back_rx) = oneshot::channel();
     let incoming =
         incoming::IncomingAdapter::new(stream, shared.clone(), counters.clone(), stream_back_tx);
+    let service = info.service.clone();
     let session = Session {
         info,
         incoming: bridge_api::Incoming::new(incoming),
@@ -148,7 +149,7 @@ where
         .deflate
         .as_ref()
         .map(crate::deflate::Compressor::new);
-    let writer = writer.with_compression(compressor);
+    let writer = writer.with_compression(compressor, &service);
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;

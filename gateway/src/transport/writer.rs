@@ -32,8 +32,8 @@ pub(super) struct Writer<S> {
     pending_close: Option<CloseFrame>,
     /// Reused between batches so a busy session does not allocate per flush.
     scratch: Vec<Outgoing>,
-    /// permessage-deflate, when negotiated.
-    compressor: Option<Box<Compressor>>,
+    /// permessage-deflate, when negotiated, with the counter of the bytes it sent.
+    compressor: Option<Box<(Compressor, metrics::Counter)>>,
 }
 
 enum Wrote {
@@ -64,8 +64,18 @@ where
         }
     }
 
-    pub(super) fn with_compression(mut self, compressor: Option<Compressor>) -> Self {
-        self.compressor = compressor.map(Box::new);
+    pub(super) fn with_compression(
+        mut self,
+        compressor: Option<Compressor>,
+        service: &str,
+    ) -> Self {
+        self.compressor = compressor.map(|c| {
+            let sent = metrics::counter!(
+                "gateway_ws_deflate_bytes_out_total",
+                "service" => service.to_string()
+            );
+            Box::new((c, sent))
+        });
         self
     }
 
@@ -105,7 +115,7 @@ where
                 },
                 _ = ticker.tick(), if !idle.is_zero() => {
                     if let Some(c) = self.compressor.as_mut() {
-                        c.release_if_quiet();
+                        c.0.release_if_quiet();
                     }
                     let silent = self.shared.silent_for();
                     if silent < idle {
@@ -131,7 +141,8 @@ where
                 Message::Text(t) => (t.as_bytes(), Data::Text),
                 Message::Binary(b) => (b, Data::Binary),
             };
-            if let Some(compressed) = c.compress(payload) {
+            if let Some(compressed) = c.0.compress(payload) {
+                c.1.increment(compressed.len() as u64);
                 let mut frame = Frame::message(compressed, OpCode::Data(opcode), true);
                 frame.header_mut().rsv1 = true;
                 return tungstenite::Message::Frame(frame);
