@@ -130,6 +130,16 @@ if [ -z "${SKIP_AUTOBAHN:-}" ]; then
     ap=$(echo "$line" | awk '{print $2+0}'); af=$(echo "$line" | awk '{print $4+0}')
     passed_total=$((passed_total + ${ap:-0})); failed_total=$((failed_total + ${af:-0}))
     if [ "$rc" != 0 ]; then failed_stages+=("autobahn"); [ "${af:-0}" = 0 ] && failed_total=$((failed_total + 1)); fi
+
+    # Sections 12 and 13 again, against an echo service with permessage-deflate on.
+    stage "Autobahn TestSuite (kosoku) sections 12-13: echo with permessage-deflate"
+    AUTOBAHN_COMPRESSION=1 AUTOBAHN_CASES='12.* 13.*' AUTOBAHN_OUT="$ART/autobahn-deflate" \
+        bash tests/scripts/autobahn.sh 2>&1 | tee "$ART/autobahn-deflate.log"
+    rc=${PIPESTATUS[0]}
+    dline=$(grep -E '^autobahn: [0-9]+ passed, [0-9]+ failed' "$ART/autobahn-deflate.log" | tail -1)
+    ap=$(echo "$dline" | awk '{print $2+0}'); af=$(echo "$dline" | awk '{print $4+0}')
+    passed_total=$((passed_total + ${ap:-0})); failed_total=$((failed_total + ${af:-0}))
+    if [ "$rc" != 0 ]; then failed_stages+=("autobahn-deflate"); [ "${af:-0}" = 0 ] && failed_total=$((failed_total + 1)); fi
 fi
 
 [ -n "$rabbit_stop_pid" ] && wait "$rabbit_stop_pid"
@@ -140,6 +150,7 @@ echo "=== summary ==="
 [ -n "${summary:-}" ] && echo "pytest: ${summary}"
 [ -n "${node_line:-}" ] && echo "$node_line"
 [ -n "${line:-}" ] && echo "$line"
+[ -n "${dline:-}" ] && echo "${dline/autobahn:/autobahn (permessage-deflate):}"
 if [ "${#failed_stages[@]}" -gt 0 ]; then
     echo "FAILED stages: ${failed_stages[*]}"
 fi

@@ -53,6 +53,7 @@ impl Live {
             idle_timeout: limits.idle_timeout,
             outgoing_queue: limits.outgoing_queue,
             linger: Duration::from_secs(2),
+            deflate: None,
         };
         let static_files = match &config.server.static_dir {
             Some(dir) => StaticFiles::Disk(dir.clone()),

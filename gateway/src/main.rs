@@ -5,6 +5,7 @@ mod admission;
 mod auth;
 mod background;
 mod config;
+mod deflate;
 mod error;
 mod fallback;
 mod forwarded;

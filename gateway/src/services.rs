@@ -79,6 +79,8 @@ pub struct Service {
     /// Traffic over WebSocket and over the HTTP fallback.
     pub counters: TrafficCounters,
     pub http_counters: TrafficCounters,
+    /// permessage-deflate, when the service turned it on.
+    pub compression: Option<crate::deflate::CompressionConfig>,
     /// The bridge's work beside its sessions: started after building, stopped at drain
     /// (or, once a reload replaced the bridge, when its last session has ended).
     pub background: Background,
@@ -152,6 +154,14 @@ impl ServiceTable {
             })?;
             let origins = OriginPolicy::new(&cfg.allowed_origins, cfg.allow_missing_origin)
                 .map_err(|e| fail("allowed_origins", e.into()))?;
+            if let Some(c) = &cfg.compression {
+                c.check().map_err(|(field, why)| {
+                    fail(
+                        &format!("compression.{field}"),
+                        ServiceErrorKind::Settings(why),
+                    )
+                })?;
+            }
             let background = Background::new(cfg.name.as_str());
             let service = Arc::new(Service {
                 name: cfg.name.as_str().into(),
@@ -164,6 +174,7 @@ impl ServiceTable {
                 require_roles: cfg.require_roles.clone(),
                 counters: TrafficCounters::new(&cfg.name, "websocket"),
                 http_counters: TrafficCounters::new(&cfg.name, "http"),
+                compression: cfg.compression.clone().filter(|c| c.enabled),
                 background,
             });
             by_path
@@ -261,6 +272,7 @@ mod tests {
             require_auth: false,
             require_roles: vec![],
             settings: serde_json::json!({}),
+            compression: None,
         }
     }
 

@@ -76,6 +76,7 @@ class Frame:
     opcode: int
     payload: bytes
     masked: bool = False
+    rsv: int = 0  # RSV1..3 as bits 2..0 (4: RSV1, a compressed message)
 
     @property
     def close_code(self) -> int | None:
@@ -154,7 +155,7 @@ class RawConn:
         del self.buf[: off + n]
         if masked:
             payload = mask_bytes(payload, key)
-        return Frame(bool(b0 & 0x80), b0 & 0xF, payload, masked)
+        return Frame(bool(b0 & 0x80), b0 & 0xF, payload, masked, (b0 >> 4) & 0x7)
 
     def wait_close(self, timeout: float = 5.0) -> tuple[int | None, list[Frame]]:
         """Read until a close frame or the end of the connection.

@@ -60,6 +60,7 @@ fn service(name: &str, path: &str) -> ServiceConfig {
         require_auth: false,
         require_roles: vec![],
         settings: serde_json::json!({}),
+        compression: None,
     }
 }
 

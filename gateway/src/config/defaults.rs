@@ -23,6 +23,7 @@ pub fn default_services(factories: &[Box<dyn BridgeFactory>]) -> Vec<ServiceConf
                 } else {
                     d.settings
                 },
+                compression: None,
             })
         })
         .collect()

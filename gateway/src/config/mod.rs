@@ -215,6 +215,9 @@ pub struct ServiceConfig {
     /// The bridge's own settings; it rejects keys it does not know.
     #[serde(default = "empty_table")]
     pub settings: serde_json::Value,
+    /// permessage-deflate; off without this table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::deflate::CompressionConfig>,
 }
 
 fn empty_table() -> serde_json::Value {

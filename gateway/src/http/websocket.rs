@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::refusal::refusal_response;
 use crate::admission::{admit, outcome, refuse, AdmissionRequest, Admitted};
+use crate::deflate::{InflateLimits, InflateStream};
 use crate::limits::ConnectionSlot;
 use crate::response::Body;
 use crate::services::Service;
@@ -125,11 +126,33 @@ pub async fn start(
         Err(refusal) => return refusal_response(&refusal),
     };
 
+    let deflate = service
+        .compression
+        .as_ref()
+        .and_then(|c| crate::deflate::negotiate(req.headers(), c));
+    let inflate_limits = InflateLimits {
+        max_frame: live.limits.max_frame_size,
+        max_message: live.limits.max_message_size,
+    };
+    if let Some(a) = &deflate {
+        let mode = if a.server_no_context_takeover {
+            "shared"
+        } else {
+            "dedicated"
+        };
+        metrics::counter!(
+            "gateway_ws_compressed_sessions_total",
+            "service" => service.name.to_string(),
+            "mode" => mode
+        )
+        .increment(1);
+    }
+    let response_extension = deflate.as_ref().map(|a| a.response.clone());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = state.clone();
     // The session keeps these, not the snapshot, which would keep replaced services alive.
     let ws_config = live.ws_config;
-    let transport = live.transport.clone();
+    let mut transport = live.transport.clone();
     drop(live);
     state.sessions.spawn(async move {
         let _slots = slots;
@@ -137,15 +160,15 @@ pub async fn start(
             Ok(upgraded) => {
                 // Ready on first poll (no I/O happens); not awaiting keeps the stream out
                 // of this task's saved state.
-                let Some(ws) = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .now_or_never() else {
+                let io =
+                    InflateStream::new(TokioIo::new(upgraded), deflate.as_ref(), inflate_limits);
+                let Some(ws) = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config))
+                    .now_or_never()
+                else {
                     tracing::error!(session = info.id, "WebSocket set-up unexpectedly pending");
                     return;
                 };
+                transport.deflate = deflate;
                 serve(task_state, service, info, transport, ws).await;
             }
             Err(e) => tracing::debug!(session = info.id, peer = %info.peer, "upgrade failed: {e}"),
@@ -159,6 +182,9 @@ pub async fn start(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(ext) = response_extension.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, ext);
     }
     if let Some(token) = subprotocol {
         h.insert(

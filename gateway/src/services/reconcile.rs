@@ -66,6 +66,7 @@ fn carried(fresh: &Service, old: &Service) -> Service {
         require_roles: fresh.require_roles.clone(),
         counters: old.counters.clone(),
         http_counters: old.http_counters.clone(),
+        compression: fresh.compression.clone(),
         background: old.background.clone(),
         config: fresh.config.clone(),
         instance: old.instance.clone(),

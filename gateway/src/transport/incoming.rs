@@ -76,7 +76,14 @@ fn close_for_read_error(err: &tungstenite::Error) -> Option<CloseFrame> {
         ),
         E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
         E::Protocol(e) => (code::PROTOCOL_ERROR, e.to_string()),
-        E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => return None,
+        E::Io(e) => {
+            let refused = crate::deflate::close_for(e)?;
+            if refused.code == code::MESSAGE_TOO_BIG {
+                record_trip(trip::MESSAGE_SIZE);
+            }
+            (refused.code, refused.reason.to_string())
+        }
+        E::ConnectionClosed | E::AlreadyClosed => return None,
         other => (code::PROTOCOL_ERROR, other.to_string()),
     };
     Some(CloseFrame {

@@ -37,6 +37,8 @@ pub struct TransportSettings {
     /// How long a bridge gets to finish after its client is gone, and how long the
     /// gateway waits for the client's half of the closing handshake.
     pub linger: Duration,
+    /// permessage-deflate as this session's handshake agreed it (none in `Live`'s copy).
+    pub deflate: Option<crate::deflate::Agreed>,
 }
 
 /// State the reading and writing halves share.
@@ -132,6 +134,7 @@ where
     let (stream_back_tx, stream_back_rx) = oneshot::channel();
     let incoming =
         incoming::IncomingAdapter::new(stream, shared.clone(), counters.clone(), stream_back_tx);
+    let service = info.service.clone();
     let session = Session {
         info,
         incoming: bridge_api::Incoming::new(incoming),
@@ -142,6 +145,11 @@ where
 
     let (finish_tx, finish_rx) = oneshot::channel::<CloseFrame>();
     let writer = writer::Writer::new(sink, outbox_rx, shared.clone(), counters, &settings);
+    let compressor = settings
+        .deflate
+        .as_ref()
+        .map(crate::deflate::Compressor::new);
+    let writer = writer.with_compression(compressor, &service);
     let writer_fut = Box::pin(writer.run(finish_rx));
     async move {
         let _registered = registered;

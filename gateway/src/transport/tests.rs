@@ -48,6 +48,7 @@ fn settings(idle: Duration) -> TransportSettings {
         idle_timeout: idle,
         outgoing_queue: 8,
         linger: Duration::from_millis(500),
+        deflate: None,
     }
 }
 

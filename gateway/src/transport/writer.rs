@@ -13,6 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::close::{code, CloseFrame};
 use super::{Shared, TransportSettings};
+use crate::deflate::Compressor;
 use crate::limits::{record_trip, record_trips, trip};
 use crate::services::TrafficCounters;
 
@@ -31,6 +32,8 @@ pub(super) struct Writer<S> {
     pending_close: Option<CloseFrame>,
     /// Reused between batches so a busy session does not allocate per flush.
     scratch: Vec<Outgoing>,
+    /// permessage-deflate, when negotiated, with the counter of the bytes it sent.
+    compressor: Option<Box<(Compressor, metrics::Counter)>>,
 }
 
 enum Wrote {
@@ -57,7 +60,23 @@ where
             idle_timeout: settings.idle_timeout,
             pending_close: None,
             scratch: Vec::new(),
+            compressor: None,
         }
+    }
+
+    pub(super) fn with_compression(
+        mut self,
+        compressor: Option<Compressor>,
+        service: &str,
+    ) -> Self {
+        self.compressor = compressor.map(|c| {
+            let sent = metrics::counter!(
+                "gateway_ws_deflate_bytes_out_total",
+                "service" => service.to_string()
+            );
+            Box::new((c, sent))
+        });
+        self
     }
 
     /// Returns whether a close frame went out (so the caller should await the client's).
@@ -95,6 +114,9 @@ where
                     None => outbox_open = false,
                 },
                 _ = ticker.tick(), if !idle.is_zero() => {
+                    if let Some(c) = self.compressor.as_mut() {
+                        c.0.release_if_quiet();
+                    }
                     let silent = self.shared.silent_for();
                     if silent < idle {
                         pinged = false;
@@ -112,8 +134,20 @@ where
         }
     }
 
-    fn to_ws(&self, msg: Message) -> tungstenite::Message {
+    fn frame_for(&mut self, msg: Message) -> tungstenite::Message {
         self.counters.sent(msg.len());
+        if let Some(c) = self.compressor.as_mut() {
+            let (payload, opcode) = match &msg {
+                Message::Text(t) => (t.as_bytes(), Data::Text),
+                Message::Binary(b) => (b, Data::Binary),
+            };
+            if let Some(compressed) = c.0.compress(payload) {
+                c.1.increment(compressed.len() as u64);
+                let mut frame = Frame::message(compressed, OpCode::Data(opcode), true);
+                frame.header_mut().rsv1 = true;
+                return tungstenite::Message::Frame(frame);
+            }
+        }
         match msg {
             Message::Binary(b) => tungstenite::Message::Binary(b),
             // Our text is valid UTF-8 by construction; sending it as a raw frame skips a
@@ -127,7 +161,7 @@ where
     }
 
     async fn write_batch(&mut self, first: Message) -> Wrote {
-        let first = self.to_ws(first);
+        let first = self.frame_for(first);
         if self.sink.feed(first).await.is_err() {
             return Wrote::ClientGone;
         }
@@ -140,7 +174,7 @@ where
             }
             match item {
                 Outgoing::Message(msg) => {
-                    let msg = self.to_ws(msg);
+                    let msg = self.frame_for(msg);
                     gone = self.sink.feed(msg).await.is_err();
                 }
                 Outgoing::Close(end) => self.pending_close = Some(end.into()),
@@ -166,7 +200,7 @@ where
         while let Some(item) = self.rx.try_recv() {
             match item {
                 Outgoing::Message(msg) => {
-                    let msg = self.to_ws(msg);
+                    let msg = self.frame_for(msg);
                     if self.sink.feed(msg).await.is_err() {
                         return None;
                     }

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -52,6 +53,9 @@ pub struct StompTarget {
     pub vhost: String,
     /// Fixed kernel socket buffer size (idle runs), else autotuned.
     pub kernel_buffer: Option<u32>,
+    /// `Sec-WebSocket-Extensions` to offer (e.g. permessage-deflate); once agreed, subscribers
+    /// compress their CONNECT and SUBSCRIBE (the publisher's SENDs stay plain).
+    pub extensions: Option<String>,
 }
 
 impl StompTarget {
@@ -86,14 +90,19 @@ impl StompTarget {
             passcode,
             vhost,
             kernel_buffer,
+            extensions: None,
         })
     }
 
     fn upgrade_request(&self) -> String {
+        let extensions = match &self.extensions {
+            Some(e) => format!("Sec-WebSocket-Extensions: {e}\r\n"),
+            None => String::new(),
+        };
         format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: {SUBPROTOCOLS}\r\n\r\n",
+             Sec-WebSocket-Protocol: {SUBPROTOCOLS}\r\n{extensions}\r\n",
             self.path, self.authority
         )
     }
@@ -122,10 +131,49 @@ pub fn subscribe_frame(destination: &str, receipt: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// What fills a benchmark body after its stamp: `x` (the default), or a price quote.
+static PRICE_PAYLOAD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Fill bodies with JSON order-book levels (for compression figures: `x` compresses far
+/// better than real data).
+pub fn use_price_payload(on: bool) {
+    let _ = PRICE_PAYLOAD.set(on);
+}
+
+/// Levels of a made-up EURUSD book, prices and sizes varying with `seq` and the level.
+fn price_levels(b: &mut Vec<u8>, size: usize, seq: u64) {
+    let mut x = seq
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut level = 0;
+    b.extend_from_slice(b"{\"symbol\":\"EURUSD\",\"book\":[");
+    while b.len() < size {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let r = x >> 33;
+        let bid = 108_300 - level * 3 - (r % 3) as i64;
+        let ask = 108_310 + level * 3 + (r % 5) as i64;
+        b.extend_from_slice(
+            format!(
+                "{{\"lvl\":{level},\"bid\":1.{bid:05},\"bid_size\":{},\"ask\":1.{ask:05},\"ask_size\":{}}},",
+                (r % 9000) + 100,
+                ((r >> 13) % 9000) + 100
+            )
+            .as_bytes(),
+        );
+        level += 1;
+    }
+    b.truncate(size);
+}
+
 /// The body of benchmark message: `ts=<ns since epoch, 19 digits>;st=<step>;sq=<seq>;` then
-/// `x` up to `size` bytes.
+/// `x` (or price levels) up to `size` bytes.
 pub fn body(size: usize, ts_ns: u64, step: u32, seq: u64) -> Vec<u8> {
     let mut b = format!("ts={ts_ns:019};st={step};sq={seq};").into_bytes();
+    if *PRICE_PAYLOAD.get().unwrap_or(&false) {
+        price_levels(&mut b, size, seq);
+    }
     b.resize(size.max(b.len()), b'x');
     b
 }
@@ -226,9 +274,67 @@ pub enum WsEvent<'a> {
 
 /// Parse the frames at the start of `buf`; returns the bytes consumed (the rest is a partial
 /// frame). Fragmented messages are put together in `frag`.
+#[cfg(test)]
 pub fn parse_ws(
     buf: &[u8],
     frag: &mut Vec<u8>,
+    on: impl FnMut(WsEvent<'_>),
+) -> Result<usize, Failure> {
+    parse_ws_inflating(buf, frag, &mut None, on)
+}
+
+thread_local! {
+    /// One compressor per thread, reset per message: clients stay cheap.
+    static CLIENT_DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+}
+
+/// `payload` deflated on its own, the sync-flush tail taken off (RFC 7692 7.2.1).
+fn deflate_message(payload: &[u8]) -> Vec<u8> {
+    CLIENT_DEFLATE.with_borrow_mut(|c| {
+        c.reset();
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        loop {
+            let used = c.total_in() as usize;
+            c.compress_vec(&payload[used..], &mut out, FlushCompress::Sync)
+                .expect("deflate of a buffer");
+            if c.total_in() as usize == payload.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        out.truncate(out.len().saturating_sub(4));
+        out
+    })
+}
+
+/// One permessage-deflate message (RFC 7692 7.2.2: the sync-flush tail goes back on).
+fn inflate_message(d: &mut Decompress, payload: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let start = d.total_in();
+    loop {
+        let used = (d.total_in() - start) as usize;
+        if out.len() == out.capacity() {
+            if out.len() > MAX_MESSAGE {
+                return Err(Failure::new("too_large", "inflated message too large"));
+            }
+            out.reserve(out.len());
+        }
+        d.decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
+            .map_err(|e| Failure::new("bad_frame", format!("inflate: {e}")))?;
+        if (d.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+    }
+}
+
+/// `parse_ws`, inflating RSV1 messages with `inflater` (set once permessage-deflate was
+/// agreed). The gateway never fragments what it compresses.
+pub fn parse_ws_inflating(
+    buf: &[u8],
+    frag: &mut Vec<u8>,
+    inflater: &mut Option<Box<Decompress>>,
     mut on: impl FnMut(WsEvent<'_>),
 ) -> Result<usize, Failure> {
     let mut at = 0;
@@ -291,6 +397,18 @@ pub fn parse_ws(
                 &unmasked
             }
         };
+        let compressed = b[0] & 0x40 != 0;
+        if compressed {
+            let (Some(d), true) = (inflater.as_mut(), fin && frag.is_empty()) else {
+                return Err(Failure::new(
+                    "bad_frame",
+                    "RSV1 without permessage-deflate, or fragmented",
+                ));
+            };
+            let inflated = inflate_message(d, payload)?;
+            on(WsEvent::Data(&inflated));
+            continue;
+        }
         match opcode {
             0x1 | 0x2 if fin && frag.is_empty() => on(WsEvent::Data(payload)),
             0x0..=0x2 => {
@@ -400,6 +518,8 @@ pub struct StompConn {
     fd: AsyncFd<std::net::TcpStream>,
     pending: Vec<u8>,
     frag: Vec<u8>,
+    /// Set when the server agreed to permessage-deflate.
+    inflater: Option<Box<Decompress>>,
     pongs: Vec<Vec<u8>>,
     closed: bool,
     /// `pending` holds bytes that came with the upgrade response and were never parsed.
@@ -453,6 +573,10 @@ impl StompConn {
         if !status.starts_with("HTTP/1.1 101") {
             return Err(Failure::new("handshake", status));
         }
+        let agreed = String::from_utf8_lossy(&head[..body_at])
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate");
+        let inflater = agreed.then(|| Box::new(Decompress::new(false)));
         let pending = head[body_at..].to_vec();
         let std = tcp.into_std().map_err(|e| Failure::new("handshake", e))?;
         // `AsyncFd::register` is the unsafe replacement and this crate forbids unsafe code;
@@ -464,6 +588,7 @@ impl StompConn {
             unparsed: !pending.is_empty(),
             pending,
             frag: Vec::new(),
+            inflater,
             pongs: Vec::new(),
             closed: false,
         })
@@ -484,7 +609,15 @@ impl StompConn {
     }
 
     /// Send one STOMP frame as one WebSocket text message.
+    /// With permessage-deflate agreed the frame goes compressed, as a browser sends it (the
+    /// server keeps a decompressor for the connection: this client never promised
+    /// `client_no_context_takeover`).
     pub async fn send_stomp(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.inflater.is_some() {
+            let mut f = ws_frame(0x1, &deflate_message(frame));
+            f[0] |= 0x40;
+            return self.write_all(&f).await;
+        }
         self.write_all(&ws_frame(0x1, frame)).await
     }
 
@@ -500,11 +633,17 @@ impl StompConn {
             let pending = std::mem::take(&mut self.pending);
             let mut closed = false;
             let pongs = &mut self.pongs;
-            let used = parse_ws(&pending, &mut self.frag, |ev| match ev {
-                WsEvent::Data(d) => on_data(d),
-                WsEvent::Ping(p) => pongs.push(p.to_vec()),
-                WsEvent::Close => closed = true,
-            })?;
+            let used =
+                parse_ws_inflating(
+                    &pending,
+                    &mut self.frag,
+                    &mut self.inflater,
+                    |ev| match ev {
+                        WsEvent::Data(d) => on_data(d),
+                        WsEvent::Ping(p) => pongs.push(p.to_vec()),
+                        WsEvent::Close => closed = true,
+                    },
+                )?;
             self.pending = pending[used..].to_vec();
             if closed {
                 self.closed = true;
@@ -521,6 +660,7 @@ impl StompConn {
             .map_err(|e| Failure::new("read", e))?;
         let pending = &mut self.pending;
         let frag = &mut self.frag;
+        let inflater = &mut self.inflater;
         let pongs = &mut self.pongs;
         let mut closed = false;
         let outcome = SCRATCH.with_borrow_mut(|buf| {
@@ -547,7 +687,7 @@ impl StompConn {
                 guard.clear_ready();
             }
             let data = &buf[..carry + n];
-            let used = parse_ws(data, frag, |ev| match ev {
+            let used = parse_ws_inflating(data, frag, inflater, |ev| match ev {
                 WsEvent::Data(d) => on_data(d),
                 WsEvent::Ping(p) => pongs.push(p.to_vec()),
                 WsEvent::Close => closed = true,
@@ -658,19 +798,24 @@ impl StompConn {
                     let mut data = std::mem::take(&mut self.pending);
                     data.extend_from_slice(&buf[..n]);
                     let mut closed = false;
-                    let used = parse_ws(&data, &mut self.frag, |ev| match ev {
-                        WsEvent::Data(d) => for_each_stomp(d, |cmd, frame| {
-                            if cmd == b"ERROR" && text.is_none() {
-                                text = Some(format!(
-                                    "ERROR {} {}",
-                                    stomp_header(frame, "message").unwrap_or(""),
-                                    String::from_utf8_lossy(stomp_body(frame)).trim()
-                                ));
-                            }
-                        }),
-                        WsEvent::Close => closed = true,
-                        WsEvent::Ping(_) => {}
-                    })
+                    let used = parse_ws_inflating(
+                        &data,
+                        &mut self.frag,
+                        &mut self.inflater,
+                        |ev| match ev {
+                            WsEvent::Data(d) => for_each_stomp(d, |cmd, frame| {
+                                if cmd == b"ERROR" && text.is_none() {
+                                    text = Some(format!(
+                                        "ERROR {} {}",
+                                        stomp_header(frame, "message").unwrap_or(""),
+                                        String::from_utf8_lossy(stomp_body(frame)).trim()
+                                    ));
+                                }
+                            }),
+                            WsEvent::Close => closed = true,
+                            WsEvent::Ping(_) => {}
+                        },
+                    )
                     .unwrap_or(data.len());
                     self.pending = data[used..].to_vec();
                     if closed {

@@ -50,6 +50,7 @@ fn svc(name: &str, path: &str, target: &str) -> ServiceConfig {
         require_auth: false,
         require_roles: vec![],
         settings: serde_json::json!({ "target": target }),
+        compression: None,
     }
 }
 

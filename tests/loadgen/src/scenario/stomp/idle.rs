@@ -75,6 +75,9 @@ pub async fn parent(args: IdleArgs) -> Result<(), String> {
             Duration::from_millis(1),
         )
         .await;
+    // After one delivery each: what sessions cost that made per-connection state for it
+    // (a dedicated permessage-deflate compressor, say) before it is freed.
+    let after_check = memory(pid);
     run.finish().await;
     let check = check?;
     let per = |m: Option<Memory>, anon: bool| -> Option<f64> {
@@ -101,6 +104,12 @@ pub async fn parent(args: IdleArgs) -> Result<(), String> {
             per(held, true).unwrap_or(f64::NAN),
         );
     }
+    if after_check.is_some() {
+        println!(
+            "server RSS per subscribed session after one delivery each: {:.2} KiB",
+            per(after_check, false).unwrap_or(f64::NAN)
+        );
+    }
     println!(
         "check: {} of {} sessions received the check message (sent {}), latency p99 {:.1} ms",
         check.received,
@@ -120,6 +129,7 @@ pub async fn parent(args: IdleArgs) -> Result<(), String> {
         "rss_kib_per_connection": per(settled, false),
         "rss_kib_per_connection_after_hold": per(held, false),
         "anon_kib_per_connection_after_hold": per(held, true),
+        "rss_kib_per_connection_after_check": per(after_check, false),
         "alive_after_hold": check.received,
         "check_sent": check.sent,
     });

@@ -74,6 +74,13 @@ pub struct StompArgs {
     /// Other processes' CPU, in percent of one core, above which a step is repeated.
     #[arg(long, default_value_t = 25.0)]
     pub noisy_threshold: f64,
+    /// Offer these WebSocket extensions, e.g. "permessage-deflate" (messages the server
+    /// compresses are inflated; subscribers compress their CONNECT and SUBSCRIBE).
+    #[arg(long)]
+    pub extensions: Option<String>,
+    /// Fill bodies with JSON price levels instead of `x` (realistic for compression).
+    #[arg(long)]
+    pub price_payload: bool,
     #[command(flatten)]
     pub processes: ProcessArgs,
 }
@@ -83,14 +90,17 @@ impl StompArgs {
         if self.size < stomp::MIN_BODY {
             return Err(format!("--size must be at least {}", stomp::MIN_BODY));
         }
-        StompTarget::resolve(
+        let mut target = StompTarget::resolve(
             &self.url,
             self.login.clone(),
             self.passcode.clone(),
             self.host.clone(),
             kernel_buffer,
         )
-        .await
+        .await?;
+        target.extensions = self.extensions.clone();
+        stomp::use_price_payload(self.price_payload);
+        Ok(target)
     }
 
     fn plan(&self, total: usize, processes: usize, target: &StompTarget) -> Plan {
