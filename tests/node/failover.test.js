@@ -129,8 +129,8 @@ describe('queue consumers when a gateway is killed under receipted load', () => 
     // again to the next gateway (at least once).
     const pub = session(gws, 0);
     await withTimeout(pub.next('connected'), 10000, 'publisher CONNECTED');
-    const N = 1500;
-    const KILL_AT = 500;
+    const N = 900;
+    const KILL_AT = 300;
     const pending = new Set();
     const receipted = new Set();
     let pendingAtKill = null;
