@@ -33,7 +33,10 @@ const SUBPROTOCOLS: &[&str] = &["amqp"];
 struct AmqpBridge {
     service: Arc<str>,
     settings: AmqpSettings,
-    uri: AMQPUri,
+    /// The broker's nodes (one, or a cluster's); all serve the same vhost.
+    nodes: Vec<AMQPUri>,
+    /// Pass-through: the node the next client's own connection tries first.
+    next_node: std::sync::atomic::AtomicUsize,
     /// For `amqps://`.
     tls: Option<TlsClient>,
     /// The service's pool (service credentials), `None` with pass-through credentials.
@@ -68,9 +71,9 @@ impl Bridge for AmqpBridge {
             Some(pool) => pool.start(bg.tracker(), bg.shutdown().clone()),
             None => {
                 let stop: CancellationToken = bg.shutdown().clone();
-                bg.spawn(rabbitmq_pool::probe(
+                bg.spawn(rabbitmq_pool::probe_any(
                     "RabbitMQ",
-                    rabbitmq_pool::endpoint(&self.uri),
+                    self.nodes.iter().map(rabbitmq_pool::endpoint).collect(),
                     self.reachable.clone(),
                     stop,
                 ));
@@ -93,7 +96,13 @@ impl AmqpBridge {
     }
 }
 
-/// Parse and check the backend URI (`amqp://` or `amqps://`).
+/// Parse and check the backend: one URI (`amqp://` or `amqps://`) or a cluster's nodes as
+/// a comma-separated list of them.
+fn parse_nodes(raw: &str) -> Result<Vec<AMQPUri>, String> {
+    rabbitmq_pool::parse_nodes(raw, parse_uri)
+}
+
+/// Parse and check one node's URI.
 fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
     let mut uri: AMQPUri = raw
         .parse()
@@ -148,13 +157,14 @@ impl BridgeFactory for AmqpFactory {
         settings
             .validate()
             .map_err(|(path, msg)| SettingsError::new(path, msg))?;
-        let uri = parse_uri(&settings.backend).map_err(|e| SettingsError::new("backend", e))?;
-        let tls = tls_client(&ctx.service, &uri, &settings)?;
+        let nodes = parse_nodes(&settings.backend).map_err(|e| SettingsError::new("backend", e))?;
+        // Every node has the first one's scheme (checked when parsed).
+        let tls = tls_client(&ctx.service, &nodes[0], &settings)?;
         let acl = acl::Acl::new(&settings.acl).map_err(|(p, m)| SettingsError::new(p, m))?;
         let metrics = AmqpMetrics::new(&ctx.service);
         let pool = (settings.credentials == Credentials::Service).then(|| {
             Pool::supervised(
-                uri.clone(),
+                nodes.clone(),
                 tls.clone(),
                 format!("gateway amqp {}", ctx.service),
                 settings.pool_size,
@@ -164,7 +174,8 @@ impl BridgeFactory for AmqpFactory {
         Ok(Arc::new(AmqpBridge {
             service: ctx.service,
             settings,
-            uri,
+            nodes,
+            next_node: Default::default(),
             tls,
             pool,
             reachable: Arc::new(AtomicBool::new(false)),

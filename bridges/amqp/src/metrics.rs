@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge};
-use rabbitmq_pool::PoolMetrics;
+use rabbitmq_pool::{NodeMetrics, PoolMetrics};
 
 pub struct AmqpMetrics {
     service: String,
@@ -61,6 +61,19 @@ impl AmqpMetrics {
                 connections: metrics::gauge!("gateway_amqp_backend_connections", "service" => s.clone()),
                 channels: metrics::gauge!("gateway_amqp_backend_channels", "service" => s.clone()),
                 reconnects: metrics::counter!("gateway_amqp_backend_reconnects_total", "service" => s.clone()),
+                node: Box::new({
+                    let s = s.clone();
+                    move |node: &str| NodeMetrics {
+                        connections: metrics::gauge!(
+                            "gateway_amqp_backend_node_connections",
+                            "service" => s.clone(), "node" => node.to_string()
+                        ),
+                        reconnects: metrics::counter!(
+                            "gateway_amqp_backend_node_reconnects_total",
+                            "service" => s.clone(), "node" => node.to_string()
+                        ),
+                    }
+                }),
             }),
             sessions: metrics::gauge!("gateway_amqp_sessions", "service" => s.clone()),
             channels: metrics::gauge!("gateway_amqp_channels", "service" => s.clone()),
@@ -113,6 +126,14 @@ fn describe() {
         "Client channels open, each on a pooled broker channel"
     );
     describe_gauge!("gateway_amqp_backend_connections", "Open AMQP connections to RabbitMQ (the pool, or one per client with pass-through credentials)");
+    describe_gauge!(
+        "gateway_amqp_backend_node_connections",
+        "Open AMQP connections to RabbitMQ, by node"
+    );
+    describe_counter!(
+        "gateway_amqp_backend_node_reconnects_total",
+        "AMQP connections re-established on each RabbitMQ node after a loss"
+    );
     describe_gauge!(
         "gateway_amqp_backend_channels",
         "Open channels on the broker connections"

@@ -192,3 +192,26 @@ async fn a_login_the_gateway_is_too_busy_to_check_gets_320_try_again() {
     let _ = next(&mut client).await;
     task.await.unwrap().expect_err("refused");
 }
+
+#[test]
+fn the_backend_takes_a_cluster_s_nodes() {
+    let build = |backend: &str| {
+        AmqpFactory.build(
+            testkit::ctx("amqp-test"),
+            serde_json::json!({ "backend": backend, "credentials": "service" }),
+        )
+    };
+    assert!(build("amqp://u:p@127.0.0.1:5672/%2f,amqp://u:p@127.0.0.1:5673/%2f").is_ok());
+    let Err(e) = build("amqp://u:p@h1:5672/a,amqp://u:p@h2:5672/b") else {
+        panic!("nodes with different vhosts are refused")
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.contains("backend") && shown.contains("vhost"),
+        "{shown}"
+    );
+    let Err(e) = build("amqp://u:p@h1:5672/a,amqps://u:p@h2:5671/a") else {
+        panic!("mixed schemes are refused")
+    };
+    assert!(e.to_string().contains("same scheme"), "{e}");
+}

@@ -14,4 +14,15 @@ pub struct PoolMetrics {
     pub channels: Gauge,
     /// Connections re-established after a loss.
     pub reconnects: Counter,
+    /// The same per broker node (`host:port`), resolved once per node when a pool is made.
+    pub node: Box<dyn Fn(&str) -> NodeMetrics + Send + Sync>,
+}
+
+/// One broker node's share of a pool: which node each connection is on, and where the
+/// connections went after a loss.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    pub connections: Gauge,
+    /// Connections re-established on this node after a loss (on this node or another).
+    pub reconnects: Counter,
 }

@@ -2,6 +2,11 @@
 //! task that reconnects with backoff; channels are multiplexed on them, so the number of
 //! connections never grows with the number of clients. With pass-through credentials a
 //! client's own connection is a pool of one that is not re-established.
+//!
+//! Given a cluster's nodes, connection `i` starts on node `i mod nodes` (so the pool is
+//! spread over them), and a supervisor whose connection is lost reconnects to the least
+//! loaded other node at once, then walks the list with the usual backoff. Connections stay
+//! where they are when a node comes back (moving them would cut channels that work).
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::errors::describe_connect;
-use crate::metrics::PoolMetrics as Metrics;
+use crate::metrics::{NodeMetrics, PoolMetrics as Metrics};
 use crate::Error;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,17 +39,29 @@ const WATCH_PERIOD: Duration = Duration::from_millis(250);
 pub struct Chan {
     channel: Channel,
     connection: ConnectionStatus,
+    node: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
 impl Chan {
-    fn new(channel: Channel, connection: ConnectionStatus, metrics: Arc<Metrics>) -> Chan {
+    fn new(
+        channel: Channel,
+        connection: ConnectionStatus,
+        node: Arc<str>,
+        metrics: Arc<Metrics>,
+    ) -> Chan {
         metrics.channels.increment(1.0);
         Chan {
             channel,
             connection,
+            node,
             metrics,
         }
+    }
+
+    /// The broker node (`host:port`) this channel's connection is on.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The broker is blocking publishers on this connection (a resource alarm).
@@ -73,15 +90,21 @@ impl Drop for Chan {
 }
 
 struct Slot {
-    conn: Mutex<Option<Arc<Connection>>>,
+    /// The connection and the node it is on.
+    conn: Mutex<Option<(Arc<Connection>, usize)>>,
+}
+
+struct Node {
+    uri: AMQPUri,
+    /// `host:port`, for messages, logs and the `node` label.
+    endpoint: Arc<str>,
+    metrics: NodeMetrics,
 }
 
 pub struct Pool {
-    uri: AMQPUri,
+    nodes: Vec<Node>,
     /// For `amqps://`.
     tls: Option<TlsClient>,
-    /// `host:port`, for messages.
-    pub endpoint: String,
     name: String,
     slots: Vec<Slot>,
     rr: AtomicUsize,
@@ -98,6 +121,38 @@ pub struct Pool {
 
 pub fn endpoint(uri: &AMQPUri) -> String {
     format!("{}:{}", uri.authority.host, uri.authority.port)
+}
+
+/// One connection to the first node of `nodes` that takes it, trying them in turn from
+/// `start` (pass-through credentials: a client's own connection). A refused login is the
+/// answer of the whole cluster (users are shared) and is returned at once; otherwise the
+/// last node's error. Gives the connection and the index of its node.
+pub async fn connect_any(
+    nodes: &[AMQPUri],
+    start: usize,
+    tls: Option<&TlsClient>,
+    name: &str,
+) -> Result<(Connection, usize), lapin::Error> {
+    let mut last = None;
+    for k in 0..nodes.len() {
+        let i = (start + k) % nodes.len();
+        match connect(&nodes[i], tls, name).await {
+            Ok(c) => return Ok((c, i)),
+            Err(e) if crate::is_refusal(&e) => return Err(e),
+            Err(e) => {
+                if nodes.len() > 1 {
+                    tracing::debug!(broker = %endpoint(&nodes[i]), "cannot connect: {}", describe_connect(&e));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        lapin::Error::from(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no broker node",
+        ))
+    }))
 }
 
 /// One connection: plain for `amqp://`, over the service's TLS client for `amqps://`.
@@ -162,16 +217,26 @@ async fn connect_tls(
 
 impl Pool {
     fn new(
-        uri: AMQPUri,
+        uris: Vec<AMQPUri>,
         tls: Option<TlsClient>,
         name: String,
         size: usize,
         reconnects: bool,
         metrics: Arc<Metrics>,
     ) -> Pool {
+        assert!(!uris.is_empty(), "a pool needs a broker node");
         Pool {
-            endpoint: endpoint(&uri),
-            uri,
+            nodes: uris
+                .into_iter()
+                .map(|uri| {
+                    let endpoint: Arc<str> = endpoint(&uri).into();
+                    Node {
+                        metrics: (metrics.node)(&endpoint),
+                        endpoint,
+                        uri,
+                    }
+                })
+                .collect(),
             tls,
             name,
             slots: (0..size)
@@ -189,15 +254,16 @@ impl Pool {
         }
     }
 
-    /// `size` supervised connections; none is opened before [`start`](Self::start).
+    /// `size` supervised connections spread over `nodes` (one or more URIs of the same
+    /// cluster); none is opened before [`start`](Self::start).
     pub fn supervised(
-        uri: AMQPUri,
+        nodes: Vec<AMQPUri>,
         tls: Option<TlsClient>,
         name: String,
         size: usize,
         metrics: Arc<Metrics>,
     ) -> Arc<Pool> {
-        Arc::new(Pool::new(uri, tls, name, size, true, metrics))
+        Arc::new(Pool::new(nodes, tls, name, size, true, metrics))
     }
 
     /// Connect in the background from now on, one supervisor per connection on `tasks`,
@@ -226,9 +292,9 @@ impl Pool {
         metrics: Arc<Metrics>,
         on_lost: impl FnOnce(String) + Send + 'static,
     ) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(uri, None, name, 1, false, metrics));
+        let pool = Arc::new(Pool::new(vec![uri], None, name, 1, false, metrics));
         let conn = Arc::new(conn);
-        pool.attach(0, conn.clone());
+        pool.attach(0, conn.clone(), 0);
         let p = pool.clone();
         tokio::spawn(async move {
             let reason = p.watch(&conn).await;
@@ -241,7 +307,7 @@ impl Pool {
         pool
     }
 
-    fn slot(&self, i: usize) -> Option<Arc<Connection>> {
+    fn slot(&self, i: usize) -> Option<(Arc<Connection>, usize)> {
         self.slots[i]
             .conn
             .lock()
@@ -249,22 +315,23 @@ impl Pool {
             .clone()
     }
 
-    fn attach(&self, i: usize, conn: Arc<Connection>) {
-        *self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+    fn attach(&self, i: usize, conn: Arc<Connection>, node: usize) {
+        *self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((conn, node));
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.metrics.connections.increment(1.0);
+        self.nodes[node].metrics.connections.increment(1.0);
         self.up.send_modify(|n| *n += 1);
     }
 
     fn detach(&self, i: usize, reason: &Option<String>) {
-        if self.slots[i]
+        let was = self.slots[i]
             .conn
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
-        {
+            .take();
+        if let Some((_, node)) = was {
             self.metrics.connections.decrement(1.0);
+            self.nodes[node].metrics.connections.decrement(1.0);
             self.up.send_modify(|n| *n = n.saturating_sub(1));
         }
         if let Some(r) = reason {
@@ -295,6 +362,48 @@ impl Pool {
         self.generation.load(Ordering::Relaxed)
     }
 
+    /// The broker's nodes as `host:port, host:port`, for messages.
+    pub fn endpoints(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| &*n.endpoint)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Which node (`host:port`) each connection is on now; `None` while it is down.
+    pub fn placement(&self) -> Vec<Option<String>> {
+        (0..self.slots.len())
+            .map(|i| {
+                self.slot(i)
+                    .map(|(_, n)| self.nodes[n].endpoint.to_string())
+            })
+            .collect()
+    }
+
+    /// What becomes of a session's broker-side state lost with `node`, for the ERROR that
+    /// tells its client: where the gateway's connections go now.
+    pub fn failover_note(&self, node: &str) -> String {
+        let others: Vec<&str> = self
+            .nodes
+            .iter()
+            .map(|n| &*n.endpoint)
+            .filter(|e| *e != node)
+            .collect();
+        if !self.reconnects {
+            "reconnect to carry on".into()
+        } else if others.is_empty() {
+            format!(
+                "the gateway reconnects to {node} when it is back; reconnect and subscribe again"
+            )
+        } else {
+            format!(
+                "the gateway reconnects to another node ({}); reconnect and subscribe again",
+                others.join(", ")
+            )
+        }
+    }
+
     /// Why the broker cannot be used right now, for ERROR frames and logs.
     pub fn outage(&self) -> String {
         let e = self
@@ -302,7 +411,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        format!("RabbitMQ at {} is unavailable ({e})", self.endpoint)
+        format!("RabbitMQ at {} is unavailable ({e})", self.endpoints())
     }
 
     /// Wait until a connection is up; false if the pool was shut down (or `stop` fired).
@@ -338,14 +447,19 @@ impl Pool {
 
     /// A new channel on connection `i`.
     pub async fn channel_on(&self, i: usize) -> Result<Chan, Error> {
-        let Some(conn) = self.slot(i % self.slots.len()) else {
+        let Some((conn, node)) = self.slot(i % self.slots.len()) else {
             return Err(Error::unavailable(self.outage()));
         };
+        let node = self.nodes[node].endpoint.clone();
         match conn.create_channel().await {
-            Ok(ch) => Ok(Chan::new(ch, conn.status().clone(), self.metrics.clone())),
+            Ok(ch) => Ok(Chan::new(
+                ch,
+                conn.status().clone(),
+                node,
+                self.metrics.clone(),
+            )),
             Err(e) => Err(Error::unavailable(format!(
-                "RabbitMQ at {}: cannot open a channel ({e})",
-                self.endpoint
+                "RabbitMQ at {node}: cannot open a channel ({e})"
             ))),
         }
     }
@@ -358,7 +472,7 @@ impl Pool {
     pub async fn close(&self) {
         self.shutdown.cancel();
         for i in 0..self.slots.len() {
-            if let Some(conn) = self.slot(i) {
+            if let Some((conn, _)) = self.slot(i) {
                 self.detach(i, &None);
                 let _ = conn.close(200, "bye".into()).await;
             }
@@ -370,25 +484,28 @@ impl Pool {
         self.shutdown.cancel();
     }
 
-    /// Keep connection `i` up until shutdown.
+    /// Keep connection `i` up until shutdown, on node `i mod nodes` first.
     async fn supervise(self: Arc<Self>, i: usize) {
         let mut delay = FIRST_RETRY;
         let mut was_up = false;
-        let mut failures = 0u32;
+        let mut failures = 0usize;
+        let mut node = i % self.nodes.len();
         let name = if self.slots.len() > 1 {
             format!("{} #{}", self.name, i + 1)
         } else {
             self.name.clone()
         };
         while !self.shutdown.is_cancelled() {
-            match connect(&self.uri, self.tls.as_ref(), &name).await {
+            let target = &self.nodes[node];
+            match connect(&target.uri, self.tls.as_ref(), &name).await {
                 Ok(conn) => {
                     if was_up {
                         self.metrics.reconnects.increment(1);
+                        target.metrics.reconnects.increment(1);
                     }
                     tracing::info!(
                         service = %self.metrics.service,
-                        broker = %self.endpoint,
+                        broker = %target.endpoint,
                         connection = i + 1,
                         "connected to RabbitMQ"
                     );
@@ -396,37 +513,41 @@ impl Pool {
                     failures = 0;
                     delay = FIRST_RETRY;
                     let conn = Arc::new(conn);
-                    self.attach(i, conn.clone());
+                    self.attach(i, conn.clone(), node);
                     let reason = self.watch(&conn).await;
-                    self.detach(i, &reason);
-                    match reason {
-                        None => {
-                            // Shut down: leave politely.
-                            let _ = conn.close(200, "gateway shutting down".into()).await;
-                            return;
-                        }
-                        Some(r) => tracing::warn!(
-                            service = %self.metrics.service,
-                            broker = %self.endpoint,
-                            connection = i + 1,
-                            "lost the RabbitMQ connection: {r}; reconnecting"
-                        ),
-                    }
+                    self.detach(i, &reason.as_ref().map(|r| self.on_node(node, r)));
+                    let Some(r) = reason else {
+                        // Shut down: leave politely.
+                        let _ = conn.close(200, "gateway shutting down".into()).await;
+                        return;
+                    };
+                    // The node is likely gone (stopped, partitioned): go to another at once.
+                    let next = self.failover_target(node);
+                    tracing::warn!(
+                        service = %self.metrics.service,
+                        broker = %target.endpoint,
+                        connection = i + 1,
+                        next = %self.nodes[next].endpoint,
+                        "lost the RabbitMQ connection: {r}; reconnecting"
+                    );
+                    node = next;
                 }
                 Err(e) => {
                     let why = describe_connect(&e);
-                    // Once per outage at warn level, then quietly.
-                    if failures == 0 {
+                    // Once per node and outage at warn level, then quietly.
+                    if failures < self.nodes.len() {
                         tracing::warn!(
                             service = %self.metrics.service,
-                            broker = %self.endpoint,
+                            broker = %target.endpoint,
+                            connection = i + 1,
                             "cannot connect to RabbitMQ: {why}; retrying with backoff"
                         );
                     } else {
-                        tracing::debug!(broker = %self.endpoint, "still cannot connect: {why}");
+                        tracing::debug!(broker = %target.endpoint, "still cannot connect: {why}");
                     }
                     failures += 1;
-                    self.set_error(why);
+                    self.set_error(self.on_node(node, &why));
+                    node = (node + 1) % self.nodes.len();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.cancelled() => return,
@@ -435,6 +556,35 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// `why` with the node it happened on, when there is more than one.
+    fn on_node(&self, node: usize, why: &str) -> String {
+        if self.nodes.len() > 1 {
+            format!("{}: {why}", self.nodes[node].endpoint)
+        } else {
+            why.to_string()
+        }
+    }
+
+    /// Where a connection lost on node `lost` goes: the node with the fewest of this pool's
+    /// connections among the others (the next in the list on a tie), so the pool stays
+    /// spread over the survivors.
+    fn failover_target(&self, lost: usize) -> usize {
+        let n = self.nodes.len();
+        if n == 1 {
+            return lost;
+        }
+        let mut load = vec![0usize; n];
+        for i in 0..self.slots.len() {
+            if let Some((_, node)) = self.slot(i) {
+                load[node] += 1;
+            }
+        }
+        (1..n)
+            .map(|k| (lost + k) % n)
+            .min_by_key(|&c| load[c])
+            .unwrap_or(lost)
     }
 
     /// Until the connection is lost (`Some(reason)`) or the pool shuts down (`None`).

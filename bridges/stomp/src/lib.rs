@@ -9,6 +9,7 @@ mod destination;
 mod inbox;
 mod message;
 mod metrics;
+mod queue_types;
 mod session;
 mod settings;
 mod stream;
@@ -143,10 +144,10 @@ impl BridgeFactory for StompFactory {
                 )
                 .map_err(|e| SettingsError::new("backend", e))?,
             ),
-            BackendUri::RabbitMq(uri) => Arc::new(
+            BackendUri::RabbitMq(nodes) => Arc::new(
                 backend::rabbitmq::RabbitMqBackend::new(
                     &ctx.service,
-                    uri.clone(),
+                    nodes.clone(),
                     tls,
                     &settings,
                     metrics.clone(),

@@ -90,6 +90,10 @@ pub struct StompSettings {
     /// The built-in demo price feed.
     #[serde(default)]
     pub demo: Option<DemoSettings>,
+    /// RabbitMQ: the queue type `/queue/` destinations are declared with, by prefix
+    /// (`{ "/queue/orders." = "quorum" }`; the longest prefix wins).
+    #[serde(default)]
+    pub queue_types: crate::queue_types::QueueTypes,
     /// Destination ACL: which roles may SEND and SUBSCRIBE where. None configured: all
     /// allowed; otherwise a frame needs a rule for one of the client's roles.
     #[serde(default)]
@@ -244,6 +248,8 @@ impl StompSettings {
                 ));
             }
         }
+        self.queue_types
+            .validate(matches!(self.backend, BackendUri::RabbitMq(_)))?;
         if !(1..=64).contains(&self.pool_size) {
             return Err(("pool_size".into(), "must be between 1 and 64".into()));
         }

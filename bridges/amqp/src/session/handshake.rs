@@ -2,6 +2,7 @@
 //! are answered with ours and a close, spec section 4.2.2), Start / Start-Ok with SASL PLAIN
 //! or AMQPLAIN, Tune / Tune-Ok, Open / Open-Ok.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bridge_api::{
@@ -197,14 +198,25 @@ impl AmqpSession<'_> {
                 }
             };
         if self.b.settings.credentials == Credentials::PassThrough {
-            let mut uri = self.b.uri.clone();
-            uri.authority.userinfo = AMQPUserInfo {
-                username: user.clone(),
-                password: pass,
-            };
+            let nodes: Vec<_> = self
+                .b
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut uri = n.clone();
+                    uri.authority.userinfo = AMQPUserInfo {
+                        username: user.clone(),
+                        password: pass.clone(),
+                    };
+                    uri
+                })
+                .collect();
             let name = format!("gateway amqp {} session {}", self.b.service, self.info.id);
-            match rabbitmq_pool::connect(&uri, self.b.tls.as_ref(), &name).await {
-                Ok(conn) => {
+            let start = self.b.next_node.fetch_add(1, Ordering::Relaxed);
+            match rabbitmq_pool::connect_any(&nodes, start, self.b.tls.as_ref(), &name).await {
+                Ok((conn, i)) => {
+                    let uri = nodes[i].clone();
+                    self.broker = rabbitmq_pool::endpoint(&uri);
                     let pool = Pool::single(conn, uri, name, self.b.metrics.pool.clone(), |_| {});
                     self.pool = Some(pool);
                     self.own_pool = true;
@@ -282,7 +294,7 @@ impl AmqpSession<'_> {
     }
 
     fn check_vhost(&self, vhost: &str) -> Result<(), Refusal> {
-        let ours = self.b.uri.vhost.as_str();
+        let ours = self.b.nodes[0].vhost.as_str();
         if vhost == "/" || vhost == ours || vhost.is_empty() {
             return Ok(());
         }

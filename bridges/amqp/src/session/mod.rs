@@ -190,7 +190,7 @@ impl<'a> AmqpSession<'a> {
             own_pool: false,
             slot: None,
             generation: 0,
-            broker: rabbitmq_pool::endpoint(&b.uri),
+            broker: rabbitmq_pool::endpoints(&b.nodes),
             channels: HashMap::new(),
             consumers: SelectAll::new(),
             confirms: FuturesOrdered::new(),
@@ -522,6 +522,8 @@ impl<'a> AmqpSession<'a> {
         let chan = match tokio::time::timeout(rabbitmq_pool::RPC_TIMEOUT, opened).await {
             Ok(Ok((c, i))) => {
                 self.slot = Some(i);
+                // The node this client's channels are on, for the broker-gone reason.
+                self.broker = c.node().to_string();
                 c
             }
             Ok(Err(e)) => return Err(Fault::BrokerGone(e.message)),

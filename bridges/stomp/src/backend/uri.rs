@@ -14,8 +14,9 @@ pub enum BackendUri {
     /// The in-process broker.
     #[default]
     Embedded,
-    /// `amqp://user:pass@host:port/vhost`, or `amqps://` for TLS.
-    RabbitMq(AMQPUri),
+    /// `amqp://user:pass@host:port/vhost`, or `amqps://` for TLS; a cluster's nodes as a
+    /// comma-separated list of such URIs.
+    RabbitMq(Vec<AMQPUri>),
     /// `stomp://user:pass@host:port[/vhost]` (`stomp+ssl://` or `stomps://` for TLS):
     /// ActiveMQ, Artemis or any STOMP 1.2 broker.
     StompBroker(Endpoint),
@@ -30,7 +31,8 @@ impl BackendUri {
     pub fn is_tls(&self) -> bool {
         match self {
             BackendUri::Embedded => false,
-            BackendUri::RabbitMq(u) => u.scheme == lapin::uri::AMQPScheme::AMQPS,
+            // Every node has the same scheme (checked when parsed).
+            BackendUri::RabbitMq(nodes) => nodes[0].scheme == lapin::uri::AMQPScheme::AMQPS,
             BackendUri::StompBroker(e) => e.secure,
         }
     }
@@ -43,7 +45,9 @@ impl TryFrom<String> for BackendUri {
         let scheme = raw.split_once("://").map(|(s, _)| s);
         match (raw.as_str(), scheme) {
             ("embedded", _) => Ok(BackendUri::Embedded),
-            (_, Some("amqp" | "amqps")) => rabbitmq::parse_uri(&raw).map(BackendUri::RabbitMq),
+            (_, Some("amqp" | "amqps")) => {
+                rabbitmq_pool::parse_nodes(&raw, rabbitmq::parse_uri).map(BackendUri::RabbitMq)
+            }
             (_, Some("stomp" | "stomp+ssl" | "stomps")) => {
                 stomp_broker::parse_uri(&raw).map(BackendUri::StompBroker)
             }
@@ -60,15 +64,21 @@ impl fmt::Debug for BackendUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendUri::Embedded => f.write_str("embedded"),
-            BackendUri::RabbitMq(u) => write!(
-                f,
-                "{}://{}@{}:{}/{}",
-                if self.is_tls() { "amqps" } else { "amqp" },
-                u.authority.userinfo.username,
-                u.authority.host,
-                u.authority.port,
-                u.vhost
-            ),
+            BackendUri::RabbitMq(nodes) => {
+                for (i, u) in nodes.iter().enumerate() {
+                    write!(
+                        f,
+                        "{}{}://{}@{}:{}/{}",
+                        if i > 0 { "," } else { "" },
+                        if self.is_tls() { "amqps" } else { "amqp" },
+                        u.authority.userinfo.username,
+                        u.authority.host,
+                        u.authority.port,
+                        u.vhost
+                    )?;
+                }
+                Ok(())
+            }
             BackendUri::StompBroker(e) => write!(f, "{e:?}"),
         }
     }
@@ -93,6 +103,24 @@ mod tests {
             parse("stomp://u:p@127.0.0.1:61613"),
             Ok(BackendUri::StompBroker(_))
         ));
+    }
+
+    #[test]
+    fn a_rabbitmq_cluster_is_a_list_of_uris() {
+        let Ok(BackendUri::RabbitMq(nodes)) =
+            parse("amqp://u:p@h1:5672/%2f, amqp://u:p@h2:5673/%2f")
+        else {
+            panic!("a list of amqp:// URIs is a RabbitMQ backend");
+        };
+        assert_eq!(rabbitmq_pool::endpoints(&nodes), "h1:5672, h2:5673");
+        // Each node gets the gateway's heart-beat default.
+        assert!(nodes.iter().all(|n| n.query.heartbeat == Some(10)));
+        let shown = format!(
+            "{:?}",
+            parse("amqp://u:secret@h1/v,amqp://u:secret@h2/v").unwrap()
+        );
+        assert_eq!(shown, "amqp://u@h1:5672/v,amqp://u@h2:5672/v");
+        assert!(parse("amqp://u:p@h1/v,stomp://h2:61613").is_err());
     }
 
     #[test]

@@ -11,11 +11,13 @@ use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::ExchangeKind;
 
+use super::declare;
 use super::from_lapin;
 use super::metrics::Metrics;
 use super::publisher::Publisher;
 use super::topics::TopicHub;
 use crate::backend::BackendError;
+use crate::queue_types::QueueType;
 use rabbitmq_pool::timed;
 use rabbitmq_pool::Pool;
 
@@ -59,9 +61,14 @@ impl Broker {
         }
     }
 
-    /// Declare durable queue `name` once (on a channel of its own: a refusal closes the
-    /// channel it happens on, and the publishing channels are shared).
-    pub async fn ensure_queue(&self, name: &str, destination: &str) -> Result<(), BackendError> {
+    /// Declare durable queue `name` once, of `queue_type` (on a channel of its own: a
+    /// refusal closes the channel it happens on, and the publishing channels are shared).
+    pub async fn ensure_queue(
+        &self,
+        name: &str,
+        destination: &str,
+        queue_type: Option<QueueType>,
+    ) -> Result<(), BackendError> {
         let key = format!("q:{name}");
         if self.is_known(&key) {
             return Ok(());
@@ -71,11 +78,16 @@ impl Broker {
         let what = || format!("declaring {destination}");
         timed(what, async {
             let chan = self.pool.channel().await?;
-            chan.queue_declare(queue, QueueDeclareOptions::durable(), FieldTable::default())
-                .await
-                .map_err(|e| from_lapin(&e, &what()))
+            chan.queue_declare(
+                queue,
+                QueueDeclareOptions::durable(),
+                declare::arguments(queue_type),
+            )
+            .await
+            .map_err(|e| from_lapin(&e, &what()))
         })
-        .await?;
+        .await
+        .map_err(|e| declare::explain(e, name, destination, queue_type))?;
         self.remember(key);
         Ok(())
     }

@@ -31,6 +31,7 @@ use lapin::Consumer;
 use tokio::sync::Notify;
 
 use super::address::Declare;
+use super::declare;
 use super::from_lapin;
 use super::health::Health;
 use super::mapping;
@@ -75,6 +76,8 @@ pub struct Spec {
     pub key: SubKey,
     pub queue: String,
     pub declare: Declare,
+    /// For a declared durable queue: its type (`queue_types`).
+    pub queue_type: Option<crate::queue_types::QueueType>,
     /// The STOMP destination (the `destination` header of its messages).
     pub destination: String,
     pub auto_ack: bool,
@@ -218,9 +221,21 @@ impl QueueConsumer {
             }),
         };
         if let Some(options) = declare {
-            chan.queue_declare(queue.clone(), options, FieldTable::default())
+            let arguments = match self.spec.declare {
+                Declare::Durable => declare::arguments(self.spec.queue_type),
+                _ => FieldTable::default(),
+            };
+            chan.queue_declare(queue.clone(), options, arguments)
                 .await
-                .map_err(lapin_err)?;
+                .map_err(lapin_err)
+                .map_err(|e| {
+                    declare::explain(
+                        e,
+                        &self.spec.queue,
+                        &self.spec.destination,
+                        self.spec.queue_type,
+                    )
+                })?;
         }
         let consumer = chan
             .basic_consume(
@@ -256,14 +271,16 @@ impl QueueConsumer {
                 return;
             }
             drop(consumer);
-            *self.chan_slot() = None;
+            let node = self.chan_slot().take().map(|c| c.node().to_string());
             self.in_flight().clear();
             let pending = self.unsettled.swap(0, Ordering::Relaxed);
             if pending > 0 {
+                let node = node.unwrap_or_else(|| self.pool.endpoints());
                 self.health.fail(format!(
-                    "RabbitMQ connection lost ({reason}): {pending} unacknowledged \
-                         message(s) of {} will be redelivered",
-                    self.spec.destination
+                    "RabbitMQ connection lost ({reason}) on node {node}: {pending} \
+                     unacknowledged message(s) of {} will be redelivered; {}",
+                    self.spec.destination,
+                    self.pool.failover_note(&node)
                 ));
                 return;
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram};
 
-use rabbitmq_pool::PoolMetrics;
+use rabbitmq_pool::{NodeMetrics, PoolMetrics};
 
 use crate::metrics::StompMetrics;
 
@@ -42,6 +42,19 @@ impl Metrics {
                 reconnects: metrics::counter!(
                     "gateway_stomp_backend_reconnects_total", "service" => s.clone()
                 ),
+                node: Box::new({
+                    let s = s.clone();
+                    move |node: &str| NodeMetrics {
+                        connections: metrics::gauge!(
+                            "gateway_stomp_backend_node_connections",
+                            "service" => s.clone(), "node" => node.to_string()
+                        ),
+                        reconnects: metrics::counter!(
+                            "gateway_stomp_backend_node_reconnects_total",
+                            "service" => s.clone(), "node" => node.to_string()
+                        ),
+                    }
+                }),
             }),
             upstream_subscriptions: metrics::gauge!(
                 "gateway_stomp_upstream_subscriptions", "service" => s.clone()
@@ -85,6 +98,14 @@ fn describe() {
     describe_gauge!(
         "gateway_stomp_backend_channels",
         "Open AMQP channels on the backend connections"
+    );
+    describe_gauge!(
+        "gateway_stomp_backend_node_connections",
+        "Open pooled AMQP connections on each RabbitMQ node"
+    );
+    describe_counter!(
+        "gateway_stomp_backend_node_reconnects_total",
+        "Pooled AMQP connections re-established on each RabbitMQ node after a loss"
     );
     describe_histogram!(
         "gateway_stomp_broker_confirm_seconds",

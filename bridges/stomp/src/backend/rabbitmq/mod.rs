@@ -1,5 +1,7 @@
 //! The RabbitMQ backend (AMQP 0-9-1 through lapin), selected by
-//! `backend = "amqp://user:pass@host:port/vhost"` (`amqps://` over the service's TLS client).
+//! `backend = "amqp://user:pass@host:port/vhost"` (`amqps://` over the service's TLS client),
+//! or a cluster's nodes as a comma-separated list of such URIs: the pool spreads its
+//! connections over them and fails over between them.
 //!
 //! Offloading is the point: a service keeps `pool_size` connections whatever the number of
 //! clients (`pool.rs`); all auto-ack subscribers of one topic pattern share one broker queue
@@ -11,6 +13,7 @@
 mod address;
 mod broker;
 mod consumer;
+mod declare;
 mod health;
 mod mapping;
 mod metrics;
@@ -19,7 +22,7 @@ mod session;
 mod topics;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bridge_api::{Background, CancellationToken};
@@ -31,19 +34,26 @@ use crate::settings::{Credentials, StompSettings};
 use broker::Broker;
 use health::Health;
 use metrics::Metrics;
-use rabbitmq_pool::probe;
+use rabbitmq_pool::probe_any;
 use rabbitmq_pool::Pool;
 use session::RabbitMqSession;
 
-/// Parse and check a backend URI (`amqp://` or `amqps://`).
+/// Parse and check a backend URI (`amqp://` or `amqps://`), one node of a list.
 pub fn parse_uri(raw: &str) -> Result<AMQPUri, String> {
     if !raw.starts_with("amqp://") && !raw.starts_with("amqps://") {
         return Err(format!(
             "unknown backend {raw:?}: use \"embedded\" or \"amqp://user:pass@host:port/vhost\""
         ));
     }
-    raw.parse()
-        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))
+    let mut uri: AMQPUri = raw
+        .parse()
+        .map_err(|e| format!("bad AMQP URI: {e} (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"))?;
+    // A broker that vanishes without closing its sockets is noticed within two heart-beats;
+    // RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(10);
+    }
+    Ok(uri)
 }
 
 /// lapin's error as the session needs it; `what` says what was being done.
@@ -52,7 +62,11 @@ pub(crate) fn from_lapin(e: &lapin::Error, what: &str) -> BackendError {
 }
 
 pub struct RabbitMqBackend {
-    uri: AMQPUri,
+    /// The broker's nodes (one, or a cluster's).
+    nodes: Vec<AMQPUri>,
+    /// Pass-through: where the next client's own connection is tried first, so clients
+    /// spread over the nodes.
+    next_node: AtomicUsize,
     /// For `amqps://`.
     tls: Option<TlsClient>,
     service: Arc<str>,
@@ -79,22 +93,20 @@ impl RabbitMqBackend {
     /// an unreachable broker makes the service not ready, not the gateway fail).
     pub fn new(
         service: &str,
-        mut uri: AMQPUri,
+        nodes: Vec<AMQPUri>,
         tls: Option<TlsClient>,
         settings: &StompSettings,
         stomp: Arc<crate::metrics::StompMetrics>,
     ) -> Result<RabbitMqBackend, String> {
-        // A broker that vanishes without closing its sockets is noticed within two
-        // heart-beats; RabbitMQ's default (60 s) is long for a gateway. `?heartbeat=N` wins.
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(10);
+        if nodes.is_empty() {
+            return Err("no RabbitMQ node given".into());
         }
         let metrics = Metrics::new(service, stomp);
         let ids = Arc::new(AtomicU64::new(1));
         let mode = match settings.credentials {
             Credentials::Service => {
                 let pool = Pool::supervised(
-                    uri.clone(),
+                    nodes.clone(),
                     tls.clone(),
                     format!("gateway stomp {service}"),
                     settings.pool_size,
@@ -111,7 +123,8 @@ impl RabbitMqBackend {
             }
         };
         Ok(RabbitMqBackend {
-            uri,
+            nodes,
+            next_node: AtomicUsize::new(0),
             tls,
             service: service.into(),
             settings: Arc::new(settings.clone()),
@@ -152,31 +165,40 @@ impl RabbitMqBackend {
                 "this service logs in to RabbitMQ as the client: CONNECT needs login and passcode",
             ));
         };
-        let mut uri = self.uri.clone();
-        uri.authority.userinfo = AMQPUserInfo {
-            username: user.clone(),
-            password: pass.clone(),
-        };
+        let nodes: Vec<AMQPUri> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut uri = n.clone();
+                uri.authority.userinfo = AMQPUserInfo {
+                    username: user.clone(),
+                    password: pass.clone(),
+                };
+                uri
+            })
+            .collect();
         let name = format!("gateway stomp {} session {}", self.service, req.session_id);
-        let conn = match rabbitmq_pool::connect(&uri, self.tls.as_ref(), &name).await {
-            Ok(c) => c,
-            Err(e) if rabbitmq_pool::is_refusal(&e) => {
-                return Err(BackendError::refused(format!(
-                    "RabbitMQ refused the login for {user:?}: {}",
-                    rabbitmq_pool::describe_connect(&e)
-                )))
-            }
-            Err(e) => {
-                if let Mode::PassThrough { reachable, .. } = &self.mode {
-                    reachable.store(false, Ordering::Relaxed);
+        let start = self.next_node.fetch_add(1, Ordering::Relaxed);
+        let (conn, uri) =
+            match rabbitmq_pool::connect_any(&nodes, start, self.tls.as_ref(), &name).await {
+                Ok((c, i)) => (c, nodes[i].clone()),
+                Err(e) if rabbitmq_pool::is_refusal(&e) => {
+                    return Err(BackendError::refused(format!(
+                        "RabbitMQ refused the login for {user:?}: {}",
+                        rabbitmq_pool::describe_connect(&e)
+                    )))
                 }
-                return Err(BackendError::unavailable(format!(
-                    "RabbitMQ at {} is unavailable ({})",
-                    rabbitmq_pool::endpoint(&uri),
-                    rabbitmq_pool::describe_connect(&e)
-                )));
-            }
-        };
+                Err(e) => {
+                    if let Mode::PassThrough { reachable, .. } = &self.mode {
+                        reachable.store(false, Ordering::Relaxed);
+                    }
+                    return Err(BackendError::unavailable(format!(
+                        "RabbitMQ at {} is unavailable ({})",
+                        rabbitmq_pool::endpoints(&nodes),
+                        rabbitmq_pool::describe_connect(&e)
+                    )));
+                }
+            };
         // A lost connection fails the session: its client reconnects as itself.
         let pool = Pool::single(conn, uri, name, self.metrics.pool.clone(), move |reason| {
             health.fail(format!("RabbitMQ connection lost ({reason})"));
@@ -202,10 +224,15 @@ impl Backend for RabbitMqBackend {
         match &self.mode {
             Mode::Service(broker) => broker.pool.start(bg.tracker(), bg.shutdown().clone()),
             Mode::PassThrough { reachable, stop } => {
-                let addr = rabbitmq_pool::endpoint(&self.uri);
+                let addrs = self.nodes.iter().map(rabbitmq_pool::endpoint).collect();
                 let stop = stop.clone();
                 let shutdown = bg.shutdown().clone();
-                bg.spawn(probe("RabbitMQ", addr, reachable.clone(), stop.clone()));
+                bg.spawn(probe_any(
+                    "RabbitMQ",
+                    addrs,
+                    reachable.clone(),
+                    stop.clone(),
+                ));
                 bg.spawn(async move {
                     shutdown.cancelled().await;
                     stop.cancel();

@@ -117,7 +117,7 @@ impl Publisher {
                 "blocked",
                 BackendError::unavailable(format!(
                     "RabbitMQ at {} is blocking publishers (a memory or disk alarm); try later",
-                    self.pool.endpoint
+                    chan.node()
                 )),
             ));
         }
@@ -152,7 +152,7 @@ impl Publisher {
                         "RabbitMQ at {} is blocking publishers (a memory or disk alarm): the \
                          message to {} is not confirmed, though it may be delivered once the \
                          alarm clears",
-                        self.pool.endpoint, p.destination
+                        chan.node(), p.destination
                     )),
                 ))
             }

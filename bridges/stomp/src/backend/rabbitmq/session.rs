@@ -87,7 +87,8 @@ impl BackendSession for RabbitMqSession {
         let target = address::for_send(destination, |n| self.temp_queue(n));
         let dest = destination.to_string();
         if let Some((queue, address::Declare::Durable)) = &target.queue {
-            self.broker.ensure_queue(queue, &dest).await?;
+            let queue_type = self.settings.queue_types.for_destination(&dest);
+            self.broker.ensure_queue(queue, &dest, queue_type).await?;
         }
         if let Destination::Exchange { exchange, .. } = destination {
             self.broker.ensure_exchange(exchange, &dest).await?;
@@ -129,6 +130,10 @@ impl BackendSession for RabbitMqSession {
                     key: sub.key,
                     queue: name,
                     declare,
+                    queue_type: self
+                        .settings
+                        .queue_types
+                        .for_destination(&sub.destination.to_string()),
                     destination: sub.destination.to_string(),
                     auto_ack: sub.ack == AckMode::Auto,
                     prefetch: self.prefetch(sub),
