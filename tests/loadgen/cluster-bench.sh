@@ -16,6 +16,7 @@
 #             until every session is subscribed again on the others. Goal: < 10 s.
 #
 #   tests/loadgen/cluster-bench.sh                         # all three parts, full scale
+#   CLUSTER=3 tests/loadgen/cluster-bench.sh               # the same on a 3-node cluster
 #   SUBSCRIBERS=300 BROKER_COUNTS="100 300" FAILOVER_CLIENTS=300 \
 #       LOADGEN_ARGS="--max-steps 2 --refine 0" tests/loadgen/cluster-bench.sh   # quick check
 #
@@ -24,7 +25,9 @@
 # evenly), RATE (first ramp rate, 2 msgs/s), BROKER_COUNTS ("1000 10000"), BROKER_RATE (5),
 # BROKER_DURATION (20s), FAILOVER_CLIENTS (5000), FAILOVER_PROCESSES (2), PORT (first
 # gateway's port, 25810; admin ports from PORT + 10), AMQP_PORT (25800; distribution port
-# 25891, epmd ERL_EPMD_PORT 25890), AMQP_URL (use a running broker or cluster instead of a
+# 25891, epmd ERL_EPMD_PORT 25890), CLUSTER (a node count: a private cluster of
+# tests/scripts/rabbitmq-cluster.sh instead of one node, ports from CLUSTER_PORT_BASE 25840,
+# epmd 25890; the gateways get every node's URI, the broker figures are the nodes' sums), AMQP_URL (use a running broker or cluster instead of a
 # private node, e.g. the cluster of tests/scripts/rabbitmq-cluster.sh; BEAM_PID then names
 # the beam.smp to measure and RMQCTL the rabbitmqctl command line), BIN (the gateway's and
 # loadgen's directory, default ${CARGO_TARGET_DIR:-target}/release), BUILD (1: cargo build
@@ -77,6 +80,24 @@ if [ -n "${AMQP_URL:-}" ]; then
     AMQP_URL_GIVEN=1
     BEAM=${BEAM_PID:?BEAM_PID: the beam.smp to measure}
     read -r -a RMQCTL <<<"${RMQCTL:?RMQCTL: the rabbitmqctl command line for that broker}"
+elif [ -n "${CLUSTER:-}" ]; then
+    export RABBITMQ_CLUSTER_SIZE=$CLUSTER RABBITMQ_CLUSTER_PORT_BASE=${CLUSTER_PORT_BASE:-25840}
+    export RABBITMQ_CLUSTER_EPMD_PORT=${ERL_EPMD_PORT:-25890} RABBITMQ_PLUGINS=""
+    RABBITMQ_CLUSTER_NAME_PREFIX=gwcluster
+    export RABBITMQ_CLUSTER_NAME_PREFIX
+    eval "$(tests/scripts/rabbitmq-cluster.sh start "$RDIR")"
+    cleanup() {
+        for p in "${bg_jobs[@]}"; do kill "$p" 2>/dev/null || true; done
+        stop_gateways
+        tests/scripts/rabbitmq-cluster.sh stop "$RDIR" >/dev/null 2>&1 || true
+    }
+    # Every node's URI with the vhost "/" spelled out.
+    AMQP_URL=$(echo "$RABBITMQ_CLUSTER_AMQP_URLS" | sed -E 's#/(,|$)#/%2f\1#g')
+    BEAM=
+    for d in ${RABBITMQ_CLUSTER_DIRS//,/ }; do BEAM+="${BEAM:+,}$(cat "$d/rabbit.pid")"; done
+    first_dir=${RABBITMQ_CLUSTER_DIRS%%,*}
+    RMQCTL=(env HOME="$first_dir" ERL_EPMD_PORT="$RABBITMQ_CLUSTER_EPMD_PORT" timeout 60
+        /usr/lib/rabbitmq/bin/rabbitmqctl -n "${RABBITMQ_CLUSTER_NODES%%,*}" -q)
 else
     export RABBITMQ_AMQP_PORT=$AMQP_PORT RABBITMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-25891}
     export ERL_EPMD_PORT=${ERL_EPMD_PORT:-25890} RABBITMQ_PLUGINS=""
@@ -88,7 +109,15 @@ else
 fi
 say "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null) beam.smp pid $BEAM, $AMQP_URL"
 
-rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# RSS of one PID or the sum over a comma-separated list (a cluster's nodes), KiB.
+rss_kib() {
+    local p s=0 v
+    for p in ${1//,/ }; do
+        v=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        s=$((s + ${v:-0}))
+    done
+    echo "$s"
+}
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
 count_rows() { "${RMQCTL[@]}" "$@" --no-table-headers 2>/dev/null | grep -c . || true; }
 
@@ -237,14 +266,18 @@ broker_part() {
 
 # --- (c) failover time ---------------------------------------------------------------------
 failover_part() {
-    local others i
+    local others other_pids i
     start_gateways "$GATEWAYS"
     others=
-    for ((i = 1; i < GATEWAYS; i++)); do others+="${others:+,}$(gw_url "$i")"; done
+    other_pids=
+    for ((i = 1; i < GATEWAYS; i++)); do
+        others+="${others:+,}$(gw_url "$i")"
+        other_pids+="${other_pids:+,}${gws[$i]}"
+    done
     wait_quiet
     echo "== failover: $FAILOVER_CLIENTS sessions on gateway 0, then SIGKILL"
     NODE_PATH=tests/loadgen/node/node_modules VICTIM_URL="$(gw_url 0)" VICTIM_PID="${gws[0]}" \
-        OTHER_URLS="$others" CLIENTS="$FAILOVER_CLIENTS" PROCESSES="$FAILOVER_PROCESSES" \
+        OTHER_URLS="$others" OTHER_PIDS="$other_pids" CLIENTS="$FAILOVER_CLIENTS" PROCESSES="$FAILOVER_PROCESSES" \
         node tests/loadgen/failover-bench.js 2>&1 | tee "$OUT/failover.txt" | grep -v '^{' || true
     wait "${gws[0]}" 2>/dev/null || true
     gws=("${gws[@]:1}")

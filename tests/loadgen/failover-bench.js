@@ -6,7 +6,8 @@
 // session is timed until its re-SUBSCRIBE's RECEIPT on a survivor; a message published
 // afterwards must reach every one of them.
 //
-// Env: VICTIM_URL, VICTIM_PID, OTHER_URLS (comma-separated), CLIENTS (5000), PROCESSES (2),
+// Env: VICTIM_URL, VICTIM_PID, OTHER_URLS (comma-separated), OTHER_PIDS (the survivors, for
+// their CPU), CLIENTS (5000), PROCESSES (2),
 // TOPIC (/topic/failover-bench), OPEN_RATE (new sessions per second per process, 500),
 // LIMIT_S (60: give up waiting after this).
 'use strict';
@@ -45,8 +46,11 @@ async function child() {
   const sessions = [];
   let subscribed = 0;
   const again = []; // ms since the epoch at which each session was subscribed again
+  const closed = []; // ... saw its connection drop
+  const reopened = []; // ... had a new connection open (before CONNECT and SUBSCRIBE)
   let probes = 0;
   let killedAt = null;
+  const timeline = [];
   for (let i = 0; i < share; i++) {
     // Half the victim's clients prefer one survivor next, half the other.
     const n = index * share + i;
@@ -58,6 +62,15 @@ async function child() {
       again.push(Date.now());
     });
     s.subscribe(TOPIC, (m) => { if (m.body === 'probe') probes++; });
+    s.connection.on('close', () => closed.push(Date.now()));
+    if (n === 0) {
+      // One session's path through the failover, for the report.
+      const log = (what) => (x) => killedAt && timeline.push(`${Date.now() - killedAt} ms ${what} ${x.transport || ''} ${x.url || ''} ${x.reason || ''}`.trim());
+      s.connection.on('attempt', log('attempt'));
+      s.connection.on('failure', log('failed'));
+      s.connection.on('open', log('open'));
+    }
+    s.connection.on('open', (info) => { if (info.reconnects > 0) reopened.push(Date.now()); });
     sessions.push(s);
     if (i % Math.max(1, Math.round(OPEN_RATE / 20)) === 0) await sleep(50);
   }
@@ -67,7 +80,8 @@ async function child() {
     if (m.killedAt) killedAt = m.killedAt;
     if (m.done) {
       clearInterval(timer);
-      process.send({ done: true, times: again.map((t) => t - killedAt), probes });
+      const since = (list) => list.map((t) => t - killedAt);
+      process.send({ done: true, times: since(again), closed: since(closed), reopened: since(reopened), probes, timeline });
       setTimeout(() => process.exit(0), 100);
     }
   });
@@ -100,6 +114,8 @@ async function parent() {
 
   const pids = [process.pid, ...kids.map((c) => c.pid)];
   const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const others = (process.env.OTHER_PIDS || '').split(',').filter(Boolean).map(Number);
+  const others0 = others.reduce((a, p) => a + cpuSeconds(p), 0);
   const killedAt = Date.now();
   process.kill(+process.env.VICTIM_PID, 'SIGKILL');
   for (const c of kids) c.send({ killedAt });
@@ -112,6 +128,7 @@ async function parent() {
   }
   const wall = (Date.now() - killedAt) / 1000;
   const cpu1 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const others1 = others.reduce((a, p) => a + cpuSeconds(p), 0);
 
   // Every session is back: one message must reach all of them.
   const probe = new StompSession({ urls: OTHER_URLS, WebSocket, heartBeat: [0, 0], keepalive: 0 });
@@ -120,22 +137,36 @@ async function parent() {
   try { await until(() => sum('probes') === total, 'the probe everywhere'); } catch (e) { console.log(e.message); }
 
   const times = [];
+  const closed = [];
+  const reopened = [];
   await Promise.all(kids.map((c) => new Promise((resolve) => {
-    c.on('message', (m) => { if (m.done) { times.push(...m.times); resolve(); } });
+    c.on('message', (m) => {
+      if (!m.done) return;
+      times.push(...m.times);
+      closed.push(...m.closed);
+      reopened.push(...m.reopened);
+      if (m.timeline.length) console.log(`  session 0: ${m.timeline.join('; ')}`);
+      resolve();
+    });
     c.send({ done: true });
   })));
-  times.sort((a, b) => a - b);
-  const at = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
+  for (const list of [times, closed, reopened]) list.sort((a, b) => a - b);
+  const pick = (list, q) => (list.length ? list[Math.min(list.length - 1, Math.floor(q * list.length))] : NaN);
+  const at = (q) => pick(times, q);
+  const spread = (list) => `first ${pick(list, 0)} ms, p50 ${pick(list, 0.5)} ms, last ${pick(list, 1)} ms`;
   const cores = require('node:os').cpus().length;
   const share100 = ((cpu1 - cpu0) / wall / cores) * 100;
   console.log(`killed the victim (SIGKILL); subscribed again on ${OTHER_URLS.length} others: ` +
     `${times.length} of ${total}, first ${at(0)} ms, p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, all ${resubscribedMs ?? 'not'} ms`);
+  console.log(`  drop noticed: ${spread(closed)}; new connection open: ${spread(reopened)}`);
   console.log(`probe published after: reached ${sum('probes')} of ${total}`);
   console.log(`load generator CPU while reconnecting: ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s = ` +
-    `${share100.toFixed(0)}% of the machine's ${cores} cores`);
+    `${share100.toFixed(0)}% of the machine's ${cores} cores` +
+    (others.length ? `; the surviving gateways ${(others1 - others0).toFixed(1)} s` : ''));
   console.log(JSON.stringify({
     clients: total, processes: PROCESSES, resubscribed: times.length, first_ms: at(0), p50_ms: at(0.5),
     p99_ms: at(0.99), all_ms: resubscribedMs, probe_reached: sum('probes'), loadgen_cpu_percent_of_machine: share100,
+    survivors_cpu_s: others.length ? others1 - others0 : null,
   }));
   await probe.close();
   process.exit(resubscribedMs !== null && sum('probes') === total ? 0 : 1);
