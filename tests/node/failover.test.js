@@ -42,11 +42,15 @@ async function until(pred, ms, what) {
 let C;
 let rabbit;
 const queues = []; // durable queues this run declared, deleted at the end (the node may be shared)
+const started = []; // every gateway, so a failed check leaves none running
 before(async () => {
   C = await loadClient();
   rabbit = await startRabbitMQ();
 });
 after(async () => {
+  for (const gw of started) {
+    if (gw.proc && gw.proc.exitCode === null && gw.proc.signalCode === null) gw.proc.kill('SIGKILL');
+  }
   if (!rabbit) return;
   const conn = await amqplib.connect(rabbit.url);
   const ch = await conn.createChannel();
@@ -63,6 +67,7 @@ async function gateways(n) {
     stream: [{ destination: STREAM_PREFIX, history: 10000, history_age: '5m', snapshot_keys: 100 }],
   };
   const gws = await Promise.all(Array.from({ length: n }, () => new Gateway({ services: [stompService(settings)] }).start()));
+  started.push(...gws);
   for (const gw of gws) {
     const deadline = Date.now() + 20000;
     for (;;) {
@@ -212,8 +217,14 @@ describe('a drained gateway', () => {
     await withTimeout(pub.next('connected'), 10000, 'publisher CONNECTED');
     await pub.send(Q, 'q1');
     await pub.send(TOPIC, 'n1');
-    await pub.send(TICK, 't1');
-    await until(() => queued.length === 1 && news.length === 1 && ticks.some((t) => t.body === 't1'), 5000, 'first messages');
+    // The gateways' own stream subscriptions start in the background: tick until one arrives.
+    for (let i = 0; !ticks.some((t) => t.body === 't1'); i++) {
+      assert.ok(i < 50, 'the stream never delivered t1');
+      await pub.send(TICK, 't1');
+      await sleep(100);
+    }
+    await until(() => queued.length === 1 && news.length === 1, 5000,
+      `first messages (queue ${JSON.stringify(queued)}, topic ${JSON.stringify(news)})`);
 
     const exit = await withTimeout(kill(gws[0], 'SIGTERM'), 15000, 'drained gateway exit');
     assert.equal(exit.code, 0, gws[0].log());
