@@ -230,9 +230,9 @@ describe('a drained gateway', () => {
     assert.equal(exit.code, 0, gws[0].log());
     for (const [i, codes] of closes.entries()) assert.deepEqual(codes, [1001], `client ${i} was told to go (1001)`);
 
-    // Published while the subscribers move: the queue keeps it, the topic loses it.
+    // Published while the subscribers move (they may be back already: a reconnect takes
+    // milliseconds): the queue keeps it whenever it comes.
     await pub.send(Q, 'q2');
-    await pub.send(TOPIC, 'n2-while-away');
     await Promise.all(clients.map((s) => until(() => s.state === 'connected', 10000, 'reconnected')));
     for (const s of clients) assert.notEqual(s.connection.url, gws[0].url('/ws'));
     await until(() => gaps.length === 1, 5000, 'the gap report');
@@ -247,7 +247,7 @@ describe('a drained gateway', () => {
     await pub.send(TICK, 't2');
     await until(() => queued.length === 3 && news.includes('n3') && ticks.some((t) => t.body === 't2'), 5000, 'messages after the move');
     assert.deepEqual(queued, ['q1', 'q2', 'q3'], 'the queue lost nothing');
-    assert.ok(!news.includes('n2-while-away'));
+    assert.deepEqual(news, ['n1', 'n3']);
     await stopAll(gws, [...clients, pub]);
   });
 });
