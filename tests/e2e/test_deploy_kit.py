@@ -56,6 +56,7 @@ CHECKED = {
     "stomp-embedded.toml": "test_config.py::test_shipped_example_config_is_valid",
     "stomp-rabbitmq.toml": "test_config.py::test_shipped_example_config_is_valid",
     "stomp-activemq.toml": "test_config.py::test_shipped_example_config_is_valid",
+    "stomp-rabbitmq-cluster.toml": "test_config.py::test_shipped_example_config_is_valid",
     "amqp.toml": "test_config.py::test_shipped_example_config_is_valid",
     "xmpp.toml": "test_config.py::test_shipped_example_config_is_valid",
     "users.example.toml": "test_config.py (the realm of every example)",

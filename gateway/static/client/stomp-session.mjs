@@ -4,6 +4,14 @@
 // the gateway replays what was missed, or with `snapshot` the first time when asked) and
 // sends again every SEND whose RECEIPT never came. Frames are read and written by
 // stomp-frames.js, the codec of the pages' classic client.
+//
+// What a re-subscription after a reconnect (to the same gateway or another one of the
+// failover list) can promise depends on where the messages wait meanwhile: a queue keeps
+// them (unacknowledged ones come again, `redelivered:true`); a gateway stream replays them
+// (`resume:ok`) or, in another epoch (another gateway, a restart), gives the snapshot
+// (`reset`); a RabbitMQ stream queue read with `x-stream-offset` is read on from the offset
+// after the last one seen; anything else (a topic without a stream, an exchange) lost what
+// was published while the client was away, and the session says so with a `gap` event.
 
 import '../stomp-frames.js';
 import { Emitter } from './emitter.mjs';
@@ -25,6 +33,10 @@ class Subscription {
     this.ack = options.ack || 'auto';
     this.tracker = new PositionTracker();
     this.active = true;
+    // The last `x-stream-offset` delivered (a RabbitMQ stream queue), the next resume point.
+    this.streamOffset = null;
+    this.everSubscribed = false; // a RECEIPT for one of its SUBSCRIBEs came
+    this.unresumed = 0; // re-subscriptions that may have missed messages (see `gap`)
   }
 
   /** The last stream position seen ("<epoch>-<seq>"), the next resume point. */
@@ -34,6 +46,11 @@ class Subscription {
 
   get gaps() {
     return this.tracker.gaps;
+  }
+
+  /** Where messages wait while the client is away: nothing is lost across a reconnect. */
+  get keptByBroker() {
+    return /^\/(queue|amq\/queue|temp-queue)\//.test(this.destination);
   }
 
   unsubscribe(headers) {
@@ -60,6 +77,7 @@ export class StompSession extends Emitter {
     this.nextId = 1;
     this.version = null;
     this.connected = false;
+    this.link = 0; // counts CONNECTEDs: which STOMP connection a message came on
     this.state = 'connecting';
     this.timers = [];
     const c = this.connection;
@@ -166,17 +184,30 @@ export class StompSession extends Emitter {
     const resume = sub.position;
     if (resume) headers.resume = resume;
     else if (sub.snapshot) headers.snapshot = 'true';
-    this.receipts.set(receipt, (frame) => this._subscribed(sub, frame, resume));
+    // A stream queue is read on where this subscription stopped, on whichever gateway.
+    if (sub.streamOffset !== null) headers['x-stream-offset'] = `offset=${sub.streamOffset + 1}`;
+    const again = sub.everSubscribed;
+    this.receipts.set(receipt, (frame) => this._subscribed(sub, frame, resume, again));
     this._transmit('SUBSCRIBE', headers);
   }
 
-  _subscribed(sub, frame, asked) {
+  _subscribed(sub, frame, asked, again) {
     const h = frame.headers;
+    sub.everSubscribed = true;
     if (h.position) sub.tracker.started(h.position);
     const info = { position: h.position, resume: h.resume, reason: h['resume-reason'], asked, frame };
     this.emit('subscribed', sub, info);
     if (h.resume === 'ok') this.emit('resumed', sub, info);
     else if (h.resume === 'reset') this.emit('reset', sub, info);
+    else if (again && !sub.keptByBroker && sub.streamOffset === null) {
+      // Back after a reconnect with nothing to resume from: whatever was published while
+      // the session was away is gone, and how much is unknown.
+      sub.unresumed++;
+      this.emit('gap', sub, {
+        missed: null, position: null, resume: h.resume || 'unavailable',
+        reason: 'resubscribed after a reconnect without history: messages published meanwhile are lost',
+      });
+    }
   }
 
   _transmitSend(entry) {
@@ -231,6 +262,7 @@ export class StompSession extends Emitter {
   _connected(frame) {
     this.version = frame.headers.version || '1.0';
     this.connected = true;
+    this.link++;
     this._startHeartBeats(frame.headers['heart-beat']);
     const c = this.connection;
     this._setState('connected', { transport: c.transportName, url: c.url, reconnects: c.reconnects, frame });
@@ -246,13 +278,22 @@ export class StompSession extends Emitter {
     const kind = h.snapshot === 'true' ? 'snapshot' : h.resumed === 'true' ? 'resumed' : 'live';
     const v12 = this.version === '1.2';
     const ackHeaders = v12 ? { id: h.ack } : { 'message-id': h['message-id'], subscription: h.subscription };
-    const ack = (extra) => this._transmit('ACK', { ...ackHeaders, ...(extra || {}) });
-    const nack = (extra) => this._transmit('NACK', { ...ackHeaders, ...(extra || {}) });
+    // An ack id means something only on the connection that delivered it: after a reconnect
+    // (perhaps to another gateway) the message comes again, redelivered, and an old id would
+    // be an unknown one there.
+    const link = this.link;
+    const ack = (extra) => { if (this.link === link) this._transmit('ACK', { ...ackHeaders, ...(extra || {}) }); };
+    const nack = (extra) => { if (this.link === link) this._transmit('NACK', { ...ackHeaders, ...(extra || {}) }); };
     let seen = 'unknown';
     if (h.position) {
       const before = sub.tracker.gaps;
       seen = sub.tracker.see(h.position, kind);
       if (sub.tracker.gaps > before) this.emit('gap', sub, { missed: sub.tracker.gaps - before, position: h.position });
+    }
+    const offset = h['x-stream-offset'] != null ? Number(h['x-stream-offset']) : NaN;
+    if (sub.headers['x-stream-offset'] != null && Number.isSafeInteger(offset)) {
+      if (sub.streamOffset !== null && offset <= sub.streamOffset) seen = 'duplicate';
+      else sub.streamOffset = offset;
     }
     if (seen === 'duplicate') {
       if (sub.ack !== 'auto') ack();

@@ -202,6 +202,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Several gateways: worker K subscribes through URL K mod N; their CPU is summed.
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "stomp-fanout",
+            "--url",
+            "ws://127.0.0.1:8001/ws, ws://127.0.0.1:8002/ws",
+            "--server-pid",
+            "11,12",
+            "--server-pid",
+            "13",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Scenario::StompFanout(a) => {
+                assert_eq!(
+                    a.stomp.urls(),
+                    ["ws://127.0.0.1:8001/ws", "ws://127.0.0.1:8002/ws"]
+                );
+                assert_eq!(a.server_pid, [11, 12, 13]);
+            }
+            other => panic!("{other:?}"),
+        }
         let cli = Cli::try_parse_from([
             "loadgen",
             "stomp-slow",

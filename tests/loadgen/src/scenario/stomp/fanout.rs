@@ -63,9 +63,10 @@ pub struct FanoutArgs {
     /// Pause after a failed step, so backlogs in the broker drain before the next one.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub pause_after_fail: Duration,
-    /// PID of the server: its CPU per step (and RSS) is reported.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// PID of the server: its CPU per step (and RSS) is reported. Several (comma-separated
+    /// or repeated, e.g. one per gateway behind a --url list) are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 impl FanoutArgs {
@@ -121,7 +122,7 @@ fn label(v: &Verdict) -> &str {
 }
 
 pub async fn parent(args: FanoutArgs) -> Result<(), String> {
-    let mut run = Run::start(args.stomp.clone(), args.spec(), args.server_pid).await?;
+    let mut run = Run::start(args.stomp.clone(), args.spec(), args.server_pid.clone()).await?;
     if run.established == 0 {
         run.finish().await;
         return Err("no subscriber could subscribe".into());

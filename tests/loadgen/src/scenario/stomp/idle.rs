@@ -59,7 +59,7 @@ pub async fn parent(args: IdleArgs) -> Result<(), String> {
     if let Some(b) = before {
         println!("server RSS before: {}", mib(b.rss_kib));
     }
-    let mut run = Run::start(args.stomp.clone(), args.spec(), pid).await?;
+    let mut run = Run::start(args.stomp.clone(), args.spec(), pid.into_iter().collect()).await?;
     let n = run.established;
     tokio::time::sleep(args.settle).await;
     let settled = memory(pid);

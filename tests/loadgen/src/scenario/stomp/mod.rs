@@ -33,7 +33,9 @@ use crate::ws::Failure;
 #[derive(Args, Clone, Debug)]
 pub struct StompArgs {
     /// STOMP-over-WebSocket URL (ws:// only): the gateway's ws://127.0.0.1:8080/ws or
-    /// RabbitMQ Web-STOMP's ws://127.0.0.1:15674/ws.
+    /// RabbitMQ Web-STOMP's ws://127.0.0.1:15674/ws. Several, comma-separated, spread the
+    /// subscribers over several gateways: worker process K subscribes through URL K mod N,
+    /// the publisher sends through the first.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
     /// Topic every subscriber subscribes to and the publisher sends to.
@@ -86,12 +88,33 @@ pub struct StompArgs {
 }
 
 impl StompArgs {
+    /// The URLs of --url, in order.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// The first URL's target: the publisher's.
     pub async fn target(&self, kernel_buffer: Option<u32>) -> Result<StompTarget, String> {
+        self.target_for(0, kernel_buffer).await
+    }
+
+    /// The target of worker process `k`.
+    pub async fn target_for(
+        &self,
+        k: usize,
+        kernel_buffer: Option<u32>,
+    ) -> Result<StompTarget, String> {
         if self.size < stomp::MIN_BODY {
             return Err(format!("--size must be at least {}", stomp::MIN_BODY));
         }
+        let urls = self.urls();
+        let url = urls.get(k % urls.len().max(1)).ok_or("--url is empty")?;
         let mut target = StompTarget::resolve(
-            &self.url,
+            url,
             self.login.clone(),
             self.passcode.clone(),
             self.host.clone(),
@@ -343,8 +366,8 @@ pub async fn run_worker(args: &StompArgs, spec: Spec, k: usize) -> Result<(), St
 async fn worker_inner(args: &StompArgs, spec: Spec, k: usize) -> Result<(), String> {
     let processes = args.processes.count(spec.total);
     let nofile = probe::raise_own_nofile();
-    let target = std::rc::Rc::new(args.target(spec.kernel_buffer).await?);
-    let stalled_target = std::rc::Rc::new(args.target(spec.stalled_buffer).await?);
+    let target = std::rc::Rc::new(args.target_for(k, spec.kernel_buffer).await?);
+    let stalled_target = std::rc::Rc::new(args.target_for(k, spec.stalled_buffer).await?);
     let topic: std::rc::Rc<str> = args.topic.as_str().into();
     let plan = args.plan(spec.total, processes, &target);
     let (stalled, healthy): (Vec<Slot>, Vec<Slot>) = plan
@@ -517,6 +540,24 @@ impl StepResult {
     }
 }
 
+/// CPU time of all `pids` together; `None` without any, or if one is gone.
+fn servers_cpu(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| probe::cpu_time(p)).sum()
+}
+
+/// RSS of all `pids` together, KiB.
+fn servers_rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|&p| probe::memory(p).ok().map(|m| m.rss_kib))
+        .sum()
+}
+
 /// The parent's side of a run: the workers, the publisher, and the step counter.
 pub struct Run {
     pub args: StompArgs,
@@ -529,7 +570,8 @@ pub struct Run {
     pub ramp: RampReport,
     publisher: Option<StompConn>,
     next_step: u32,
-    pub server_pid: Option<u32>,
+    /// The servers whose CPU and RSS a step reports, summed (several gateways).
+    pub server_pids: Vec<u32>,
     pub errors: Errors,
 }
 
@@ -567,11 +609,7 @@ fn print_ramp(what: &str, r: &RampReport, wanted: usize) {
 
 impl Run {
     /// Start the workers and wait until every healthy subscriber is subscribed (or failed).
-    pub async fn start(
-        args: StompArgs,
-        spec: Spec,
-        server_pid: Option<u32>,
-    ) -> Result<Run, String> {
+    pub async fn start(args: StompArgs, spec: Spec, server_pids: Vec<u32>) -> Result<Run, String> {
         let processes = args.processes.count(spec.total);
         let target = args.target(None).await?;
         let plan = args.plan(spec.total, processes, &target);
@@ -580,7 +618,7 @@ impl Run {
             "{} subscribers to {} on {} ({}), {processes} worker process(es), {}",
             spec.total,
             args.topic,
-            target.url,
+            args.urls().join(" + "),
             target.server,
             if plan.sources == 0 {
                 "default source address".to_string()
@@ -623,7 +661,7 @@ impl Run {
             ramp: ramp_total,
             publisher: None,
             next_step: 0,
-            server_pid,
+            server_pids,
             errors: Errors::default(),
             args,
         })
@@ -689,11 +727,11 @@ impl Run {
         let step = self.next_step;
         self.next_step += 1;
         let (topic, size) = (self.args.topic.clone(), self.args.size);
-        let server_pid = self.server_pid;
+        let server_pids = self.server_pids.clone();
         let subscribers = self.established;
         self.publisher().await?;
         let cpu0 = (
-            server_pid.and_then(probe::cpu_time),
+            servers_cpu(&server_pids),
             self.loadgen_cpu(),
             probe::machine_cpu(),
         );
@@ -701,8 +739,8 @@ impl Run {
         let started = Instant::now();
         let publisher = self.publisher.as_mut().expect("connected above");
         let published = publish(publisher, &topic, size, step, rate, duration, tick, || {
-            if let Some(m) = server_pid.and_then(|p| probe::memory(p).ok()) {
-                rss.push(m.rss_kib);
+            if let Some(kib) = servers_rss_kib(&server_pids) {
+                rss.push(kib);
             }
         })
         .await;
@@ -713,7 +751,7 @@ impl Run {
             None
         };
         let cpu1 = (
-            server_pid.and_then(probe::cpu_time),
+            servers_cpu(&server_pids),
             self.loadgen_cpu(),
             probe::machine_cpu(),
         );

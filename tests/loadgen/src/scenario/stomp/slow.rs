@@ -84,7 +84,12 @@ fn rss_line(r: &StepResult) -> String {
 
 pub async fn parent(args: SlowArgs) -> Result<(), String> {
     let spec = args.spec();
-    let mut run = Run::start(args.stomp.clone(), spec, args.server_pid).await?;
+    let mut run = Run::start(
+        args.stomp.clone(),
+        spec,
+        args.server_pid.into_iter().collect(),
+    )
+    .await?;
     if run.established == 0 {
         run.finish().await;
         return Err("no subscriber could subscribe".into());
