@@ -15,6 +15,6 @@ pub use error::{Error, ErrorKind};
 pub use errors::{describe_connect, from_lapin, is_refusal, timed, RPC_TIMEOUT};
 pub use lapin;
 pub use metrics::{NodeMetrics, PoolMetrics};
-pub use nodes::{endpoints, parse_nodes};
+pub use nodes::{as_user, endpoints, parse_nodes};
 pub use pool::{connect, connect_any, endpoint, Chan, Pool};
 pub use probe::{probe, probe_any};

@@ -2,7 +2,7 @@
 //! URIs (`amqp://u:p@h1:5672/vhost,amqp://u:p@h2:5672/vhost`). The nodes serve the same
 //! vhost over the same scheme; each may have its own credentials and query.
 
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPUri, AMQPUserInfo};
 
 /// Split `raw` on commas and parse each with `parse` (the bridge's own URI checks). A
 /// comma inside a password is written `%2C`.
@@ -65,6 +65,22 @@ pub fn endpoints(nodes: &[AMQPUri]) -> String {
         .map(crate::endpoint)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Every node with a client's own login in place of the configured one (pass-through
+/// credentials: the broker authorises each client).
+pub fn as_user(nodes: &[AMQPUri], username: &str, password: &str) -> Vec<AMQPUri> {
+    nodes
+        .iter()
+        .map(|n| {
+            let mut uri = n.clone();
+            uri.authority.userinfo = AMQPUserInfo {
+                username: username.to_string(),
+                password: password.to_string(),
+            };
+            uri
+        })
+        .collect()
 }
 
 /// A URI as it may be shown (no password).

@@ -14,7 +14,6 @@ use protocol_amqp::{
     ProtocolHeader, ACCESS_REFUSED, COMMAND_INVALID, CONNECTION_FORCED, FRAME_ERROR,
     FRAME_MIN_SIZE, NOT_ALLOWED, PROTOCOL_HEADER,
 };
-use rabbitmq_pool::lapin::uri::AMQPUserInfo;
 use rabbitmq_pool::Pool;
 
 use super::fault::{Close, Fault};
@@ -198,19 +197,7 @@ impl AmqpSession<'_> {
                 }
             };
         if self.b.settings.credentials == Credentials::PassThrough {
-            let nodes: Vec<_> = self
-                .b
-                .nodes
-                .iter()
-                .map(|n| {
-                    let mut uri = n.clone();
-                    uri.authority.userinfo = AMQPUserInfo {
-                        username: user.clone(),
-                        password: pass.clone(),
-                    };
-                    uri
-                })
-                .collect();
+            let nodes = rabbitmq_pool::as_user(&self.b.nodes, &user, &pass);
             let name = format!(
                 "gateway amqp {} session {} (node {})",
                 self.b.service, self.info.id, self.b.node

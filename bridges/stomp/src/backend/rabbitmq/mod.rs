@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use bridge_api::{Background, CancellationToken};
 use bridge_tls::TlsClient;
-use lapin::uri::{AMQPUri, AMQPUserInfo};
+use lapin::uri::AMQPUri;
 
 use crate::backend::names::BrokerNames;
 use crate::backend::{Backend, BackendError, BackendSession, OpenRequest};
@@ -173,18 +173,7 @@ impl RabbitMqBackend {
                 "this service logs in to RabbitMQ as the client: CONNECT needs login and passcode",
             ));
         };
-        let nodes: Vec<AMQPUri> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let mut uri = n.clone();
-                uri.authority.userinfo = AMQPUserInfo {
-                    username: user.clone(),
-                    password: pass.clone(),
-                };
-                uri
-            })
-            .collect();
+        let nodes = rabbitmq_pool::as_user(&self.nodes, user, pass);
         let name = format!(
             "gateway stomp {} session {} (node {})",
             self.service,
