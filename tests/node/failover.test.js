@@ -43,11 +43,13 @@ let C;
 let rabbit;
 const queues = []; // durable queues this run declared, deleted at the end (the node may be shared)
 const started = []; // every gateway, so a failed check leaves none running
+const sessionsMade = []; // every client session: a failed check must not leave one reconnecting
 before(async () => {
   C = await loadClient();
   rabbit = await startRabbitMQ();
 });
 after(async () => {
+  await Promise.all(sessionsMade.map((s) => s.close().catch(() => {})));
   for (const gw of started) {
     if (gw.proc && gw.proc.exitCode === null && gw.proc.signalCode === null) gw.proc.kill('SIGKILL');
   }
@@ -95,10 +97,12 @@ function urls(gws, first) {
 }
 
 function session(gws, first, o = {}) {
-  return new C.StompSession({
+  const s = new C.StompSession({
     urls: urls(gws, first), WebSocket, heartBeat: [1000, 1000], keepalive: 0,
     backoff: { initial: 100, max: 1000 }, ...o,
   });
+  sessionsMade.push(s);
+  return s;
 }
 
 function kill(gw, signal) {
@@ -240,7 +244,8 @@ describe('a drained gateway', () => {
     assert.equal(newsSub.unresumed, 1);
     await until(() => resets.length === 1, 5000, 'the stream reset');
     assert.match(resets[0].reason || '', /epoch/, 'another gateway: another epoch');
-    await until(() => ticks.some((t) => t.body === 't1' && t.kind === 'snapshot'), 5000, 't1 again from the snapshot');
+    // The survivor's own stream subscription may have come up after t1 was published, so
+    // its snapshot need not hold t1: what counts is the reset and the ticks after it.
 
     await pub.send(Q, 'q3');
     await pub.send(TOPIC, 'n3');
